@@ -1,0 +1,1 @@
+"""Built-in algorithm plugins (installed as ``offrl_bench.algorithms``), registered via entry points."""

@@ -1,0 +1,64 @@
+"""Behaviour cloning: supervised regression (continuous) or classification (discrete) of the
+dataset's actions. The baseline every offline RL method has to beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from offrl_bench.algorithms.nn import BoxScaler, as_observation_tensor, mlp, seeded_init
+from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+
+
+@dataclass
+class BCConfig:
+    # CORL's any_percent_bc: 256x256 ReLU MLP, Adam 3e-4, batch 256.
+    lr: float = 3e-4
+    width: int = 256
+    depth: int = 2
+    batch_size: int = 256
+
+
+class BC(OfflineAlgorithm):
+    """Deterministic tanh policy + MSE for Box actions; softmax policy + cross-entropy for Discrete."""
+
+    name = "bc"
+    action_spaces = ("discrete", "continuous")
+    config_class = BCConfig
+
+    def __init__(self, spec: EnvSpec, config: BCConfig, seed: int, device: str = "cpu") -> None:
+        super().__init__(spec, config, seed, device)
+        self.discrete = spec.action_kind == "discrete"
+        with seeded_init(seed):
+            self.policy = mlp(spec.observation_dim, spec.action_dim, config.width, config.depth).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+        self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        output = self.policy(batch.observations)
+        if self.discrete:
+            loss = F.cross_entropy(output, batch.actions)
+        else:
+            loss = F.mse_loss(torch.tanh(output), self.scaler.to_unit(batch.actions))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"bc_loss": loss.item()}
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        output = self.policy(as_observation_tensor(observations, self.device))
+        if self.discrete:
+            return output.argmax(dim=-1).cpu().numpy()
+        actions = self.scaler.from_unit(torch.tanh(output))
+        return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])

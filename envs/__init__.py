@@ -1,0 +1,81 @@
+"""Environment factory and wrapper-spec parsing (installed as ``offrl_bench.envs``).
+
+A wrapper spec is a string such as ``stori:action:p=0.3+levels:train``: wrappers separated by
+``+`` are applied left to right; each is ``NAME[:positional...][:key=value,...]``. ``NAME`` is
+looked up in the ``offrl_bench.wrappers`` entry-point group and called as
+``factory(env, *positional, **params)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from offrl_bench import registry
+from offrl_bench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class WrapperCall:
+    name: str
+    args: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
+    calls = []
+    for part in filter(None, (p.strip() for p in spec.split("+"))):
+        name, *segments = part.split(":")
+        args: list[str] = []
+        params: dict[str, Any] = {}
+        for segment in segments:
+            if "=" not in segment:
+                if params:
+                    raise UsageError(f"invalid wrapper spec '{part}': positional '{segment}' after key=value")
+                args.append(segment)
+                continue
+            for pair in segment.split(","):
+                key, sep, value = pair.partition("=")
+                if not sep or not key:
+                    raise UsageError(f"invalid wrapper spec '{part}': expected key=value, got '{pair}'")
+                params[key.strip()] = parse_value(value.strip())
+        if not name:
+            raise UsageError(f"invalid wrapper spec '{spec}': empty wrapper name")
+        calls.append(WrapperCall(name, tuple(args), params))
+    return calls
+
+
+def validate_wrapper_spec(spec: str) -> None:
+    """Raise :class:`UsageError` if ``spec`` does not parse or names an uninstalled wrapper."""
+    for call in parse_wrapper_spec(spec):
+        registry.wrapper_factory(call.name)
+
+
+def make_env(env_id: str, wrapper: str = "", **kwargs: Any) -> gym.Env:
+    """Build the environment the CLI uses: ``gymnasium.make(env_id, **kwargs)`` plus ``wrapper``."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:
+        raise UsageError(f"cannot make environment '{env_id}': {exc}") from exc
+    for call in parse_wrapper_spec(wrapper):
+        factory = registry.wrapper_factory(call.name)
+        try:
+            env = factory(env, *call.args, **call.params)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"invalid wrapper '{call.name}' in '{wrapper}': {exc}") from exc
+    return env

@@ -1,0 +1,107 @@
+"""Public plugin API: the base classes and dataclasses every algorithm plugin relies on.
+
+A third-party algorithm subclasses :class:`OfflineAlgorithm`, declares a config dataclass and
+registers the class under the ``offrl_bench.algorithms`` entry-point group. The runner only ever
+talks to algorithms through this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+ActionKind = Literal["discrete", "continuous"]
+Paradigm = Literal["offline", "online", "offline-to-online"]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm needs to know about the environment it is built for."""
+
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Space
+    env_id: str = ""
+    wrapper: str = ""
+
+    @property
+    def action_kind(self) -> ActionKind:
+        return "discrete" if isinstance(self.action_space, gym.spaces.Discrete) else "continuous"
+
+    @property
+    def observation_dim(self) -> int:
+        return int(np.prod(self.observation_space.shape))
+
+    @property
+    def action_dim(self) -> int:
+        """Number of discrete actions, or the size of a continuous action vector."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(self.action_space.n)
+        return int(np.prod(self.action_space.shape))
+
+
+@dataclass
+class Batch:
+    """A minibatch of transitions; every field is a tensor whose first dimension is the batch.
+
+    ``actions`` is int64 of shape (B,) for discrete action spaces and float32 (B, action_dim)
+    for continuous ones. ``terminals`` is 1.0 where the episode truly ended (not a time-limit cut).
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    terminals: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.observations.shape[0])
+
+
+class Algorithm(abc.ABC):
+    """Common base of every algorithm plugin.
+
+    Subclasses set the class attributes below and implement :meth:`act`, :meth:`state_dict`
+    and :meth:`load_state_dict`. ``config_class`` must be a dataclass; each of its fields can be
+    set from the command line with ``--set field=value``.
+    """
+
+    name: ClassVar[str]
+    action_spaces: ClassVar[tuple[ActionKind, ...]] = ("discrete", "continuous")
+    paradigm: ClassVar[Paradigm] = "offline"
+    needs_actions: ClassVar[bool] = True  # False: can learn from action-free trajectories
+    config_class: ClassVar[type]
+
+    def __init__(self, spec: EnvSpec, config: Any, seed: int, device: str = "cpu") -> None:
+        self.spec = spec
+        self.config = config
+        self.seed = seed
+        self.device = torch.device(device)
+
+    @abc.abstractmethod
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions for a batch of observations (first dimension = batch)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to continue training bit-for-bit: weights, optimisers, RNG states."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class OfflineAlgorithm(Algorithm):
+    """An algorithm trained by gradient updates on batches sampled from a fixed dataset."""
+
+    paradigm: ClassVar[Paradigm] = "offline"
+    #: False for baselines that have nothing to learn (e.g. ``random``): the runner then skips
+    #: the update loop and only evaluates.
+    trains: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on ``batch``; returns scalar losses/diagnostics by name."""

@@ -1,0 +1,256 @@
+"""The ``offrl-bench`` command line: parses arguments, calls the core, prints results.
+
+User mistakes end with one ``error: ...`` line on stderr and exit code 2; Ctrl-C exits 130 after
+saving checkpoints, and re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+import click
+from rich.console import Console
+from rich.table import Table
+
+from offrl_bench import registry
+from offrl_bench.errors import OffrlBenchError, UsageError, one_of
+
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def app() -> None:
+    """Offline RL benchmarks: build Minari datasets, train agents, publish leaderboards."""
+
+
+@app.group("data")
+def data_app() -> None:
+    """Create and import Minari datasets."""
+
+out = Console()
+err = Console(stderr=True)
+
+LISTABLE = ("algorithms", "datasets", "wrappers", "suites")
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"invalid --seeds '{text}'; expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or min(seeds) < 0:
+        raise UsageError(f"invalid --seeds '{text}'; expected non-negative integers, e.g. 0,1,2")
+    return seeds
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+@app.command("list")
+@click.argument("what", metavar="{algorithms,datasets,wrappers,suites}")
+def list_(what: str) -> None:
+    """List installed algorithms, wrappers and suites, or local datasets."""
+    if what not in LISTABLE:
+        raise UsageError(f"cannot list '{what}'; {one_of(LISTABLE)}")
+    table = Table(title=what)
+    if what == "algorithms":
+        for column in ("name", "actions", "paradigm", "action-free", "entry point"):
+            table.add_column(column)
+        for name, ep in sorted(registry.available(registry.ALGORITHMS).items()):
+            cls = registry.algorithm_class(name)
+            table.add_row(name, ",".join(cls.action_spaces), cls.paradigm, "yes" if not cls.needs_actions else "no",
+                          ep.value)
+    elif what == "datasets":
+        from offrl_bench.data.datasets import datasets_root, local_dataset_ids, open_dataset
+
+        table.title = f"datasets in {datasets_root()}"
+        for column in ("id", "env", "episodes", "steps", "ref min", "ref max"):
+            table.add_column(column)
+        for dataset_id in local_dataset_ids():
+            try:
+                ds = open_dataset(dataset_id)
+            except UsageError as exc:
+                table.add_row(dataset_id, "unreadable", "", "", "", str(exc)[:40])
+                continue
+            meta = ds.storage.metadata
+            table.add_row(dataset_id, ds.spec.env_spec.id if ds.spec.env_spec else "?", str(ds.total_episodes),
+                          str(ds.total_steps), f"{meta.get('ref_min_score', float('nan')):.1f}",
+                          f"{meta.get('ref_max_score', float('nan')):.1f}")
+    else:
+        group = registry.WRAPPERS if what == "wrappers" else registry.SUITES
+        table.add_column("name")
+        table.add_column("description" if what == "suites" else "entry point")
+        for name, ep in sorted(registry.available(group).items()):
+            table.add_row(name, registry.suite(name).description if what == "suites" else ep.value)
+    out.print(table)
+
+
+@data_app.command("make")
+@click.argument("env_id")
+@click.option("--quality", default="expert", show_default=True, help="random | medium | expert | mixed")
+@click.option("--episodes", type=int, default=None, help="episodes to collect (default: per environment)")
+@click.option("--name", default=None, help="dataset id (default offrl/<env>/<quality>-v0)")
+@click.option("--wrapper", default="", help="wrapper spec applied while collecting")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the collection episodes and noise")
+@click.option("--overwrite", is_flag=True, help="replace an existing dataset")
+def data_make(env_id: str, quality: str, episodes: int | None, name: str | None, wrapper: str, seed: int,
+              overwrite: bool) -> None:
+    """Collect a Minari dataset with a random / medium / expert / mixed behaviour policy."""
+    from offrl_bench.data.make import DatasetRequest, make_dataset
+
+    make_dataset(DatasetRequest(env_id, quality, episodes, name, wrapper, seed), overwrite=overwrite, log=err.print)
+
+
+@data_app.command("import-d4rl")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--env", required=True, help="Gymnasium environment id the data comes from")
+@click.option("--name", required=True, help="dataset id to create, e.g. d4rl/hopper/medium-v2")
+@click.option("--ref-min", type=float, default=None, help="random-policy return (default: measured)")
+@click.option("--ref-max", type=float, default=None, help="expert return (default: best episode in the file)")
+@click.option("--overwrite", is_flag=True, help="replace an existing dataset")
+def data_import_d4rl(file: Path, env: str, name: str, ref_min: float | None, ref_max: float | None,
+                     overwrite: bool) -> None:
+    """Convert a D4RL HDF5 file into a Minari dataset."""
+    from offrl_bench.data.d4rl import import_d4rl
+
+    import_d4rl(file, env, name, ref_min, ref_max, overwrite=overwrite, log=err.print)
+
+
+@data_app.command("train-policy")
+@click.argument("env_id")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="where to save (default: the user cache)")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
+    """Train medium and expert behaviour policies with Stable-Baselines3 (done automatically by data make)."""
+    from offrl_bench.data import behaviour
+    from offrl_bench.envs import make_env
+
+    make_env(env_id).close()  # fail fast on an unknown id
+    summary = behaviour.train_behaviour_policies(env_id, out_dir or behaviour.cache_dir(), seed, log=err.print)
+    err.print(f"random {summary['random_return']:.1f}, medium {summary['medium']['snapshot_return']:.1f}, "
+              f"expert {summary['expert']['snapshot_return']:.1f}")
+
+
+@app.command()
+@click.option("--suite", default=None, help="named suite (see 'list suites')")
+@click.option("--algo", default=None, help="algorithm (see 'list algorithms')")
+@click.option("--dataset", default=None, help="Minari dataset id (see 'list datasets')")
+@click.option("--wrapper", default="", help="evaluation wrapper spec, e.g. 'stori:action:p=0.3'")
+@click.option("--seeds", default="0", show_default=True, help="comma-separated seeds")
+@click.option("--updates", type=int, default=5_000, show_default=True, help="gradient updates per run")
+@click.option("--eval-every", type=int, default=1_000, show_default=True, help="evaluate every N updates")
+@click.option("--eval-episodes", type=int, default=10, show_default=True, help="episodes per evaluation")
+@click.option("--checkpoint-every", type=int, default=1_000, show_default=True, help="checkpoint every N updates")
+@click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="algorithm config field (repeatable)")
+@click.option("--workers", type=int, default=1, show_default=True, help="parallel local worker processes")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="output dir (default results/<suite>, or results/custom)")
+@click.option("--device", default="cpu", show_default=True, help="torch device")
+@click.option("--quiet", is_flag=True, help="no progress output")
+def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, seeds: str, updates: int,
+        eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
+        out_dir: Path | None, device: str, quiet: bool) -> None:
+    """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
+    from offrl_bench import scheduler
+    from offrl_bench.config import parse_set_options
+    from offrl_bench.runner import RunSpec, preflight
+
+    if suite and (algo or dataset):
+        raise UsageError("give either --suite or --algo with --dataset, not both")
+    _positive("--workers", workers)
+    if suite:
+        chosen = registry.suite(suite)
+        specs = chosen.runs(device=device)
+        out_dir = out_dir or Path("results") / chosen.name
+        scheduler.check_writable(out_dir)
+        _prepare_datasets(chosen, quiet)
+    elif algo and dataset:
+        for option, value in (("--updates", updates), ("--eval-every", eval_every),
+                              ("--eval-episodes", eval_episodes), ("--checkpoint-every", checkpoint_every)):
+            _positive(option, value)
+        overrides = parse_set_options(set_)
+        specs = [RunSpec(algo, dataset, seed, wrapper, updates, eval_every, eval_episodes, checkpoint_every,
+                         overrides, device=device) for seed in _parse_seeds(seeds)]
+        out_dir = out_dir or Path("results") / "custom"
+    else:
+        raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
+    preflight(specs)
+    scheduler.execute(specs, out_dir, workers=workers, console=err, quiet=quiet)
+    _write_and_show_leaderboard(out_dir, out_dir / "leaderboard.csv", quiet)
+
+
+def _prepare_datasets(suite, quiet: bool) -> None:
+    from offrl_bench.data.datasets import dataset_exists
+    from offrl_bench.data.make import make_dataset
+
+    for request in suite.datasets:
+        if not dataset_exists(request.dataset_id):
+            make_dataset(request, log=(lambda message: None) if quiet else err.print)
+
+
+@app.command("leaderboard")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="CSV path (default DIRECTORY/leaderboard.csv)")
+def leaderboard_(directory: Path, output: Path | None) -> None:
+    """Rebuild the leaderboard CSV from the run records in DIRECTORY."""
+    if not (directory / "runs.jsonl").exists():
+        raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
+    _write_and_show_leaderboard(directory, output or directory / "leaderboard.csv", quiet=False)
+
+
+def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) -> None:
+    from offrl_bench.results import RunStore, leaderboard, write_leaderboard
+
+    frame = leaderboard(list(RunStore(directory).records().values()))
+    try:
+        write_leaderboard(frame, csv_path)
+    except OSError as exc:
+        raise UsageError(f"cannot write leaderboard to '{csv_path}' ({exc.strerror or exc})") from exc
+    if quiet:
+        return
+    fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
+    show_wrapper = not frame["wrapper"].isin(["none", "ALL"]).all()
+    for suite, rows in frame.groupby("suite", sort=False):
+        table = Table(title=f"suite {suite}", caption=f"normalized: 0 = random, 100 = expert; IQM with 95% "
+                      f"stratified-bootstrap CI; written to {csv_path}")
+        columns = ["dataset", *(["wrapper"] if show_wrapper else []), "algo", "n", "return", "norm.", "IQM [95% CI]",
+                   "upd/s"]
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("n", "norm.", "upd/s") else "left",
+                             no_wrap=column == "dataset")
+        for row in rows.itertuples():
+            table.add_row(row.dataset, *([row.wrapper] if show_wrapper else []), row.algorithm, str(row.n_seeds),
+                          f"{fmt(row.return_mean)} ± {fmt(row.return_std)}" if row.dataset != "ALL" else "-",
+                          fmt(row.normalized_mean),
+                          f"{fmt(row.normalized_iqm)} [{fmt(row.ci_low)}, {fmt(row.ci_high)}]",
+                          fmt(row.updates_per_second, ",.0f"))
+        out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app.main(args=argv, prog_name="offrl-bench", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare command: show its help
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.UsageError as exc:
+        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in exc.ctx.command_path else ""
+        _fail(f"{exc.format_message()} (see 'offrl-bench{command} --help')", 2)
+    except OffrlBenchError as exc:
+        _fail(str(exc), exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted; finished runs and checkpoints are saved, re-run the same command to resume", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Behaviour policies that generate datasets: random, medium and expert, trained with Stable-Baselines3.
+
+An expert and a medium checkpoint are trained once per environment (``offrl-bench data
+train-policy ENV_ID``). Checkpoints for the embedded environments ship inside the package so
+datasets regenerate in seconds and identically; for any other environment the first ``data make``
+trains them and caches them in ``$OFFRL_BENCH_POLICIES`` (default ``~/.cache/offrl-bench/policies``).
+
+The *medium* policy is the training snapshot whose score is closest to halfway between the random
+and the expert policy, like D4RL's "medium" (an early-stopped policy of roughly half expert
+performance).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from offrl_bench.envs import make_env
+from offrl_bench.rollout import Policy, run_episodes
+
+SHIPPED_DIR = Path(__file__).parent / "policies"
+QUALITIES = ("random", "medium", "expert", "mixed")
+
+#: Seeds for reference-score and snapshot-selection episodes; disjoint from dataset and evaluation seeds.
+REFERENCE_SEED = 900_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a behaviour policy for one environment (hyper-parameters from rl-baselines3-zoo)."""
+
+    algo: str  # "PPO" or "SAC"
+    timesteps: int
+    n_envs: int = 1
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    default_episodes: int = 50
+    snapshots: int = 40  # scored while training; the medium policy is picked among them
+
+
+RECIPES: dict[str, Recipe] = {
+    "CartPole-v1": Recipe(
+        "PPO", 100_000, n_envs=8, default_episodes=20,
+        hyperparams=dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, learning_rate=1e-3),
+    ),
+    # SAC swings Pendulum up within ~3k steps: snapshot every episode to catch a medium policy.
+    "Pendulum-v1": Recipe(
+        "SAC", 20_000, default_episodes=50, snapshots=100,
+        hyperparams=dict(learning_rate=1e-3, policy_kwargs=dict(net_arch=[64, 64])),
+    ),
+}
+
+
+def recipe_for(env_id: str, action_space: gym.spaces.Space) -> Recipe:
+    if env_id in RECIPES:
+        return RECIPES[env_id]
+    if isinstance(action_space, gym.spaces.Discrete):
+        return Recipe("PPO", 200_000, n_envs=8)
+    return Recipe("SAC", 100_000, hyperparams=dict(policy_kwargs=dict(net_arch=[256, 256])))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OFFRL_BENCH_POLICIES", Path.home() / ".cache" / "offrl-bench" / "policies"))
+
+
+def checkpoint_path(env_id: str, level: str) -> Path | None:
+    """Shipped checkpoint first, then the user cache; None if neither has one."""
+    for directory in (SHIPPED_DIR, cache_dir()):
+        path = directory / f"{env_id}-{level}.zip"
+        if path.exists():
+            return path
+    return None
+
+
+def _sb3_class(algo: str):
+    import stable_baselines3
+
+    return getattr(stable_baselines3, algo)
+
+
+def load_sb3_policy(env_id: str, level: str) -> Policy:
+    """Deterministic batched policy of a shipped or cached SB3 checkpoint."""
+    path = checkpoint_path(env_id, level)
+    if path is None:
+        raise FileNotFoundError(f"no {level} behaviour policy for {env_id}")
+    info = json.loads(path.with_suffix(".json").read_text())
+    model = _sb3_class(info["algo"]).load(path, device="cpu")
+    return lambda observations: model.predict(observations, deterministic=True)[0]
+
+
+def random_policy(action_space: gym.spaces.Space, rng: np.random.Generator) -> Policy:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return lambda obs: rng.integers(action_space.start, action_space.start + action_space.n, size=len(obs))
+    low, high = action_space.low, action_space.high
+    return lambda obs: rng.uniform(low, high, size=(len(obs), *action_space.shape)).astype(action_space.dtype)
+
+
+def noisy(policy: Policy, action_space: gym.spaces.Space, rng: np.random.Generator, noise: float) -> Policy:
+    """Exploration noise for data collection: epsilon-random actions (discrete) or Gaussian noise of
+    ``noise`` x half the action range (continuous), drawn from ``rng``."""
+    if noise <= 0:
+        return policy
+    if isinstance(action_space, gym.spaces.Discrete):
+        uniform = random_policy(action_space, rng)
+
+        def epsilon_greedy(obs: np.ndarray) -> np.ndarray:
+            actions = np.asarray(policy(obs))
+            replace = rng.random(len(obs)) < noise
+            return np.where(replace, uniform(obs), actions)
+
+        return epsilon_greedy
+    scale = noise * (action_space.high - action_space.low) / 2
+
+    def gaussian(obs: np.ndarray) -> np.ndarray:
+        actions = np.asarray(policy(obs)) + rng.normal(size=(len(obs), *action_space.shape)) * scale
+        return np.clip(actions, action_space.low, action_space.high).astype(action_space.dtype)
+
+    return gaussian
+
+
+def mean_return(env_fn: Callable[[], gym.Env], policy: Policy, episodes: int) -> float:
+    return float(np.mean([e.episode_return for e in run_episodes(env_fn, policy, episodes, REFERENCE_SEED)]))
+
+
+def train_behaviour_policies(env_id: str, out_dir: Path, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Train an SB3 agent on ``env_id`` and save ``{env_id}-expert.zip`` and ``{env_id}-medium.zip``.
+
+    ``recipe.snapshots`` snapshots are taken during training and scored on the same evaluation episodes; the
+    best becomes the expert, the one closest to halfway between random and expert the medium.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env_fn = lambda: make_env(env_id)  # noqa: E731
+    probe = env_fn()
+    recipe = recipe_for(env_id, probe.action_space)
+    random_score = mean_return(env_fn, random_policy(probe.action_space, np.random.default_rng(seed)), 100)
+    probe.close()
+
+    algo = _sb3_class(recipe.algo)
+    venv = make_vec_env(env_fn, n_envs=recipe.n_envs, seed=seed)
+    # SB3 edits policy_kwargs in place: hand it a copy so the recipe stays as written.
+    model = algo("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **copy.deepcopy(recipe.hyperparams))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    snapshots: list[tuple[int, float, Path]] = []
+    chunk = recipe.timesteps // recipe.snapshots
+    for index in range(recipe.snapshots):
+        model.learn(chunk, reset_num_timesteps=False)
+        path = out_dir / f".{env_id}-snapshot{index}.zip"
+        model.save(path, exclude=["replay_buffer"])
+        score = mean_return(env_fn, lambda o: model.predict(o, deterministic=True)[0], 10)
+        snapshots.append((model.num_timesteps, score, path))
+        log(f"{env_id}: {model.num_timesteps} steps, return {score:.1f}")
+    venv.close()
+
+    expert = max(snapshots, key=lambda s: s[1])
+    halfway = (random_score + expert[1]) / 2
+    medium = min(snapshots, key=lambda s: abs(s[1] - halfway))
+    summary = {"random_return": random_score}
+    for level, (steps, score, path) in (("expert", expert), ("medium", medium)):
+        target = out_dir / f"{env_id}-{level}.zip"
+        target.write_bytes(path.read_bytes())
+        info = {"env_id": env_id, "level": level, "algo": recipe.algo, "timesteps": steps,
+                "snapshot_return": score, "random_return": random_score, "seed": seed, "recipe": asdict(recipe)}
+        target.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+        summary[level] = info
+    for _, _, path in snapshots:
+        path.unlink()
+    return summary
+
+
+def describe(env_id: str, level: str) -> dict:
+    """What a behaviour level is, for dataset metadata."""
+    if level == "random":
+        return {"policy": "uniform random actions"}
+    path = checkpoint_path(env_id, level)
+    info = json.loads(path.with_suffix(".json").read_text()) if path else {}
+    return {"policy": f"{info.get('algo', '?')} checkpoint {path.name if path else '?'}",
+            "timesteps": info.get("timesteps"), "snapshot_return": info.get("snapshot_return")}

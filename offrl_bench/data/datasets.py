@@ -1,0 +1,255 @@
+"""Minari dataset storage: atomic writes, project metadata, and loading into contiguous tensors.
+
+Training reads a dataset once into flat tensors; a batch is then a single index gather.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl_bench.api import Batch, EnvSpec
+from offrl_bench.errors import UsageError
+from offrl_bench.rollout import Episode
+
+_ID = re.compile(r"^(?:[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*/)*[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*-v\d+$")
+METADATA_KEY = "offrl_bench"
+
+
+def _minari():
+    # minari warns about optional extras it does not need here; keep user output clean.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import minari
+    return minari
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def validate_dataset_id(dataset_id: str) -> None:
+    if not _ID.match(dataset_id):
+        raise UsageError(
+            f"invalid dataset id '{dataset_id}'; expected [namespace/]name-vN using letters, digits, '_', '.', '-'"
+            " (e.g. offrl/cartpole/expert-v0)"
+        )
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def dataset_exists(dataset_id: str) -> bool:
+    return (dataset_path(dataset_id) / "data" / "metadata.json").exists()
+
+
+def local_dataset_ids() -> list[str]:
+    root = datasets_root()
+    if not root.exists():
+        return []
+    return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+@contextlib.contextmanager
+def _staging_root() -> Iterator[Path]:
+    """A hidden directory inside the datasets root used as MINARI_DATASETS_PATH while writing, so a
+    dataset appears in the real root only complete (one rename) even if the process is killed."""
+    root = datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(staging)
+    try:
+        yield staging
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_dataset(
+    dataset_id: str,
+    episodes: Sequence[Episode],
+    env_id: str,
+    observation_space: gym.spaces.Space,
+    action_space: gym.spaces.Space,
+    ref_min_score: float | None,
+    ref_max_score: float | None,
+    algorithm_name: str,
+    metadata: dict[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """Write ``episodes`` as a Minari dataset (HDF5). ``metadata`` is stored as JSON in the dataset
+    description under the key ``offrl_bench`` (behaviour policy, wrapper, seeds, level ids...)."""
+    validate_dataset_id(dataset_id)
+    target = dataset_path(dataset_id)
+    if target.exists() and not overwrite:
+        raise UsageError(f"dataset '{dataset_id}' already exists at {target}; pass --overwrite to replace it")
+    minari = _minari()
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = [
+        EpisodeBuffer(id=i, seed=e.seed, observations=e.observations, actions=e.actions, rewards=list(e.rewards),
+                      terminations=list(e.terminations), truncations=list(e.truncations), infos={})
+        for i, e in enumerate(episodes)
+    ]
+    with _staging_root() as staging, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            dataset_id, buffers, env=env_id, observation_space=observation_space, action_space=action_space,
+            ref_min_score=ref_min_score, ref_max_score=ref_max_score, algorithm_name=algorithm_name,
+            author="offrl-bench", description=json.dumps({METADATA_KEY: metadata}), data_format="hdf5",
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / dataset_id, target)
+    return target
+
+
+def _missing_dataset_message(dataset_id: str) -> str:
+    local = local_dataset_ids()
+    hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
+    return (
+        f"dataset '{dataset_id}' not found in {datasets_root()} (set MINARI_DATASETS_PATH to change it); create it with "
+        f"'offrl-bench data make ENV_ID --quality expert --name {dataset_id}' or import one with "
+        f"'offrl-bench data import-d4rl FILE.hdf5 --env ENV_ID --name {dataset_id}'; {hint}"
+    )
+
+
+def open_dataset(dataset_id: str):
+    """The :class:`minari.MinariDataset` for a local id, with a clear error if absent or unreadable."""
+    validate_dataset_id(dataset_id)
+    if not dataset_exists(dataset_id):
+        raise UsageError(_missing_dataset_message(dataset_id))
+    minari = _minari()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return minari.load_dataset(dataset_id)
+    except Exception as exc:
+        raise UsageError(
+            f"dataset '{dataset_id}' at {dataset_path(dataset_id)} is unreadable ({type(exc).__name__}: {exc}); "
+            "delete it and make or import it again"
+        ) from exc
+
+
+def project_metadata(minari_dataset) -> dict[str, Any]:
+    """The metadata offrl-bench stored in the description; empty for datasets made elsewhere."""
+    try:
+        return json.loads(minari_dataset.storage.metadata.get("description") or "{}").get(METADATA_KEY, {})
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+
+
+@dataclass
+class TransitionDataset:
+    """A whole dataset as flat tensors (transition ``i`` belongs to the episode starting at
+    ``episode_starts[k] <= i``)."""
+
+    dataset_id: str
+    spec: EnvSpec
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    terminals: torch.Tensor
+    timeouts: torch.Tensor
+    episode_starts: torch.Tensor
+    episode_returns: np.ndarray
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.observations.shape[0])
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_starts.shape[0])
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        index = torch.randint(len(self), (batch_size,), generator=generator, device=self.observations.device)
+        return Batch(
+            observations=self.observations[index],
+            actions=self.actions[index],
+            rewards=self.rewards[index],
+            next_observations=self.next_observations[index],
+            terminals=self.terminals[index],
+        )
+
+    def to(self, device: str | torch.device) -> TransitionDataset:
+        tensors = {name: getattr(self, name).to(device) for name in
+                   ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_starts")}
+        return TransitionDataset(**{**self.__dict__, **tensors})
+
+
+def _flat_float(array: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32).reshape(n, -1)
+
+
+def load_dataset(dataset_id: str) -> TransitionDataset:
+    """Read a local Minari dataset (Box observations; Discrete or Box actions) into tensors."""
+    dataset = open_dataset(dataset_id)
+    observation_space, action_space = dataset.observation_space, dataset.action_space
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise UsageError(f"dataset '{dataset_id}' has {type(observation_space).__name__} observations; "
+                         "offrl-bench trains on Box observations (flatten them with a wrapper when making the data)")
+    if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise UsageError(f"dataset '{dataset_id}' has {type(action_space).__name__} actions; accepted: Box, Discrete")
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+    returns = []
+    try:
+        for episode in dataset.iterate_episodes():
+            n = len(episode.rewards)
+            observations = _flat_float(episode.observations, n + 1)
+            parts["obs"].append(observations[:-1])
+            parts["next"].append(observations[1:])
+            parts["act"].append(np.asarray(episode.actions, dtype=np.int64).reshape(n) if discrete
+                                else _flat_float(episode.actions, n))
+            parts["rew"].append(np.asarray(episode.rewards, dtype=np.float32).reshape(n))
+            parts["term"].append(np.asarray(episode.terminations, dtype=np.float32).reshape(n))
+            parts["trunc"].append(np.asarray(episode.truncations, dtype=np.float32).reshape(n))
+            returns.append(float(np.sum(episode.rewards)))
+    except (ValueError, KeyError, OSError) as exc:
+        raise UsageError(f"dataset '{dataset_id}' has malformed episodes ({exc}); make or import it again") from exc
+    if not returns:
+        raise UsageError(f"dataset '{dataset_id}' has no episodes")
+    lengths = np.array([len(r) for r in parts["rew"]])
+    env_spec = dataset.spec.env_spec
+    meta = project_metadata(dataset)
+    stored = dataset.storage.metadata
+    return TransitionDataset(
+        dataset_id=dataset_id,
+        spec=EnvSpec(observation_space, action_space, env_id=env_spec.id if env_spec else "",
+                     wrapper=meta.get("wrapper", "")),
+        observations=torch.from_numpy(np.concatenate(parts["obs"])),
+        actions=torch.from_numpy(np.concatenate(parts["act"])),
+        rewards=torch.from_numpy(np.concatenate(parts["rew"])),
+        next_observations=torch.from_numpy(np.concatenate(parts["next"])),
+        terminals=torch.from_numpy(np.concatenate(parts["term"])),
+        timeouts=torch.from_numpy(np.concatenate(parts["trunc"])),
+        episode_starts=torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)),
+        episode_returns=np.array(returns),
+        ref_min_score=stored.get("ref_min_score"),
+        ref_max_score=stored.get("ref_max_score"),
+        metadata=meta,
+    )

@@ -1,0 +1,102 @@
+"""``offrl-bench data make``: collect episodes with a behaviour policy and store them as a Minari dataset."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from offrl_bench.data import behaviour
+from offrl_bench.data.datasets import dataset_exists, validate_dataset_id, write_dataset
+from offrl_bench.envs import make_env
+from offrl_bench.errors import UsageError, one_of
+from offrl_bench.rollout import Episode, run_episodes
+
+#: Exploration noise of the trained behaviour policies while collecting (see behaviour.noisy).
+COLLECTION_NOISE = 0.1
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    env_id: str
+    quality: str
+    episodes: int | None = None  # None: the environment's recipe default
+    name: str | None = None  # None: default_dataset_id(...)
+    wrapper: str = ""
+    seed: int = 0
+
+    @property
+    def dataset_id(self) -> str:
+        return self.name or default_dataset_id(self.env_id, self.quality, self.wrapper)
+
+
+def default_dataset_id(env_id: str, quality: str, wrapper: str = "") -> str:
+    """``CartPole-v1``, ``expert`` -> ``offrl/cartpole/expert-v0`` (wrapper spec appended if any)."""
+    env = re.sub(r"-v\d+$", "", env_id.split(":")[-1]).lower()
+    env = re.sub(r"[^a-z0-9_.]+", "-", env).strip("-")
+    suffix = re.sub(r"[^a-z0-9_.]+", "-", wrapper.lower()).strip("-")
+    return f"offrl/{env}/{quality}{'-' + suffix if suffix else ''}-v0"
+
+
+def _behaviour_levels(quality: str) -> list[str]:
+    """Which behaviour policies produce a quality: ``mixed`` is equal shares of random, medium, expert."""
+    return ["random", "medium", "expert"] if quality == "mixed" else [quality]
+
+
+def _trained_policy(env_id: str, level: str, log: Callable[[str], None]):
+    if behaviour.checkpoint_path(env_id, level) is None:
+        log(f"no {level} behaviour policy for {env_id} yet: training one with Stable-Baselines3 "
+            f"into {behaviour.cache_dir()} (done once)")
+        behaviour.train_behaviour_policies(env_id, behaviour.cache_dir(), log=log)
+    return behaviour.load_sb3_policy(env_id, level)
+
+
+def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+    if request.quality not in behaviour.QUALITIES:
+        raise UsageError(f"unknown quality '{request.quality}'; {one_of(behaviour.QUALITIES)}")
+    if request.episodes is not None and request.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {request.episodes}")
+    validate_dataset_id(request.dataset_id)
+    if dataset_exists(request.dataset_id) and not overwrite:  # fail before collecting anything
+        raise UsageError(f"dataset '{request.dataset_id}' already exists; pass --overwrite to replace it")
+    env_fn = lambda: make_env(request.env_id, request.wrapper)  # noqa: E731
+    probe = env_fn()
+    observation_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    recipe = behaviour.recipe_for(request.env_id, action_space)
+    n_episodes = request.episodes or recipe.default_episodes
+    rng = np.random.default_rng(request.seed)
+
+    # Reference scores (D4RL-style): random and (noise-free) expert policy returns on the plain env.
+    plain_env = lambda: make_env(request.env_id)  # noqa: E731
+    expert = _trained_policy(request.env_id, "expert", log)
+    ref_min = behaviour.mean_return(plain_env, behaviour.random_policy(action_space, np.random.default_rng(0)), 100)
+    ref_max = behaviour.mean_return(plain_env, expert, 20)
+
+    levels = _behaviour_levels(request.quality)
+    episodes: list[Episode] = []
+    for k, level in enumerate(levels):
+        count = n_episodes // len(levels) + (1 if k < n_episodes % len(levels) else 0)
+        if level == "random":
+            policy = behaviour.random_policy(action_space, rng)
+        else:
+            policy = behaviour.noisy(_trained_policy(request.env_id, level, log), action_space, rng, COLLECTION_NOISE)
+        episodes += run_episodes(env_fn, policy, count, seed=request.seed * 100_000 + len(episodes), record=True)
+
+    returns = np.array([e.episode_return for e in episodes])
+    metadata = {
+        "env_id": request.env_id, "quality": request.quality, "wrapper": request.wrapper, "seed": request.seed,
+        "behaviour": {level: behaviour.describe(request.env_id, level) for level in levels},
+        "collection_noise": COLLECTION_NOISE, "episode_seeds": [e.seed for e in episodes],
+        "ref_min_source": "uniform random policy, 100 episodes",
+        "ref_max_source": "noise-free expert policy, 20 episodes",
+    }
+    path = write_dataset(request.dataset_id, episodes, request.env_id, observation_space, action_space,
+                         ref_min, ref_max, algorithm_name=f"offrl-bench/{request.quality}", metadata=metadata,
+                         overwrite=overwrite)
+    log(f"wrote {request.dataset_id}: {len(episodes)} episodes, {sum(e.length for e in episodes)} steps, "
+        f"return {returns.mean():.1f} ± {returns.std():.1f} (ref min {ref_min:.1f}, ref max {ref_max:.1f})")
+    return path

@@ -1,0 +1,63 @@
+"""Evaluation episodes and D4RL-style normalised scores."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from offrl_bench.api import Algorithm
+from offrl_bench.envs import make_env
+from offrl_bench.errors import PluginError
+from offrl_bench.rollout import Policy, run_episodes
+
+#: Evaluation episodes are seeded from here on, far away from the seeds used to collect datasets,
+#: so an agent is never scored on the exact starts it was trained on.
+EVAL_SEED_OFFSET = 1_000_000
+
+
+def evaluation_seed(run_seed: int) -> int:
+    return EVAL_SEED_OFFSET + 1_000 * run_seed
+
+
+def normalized_score(value, ref_min: float | None, ref_max: float | None):
+    """100 * (value - ref_min) / (ref_max - ref_min); NaN when the references are unknown."""
+    if ref_min is None or ref_max is None or ref_max == ref_min:
+        return np.full_like(np.asarray(value, dtype=float), np.nan)
+    return 100.0 * (np.asarray(value, dtype=float) - ref_min) / (ref_max - ref_min)
+
+
+def checked_policy(algorithm: Algorithm) -> Policy:
+    """``algorithm.act`` with the plugin contract enforced on every call."""
+    space = algorithm.spec.action_space
+    name = type(algorithm).name
+
+    def policy(observations: np.ndarray) -> np.ndarray:
+        actions = np.asarray(algorithm.act(observations))
+        expected = (len(observations), *space.shape)
+        if actions.shape != expected:
+            raise PluginError(f"algorithm '{name}' act() returned shape {actions.shape}, expected {expected}")
+        if isinstance(space, gym.spaces.Discrete):
+            if not np.issubdtype(actions.dtype, np.integer) or (actions < 0).any() or (actions >= space.n).any():
+                raise PluginError(f"algorithm '{name}' act() must return integer actions in [0, {space.n})")
+        elif not np.isfinite(actions).all():
+            raise PluginError(f"algorithm '{name}' act() returned non-finite actions")
+        else:
+            actions = np.clip(actions, space.low, space.high).astype(space.dtype)
+        return actions
+
+    return policy
+
+
+def evaluate(
+    algorithm: Algorithm,
+    env_id: str,
+    wrapper: str,
+    n_episodes: int,
+    seed: int,
+    n_envs: int = 8,
+) -> np.ndarray:
+    """Returns of ``n_episodes`` deterministic evaluation episodes."""
+    episodes = run_episodes(
+        lambda: make_env(env_id, wrapper), checked_policy(algorithm), n_episodes, seed, n_envs
+    )
+    return np.array([episode.episode_return for episode in episodes])

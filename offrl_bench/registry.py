@@ -1,0 +1,61 @@
+"""Entry-point based registry of algorithms, environment wrappers and benchmark suites.
+
+Built-in plugins are registered in this project's ``pyproject.toml`` under exactly the same
+entry-point groups a third-party package uses, so the core never imports a plugin by name.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from offrl_bench.api import Algorithm
+from offrl_bench.errors import PluginError, UsageError, one_of
+
+ALGORITHMS = "offrl_bench.algorithms"
+WRAPPERS = "offrl_bench.wrappers"
+SUITES = "offrl_bench.suites"
+
+_KIND = {ALGORITHMS: "algorithm", WRAPPERS: "wrapper", SUITES: "suite"}
+
+
+@cache
+def available(group: str) -> dict[str, EntryPoint]:
+    """Installed entry points of ``group`` by name. The first distribution found wins a name clash."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _load(group: str, name: str) -> Any:
+    eps = available(group)
+    if name not in eps:
+        raise UsageError(f"unknown {_KIND[group]} '{name}'; {one_of(eps)}")
+    try:
+        return eps[name].load()
+    except Exception as exc:  # a broken plugin must not take the CLI down with a traceback
+        raise PluginError(f"{_KIND[group]} plugin '{name}' ({eps[name].value}) failed to import: {exc}") from exc
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    cls = _load(ALGORITHMS, name)
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise PluginError(f"algorithm plugin '{name}' is not a subclass of offrl_bench.api.Algorithm")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise PluginError(f"algorithm plugin '{name}' does not implement: {', '.join(missing)}")
+    for attribute in ("config_class",):
+        if not hasattr(cls, attribute):
+            raise PluginError(f"algorithm plugin '{name}' does not declare '{attribute}'")
+    return cls
+
+
+def wrapper_factory(name: str):
+    return _load(WRAPPERS, name)
+
+
+def suite(name: str):
+    """The :class:`offrl_bench.suites.Suite` registered as ``name``."""
+    return _load(SUITES, name)

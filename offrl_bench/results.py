@@ -1,0 +1,162 @@
+"""Run records and the leaderboard.
+
+``runs.jsonl`` in an output directory holds one JSON line per finished run and is the source of
+truth; ``leaderboard.csv`` is derived from it and can always be rebuilt (``offrl-bench leaderboard``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow.
+LEADERBOARD_COLUMNS = [
+    "suite", "dataset", "wrapper", "algorithm", "n_seeds", "return_mean", "return_std", "normalized_mean",
+    "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
+]
+BOOTSTRAP_REPS = 2_000
+ALL = "ALL"
+NO_WRAPPER = "none"
+
+
+class RunStore:
+    """The on-disk layout of one output directory."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.records_path = self.out_dir / "runs.jsonl"
+        self.lock_path = self.out_dir / "runs.jsonl.lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.out_dir / "runs" / run_id
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock shared by every process appending to this directory."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def records(self) -> dict[str, dict]:
+        """Finished runs by id. A torn last line (process killed mid-write) is ignored; the first
+        record of a run id wins, so a record is never counted twice."""
+        found: dict[str, dict] = {}
+        if not self.records_path.exists():
+            return found
+        for line in self.records_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            found.setdefault(record["run_id"], record)
+        return found
+
+    def append(self, record: dict) -> bool:
+        """Append ``record`` unless its run id is already recorded; True if it was written."""
+        with self.locked():
+            if record["run_id"] in self.records():
+                return False
+            line = json.dumps(record, sort_keys=True) + "\n"
+            with open(self.records_path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:  # repair a torn last line so this record starts on its own line
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                f.write(line.encode())
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def _iqm_with_ci(scores: np.ndarray) -> tuple[float, float, float]:
+    """IQM over runs of a (runs x tasks) score matrix and its 95% stratified-bootstrap CI (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    if np.isnan(scores).any():
+        return math.nan, math.nan, math.nan
+    # rliable 1.2's StratifiedBootstrap.update_indices draws from the *global* NumPy RNG and ignores
+    # random_state, so the interval is made reproducible by seeding that RNG for this call only.
+    saved = np.random.get_state()
+    np.random.seed(0)
+    try:
+        with warnings.catch_warnings():  # arch deprecates the RandomState that rliable hands it
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"a": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=BOOTSTRAP_REPS,
+                random_state=np.random.RandomState(0),
+            )
+    finally:
+        np.random.set_state(saved)
+    return float(point["a"][0]), float(interval["a"][0, 0]), float(interval["a"][1, 0])
+
+
+def _row(suite: str, dataset: str, wrapper: str, algorithm: str, runs: list[dict], scores: np.ndarray) -> dict:
+    returns = np.array([r["return_mean"] for r in runs], dtype=float)
+    iqm, low, high = _iqm_with_ci(scores)
+    updates = float(np.mean([r["updates"] for r in runs]))
+    seconds = float(np.mean([r["train_seconds"] for r in runs]))
+    per_task = dataset != ALL
+    return {
+        "suite": suite, "dataset": dataset, "wrapper": wrapper, "algorithm": algorithm,
+        "n_seeds": scores.shape[0],
+        "return_mean": float(returns.mean()) if per_task else math.nan,
+        "return_std": float(returns.std(ddof=1)) if per_task and len(returns) > 1 else (0.0 if per_task else math.nan),
+        "normalized_mean": float(np.mean(scores)), "normalized_iqm": iqm, "ci_low": low, "ci_high": high,
+        "updates": updates, "train_seconds": seconds,
+        "updates_per_second": updates / seconds if seconds > 0 else math.nan,
+    }
+
+
+def leaderboard(records: list[dict]) -> pd.DataFrame:
+    """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
+    per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
+
+    The aggregate uses the same number of runs for every task (the smallest seed count, lowest seeds
+    first) because a stratified bootstrap needs a runs x tasks matrix.
+    """
+    if not records:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        key = (record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, record["algorithm"])
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for (suite, dataset, wrapper, algorithm), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r["seed"])
+        rows.append(_row(suite, dataset, wrapper, algorithm, runs,
+                         np.array([[r["normalized_score"]] for r in runs], dtype=float)))
+    for suite, algorithm in sorted({(k[0], k[3]) for k in groups}):
+        tasks = [runs for (s, _, _, a), runs in sorted(groups.items()) if (s, a) == (suite, algorithm)]
+        n = min(len(runs) for runs in tasks)
+        scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
+        rows.append(_row(suite, ALL, ALL, algorithm, [r for runs in tasks for r in runs[:n]], scores))
+    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+
+
+def write_leaderboard(frame: pd.DataFrame, path: Path) -> None:
+    write_atomic(Path(path), frame.to_csv(index=False, float_format="%.6g"))

@@ -1,0 +1,104 @@
+"""Run whole episodes of a batched policy on several environments in lockstep.
+
+Used both to collect datasets and to evaluate agents. Episode ``i`` is always reset with seed
+``seed + i``, so for a deterministic policy the result does not depend on how many environments
+run side by side, and the policy is queried once per step for all running episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Episode:
+    seed: int
+    episode_return: float
+    length: int
+    # Only filled when recording (data collection); observations has length + 1 rows.
+    observations: np.ndarray | None = None
+    actions: np.ndarray | None = None
+    rewards: np.ndarray | None = None
+    terminations: np.ndarray | None = None
+    truncations: np.ndarray | None = None
+
+
+class _Recorder:
+    def __init__(self, first_observation: np.ndarray, record: bool) -> None:
+        self.record = record
+        self.observations = [first_observation] if record else []
+        self.actions: list = []
+        self.rewards: list[float] = []
+        self.terminations: list[bool] = []
+        self.truncations: list[bool] = []
+        self.episode_return = 0.0
+        self.length = 0
+
+    def add(self, action, observation, reward: float, terminated: bool, truncated: bool) -> None:
+        self.episode_return += float(reward)
+        self.length += 1
+        if self.record:
+            self.actions.append(action)
+            self.observations.append(observation)
+            self.rewards.append(float(reward))
+            self.terminations.append(bool(terminated))
+            self.truncations.append(bool(truncated))
+
+    def finish(self, seed: int) -> Episode:
+        episode = Episode(seed=seed, episode_return=self.episode_return, length=self.length)
+        if self.record:
+            episode.observations = np.asarray(self.observations)
+            episode.actions = np.asarray(self.actions)
+            episode.rewards = np.asarray(self.rewards, dtype=np.float64)
+            episode.terminations = np.asarray(self.terminations)
+            episode.truncations = np.asarray(self.truncations)
+        return episode
+
+
+def run_episodes(
+    make_env: Callable[[], gym.Env],
+    policy: Policy,
+    n_episodes: int,
+    seed: int,
+    n_envs: int = 8,
+    record: bool = False,
+) -> list[Episode]:
+    """Play ``n_episodes`` episodes (episode ``i`` seeded ``seed + i``); results in episode order."""
+    n_envs = max(1, min(n_envs, n_episodes))
+    envs = [make_env() for _ in range(n_envs)]
+    try:
+        results: dict[int, Episode] = {}
+        next_episode = 0
+        slots: list[tuple[int, _Recorder, np.ndarray] | None] = []
+        for env in envs:
+            slots.append(_start(env, next_episode, seed, record) if next_episode < n_episodes else None)
+            next_episode += 1
+        while any(slots):
+            active = [i for i, slot in enumerate(slots) if slot is not None]
+            actions = policy(np.stack([slots[i][2] for i in active]))
+            for i, action in zip(active, actions):
+                episode_index, recorder, _ = slots[i]
+                observation, reward, terminated, truncated, _ = envs[i].step(action)
+                recorder.add(action, observation, reward, terminated, truncated)
+                if terminated or truncated:
+                    results[episode_index] = recorder.finish(seed + episode_index)
+                    slots[i] = _start(envs[i], next_episode, seed, record) if next_episode < n_episodes else None
+                    next_episode += 1
+                else:
+                    slots[i] = (episode_index, recorder, observation)
+        return [results[i] for i in range(n_episodes)]
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _start(env: gym.Env, episode_index: int, seed: int, record: bool):
+    observation, _ = env.reset(seed=seed + episode_index)
+    env.action_space.seed(seed + episode_index)
+    return episode_index, _Recorder(observation, record), observation

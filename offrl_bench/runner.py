@@ -1,0 +1,231 @@
+"""One run: (algorithm, dataset, wrapper, seed, config) -> train, evaluate, checkpoint, record.
+
+Layout of a run inside an output directory::
+
+    runs/<run_id>/spec.json        what was asked
+    runs/<run_id>/metrics.jsonl    one line per evaluation (and the losses at that point)
+    runs/<run_id>/checkpoint.pt    latest state: algorithm, sampler RNG, progress (atomic replace)
+    runs.jsonl                     the final record, appended once when the run finishes
+
+A run that finds a checkpoint continues from it; since the checkpoint holds every random state,
+the resumed run ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl_bench import registry
+from offrl_bench.api import Algorithm, OfflineAlgorithm
+from offrl_bench.config import build_config
+from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset
+from offrl_bench.envs import validate_wrapper_spec
+from offrl_bench.errors import PluginError, UsageError
+from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
+from offrl_bench.results import RunStore, write_atomic
+
+ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
+DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algo: str
+    dataset: str
+    seed: int
+    wrapper: str = ""
+    updates: int = 5_000
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 1_000
+    overrides: tuple[tuple[str, str], ...] = ()
+    suite: str = "custom"
+    device: str = "cpu"
+
+    @property
+    def run_id(self) -> str:
+        """Readable and unique: any change to what the run computes gives a new id."""
+        fields = dataclasses.asdict(self)
+        fields.pop("device")  # where it runs does not change what it is
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+        slug = lambda text: re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "none"  # noqa: E731
+        return f"{slug(self.algo)}__{slug(self.dataset)}__{slug(self.wrapper)}__s{self.seed}__{digest}"
+
+
+def _cached_dataset(dataset_id: str, device: str) -> TransitionDataset:
+    """Each process reads a dataset once, however many runs use it (keyed by location and write
+    time, so a re-made or relocated dataset is read again)."""
+    metadata = dataset_path(dataset_id) / "data" / "metadata.json"
+    stamp = metadata.stat().st_mtime_ns if metadata.exists() else 0
+    return _load_once(dataset_id, str(metadata), stamp, device)
+
+
+@cache
+def _load_once(dataset_id: str, location: str, stamp: int, device: str) -> TransitionDataset:
+    return load_dataset(dataset_id).to(device)
+
+
+@cache
+def _environment_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for package in ("offrl-bench", "torch", "numpy", "gymnasium", "minari", "stable-baselines3", "rliable"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    try:
+        versions["git_revision"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        versions["git_revision"] = None
+    return versions
+
+
+def _check_compatible(cls: type[Algorithm], spec: RunSpec, action_kind: str) -> None:
+    if action_kind not in cls.action_spaces:
+        raise UsageError(f"algorithm '{spec.algo}' does not support {action_kind} actions (dataset '{spec.dataset}'); "
+                         f"it supports: {', '.join(cls.action_spaces)}")
+    if cls.paradigm != "offline" or not issubclass(cls, OfflineAlgorithm):
+        raise UsageError(f"algorithm '{spec.algo}' is {cls.paradigm}; 'run --dataset' trains offline algorithms")
+
+
+def preflight(specs: list[RunSpec]) -> None:
+    """Check every run can start before spending time on any: algorithm installed and compatible with
+    its dataset, config overrides valid, wrapper spec known, dataset present."""
+    action_kinds: dict[str, str] = {}
+    for spec in specs:
+        cls = registry.algorithm_class(spec.algo)
+        build_config(cls, spec.overrides)
+        validate_wrapper_spec(spec.wrapper)
+        if spec.dataset not in action_kinds:
+            space = open_dataset(spec.dataset).action_space
+            action_kinds[spec.dataset] = "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
+        _check_compatible(cls, spec, action_kinds[spec.dataset])
+
+
+def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
+    cls = registry.algorithm_class(spec.algo)
+    _check_compatible(cls, spec, dataset.spec.action_kind)
+    config = build_config(cls, spec.overrides)
+    env_spec = dataclasses.replace(dataset.spec, wrapper=spec.wrapper)
+    try:
+        return cls(env_spec, config, spec.seed, spec.device)
+    except (TypeError, AttributeError) as exc:
+        raise PluginError(f"algorithm '{spec.algo}' failed to construct: {exc}") from exc
+
+
+def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float) -> None:
+    state = {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
+             "updates_done": done, "train_seconds": seconds}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _checked_losses(algo: str, losses: dict, step: int) -> dict[str, float]:
+    if not isinstance(losses, dict):
+        raise PluginError(f"algorithm '{algo}' update() must return a dict of floats, got {type(losses).__name__}")
+    values = {k: float(v) for k, v in losses.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise PluginError(f"algorithm '{algo}' produced non-finite {', '.join(bad)} at update {step}")
+    return values
+
+
+def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | None = None) -> dict:
+    """Train and evaluate one run (resuming from its checkpoint if any) and append its record."""
+    run_dir = store.run_dir(spec.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
+    dataset = _cached_dataset(spec.dataset, spec.device)
+    algorithm = build_algorithm(spec, dataset)
+    batch_size = int(getattr(algorithm.config, "batch_size", DEFAULT_BATCH_SIZE))
+    total = spec.updates if algorithm.trains else 0
+    env_id = dataset.spec.env_id
+
+    sampler = torch.Generator(device=spec.device).manual_seed(spec.seed)
+    torch.manual_seed(spec.seed)  # for plugins that draw from the global torch RNG
+    done, seconds = 0, 0.0
+    checkpoint, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+    if checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location=spec.device, weights_only=False)
+            algorithm.load_state_dict(state["algorithm"])
+        except Exception as exc:
+            raise UsageError(f"checkpoint {checkpoint} is unreadable ({exc}); delete it to restart the run") from exc
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        done, seconds = state["updates_done"], state["train_seconds"]
+    # Evaluations logged after the checkpoint will be repeated identically: drop them.
+    kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
+            if line.strip() and json.loads(line)["updates"] <= done]
+    write_atomic(metrics_path, "".join(line + "\n" for line in kept))
+
+    def evaluate_now() -> np.ndarray:
+        return evaluate(algorithm, env_id, spec.wrapper, spec.eval_episodes, evaluation_seed(spec.seed))
+
+    losses: dict[str, float] = {}
+    returns = None
+    try:
+        while done < total:
+            started = time.perf_counter()
+            chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
+                            (done // spec.eval_every + 1) * spec.eval_every)
+            while done < chunk_end:
+                losses = _checked_losses(spec.algo, algorithm.update(dataset.sample(batch_size, sampler)), done)
+                done += 1
+                if progress and done % 50 == 0:
+                    progress(spec.run_id, done, total)
+            seconds += time.perf_counter() - started
+            if done % spec.eval_every == 0 or done == total:
+                returns = evaluate_now()
+                line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
+                        "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
+                                                                   dataset.ref_max_score)), **losses}
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds)
+    except KeyboardInterrupt:
+        # Keep what was learned since the last checkpoint; the re-run resumes from here.
+        _save_checkpoint(checkpoint, algorithm, sampler, done, seconds)
+        raise
+    if returns is None:
+        returns = evaluate_now()
+    if progress:
+        progress(spec.run_id, total, total)
+
+    record = {
+        "run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
+        "wrapper": spec.wrapper, "seed": spec.seed, "env_id": env_id, "updates": done,
+        "train_seconds": seconds, "updates_per_second": done / seconds if seconds > 0 else None,
+        "eval_episodes": spec.eval_episodes, "eval_returns": returns.tolist(),
+        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score, dataset.ref_max_score)),
+        "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
+        "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
+        "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+    store.append(record)
+    return record

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_storage(tmp_path_factory):
+    """Every test session gets its own Minari root and behaviour-policy cache."""
+    root = tmp_path_factory.mktemp("storage")
+    saved = {k: os.environ.get(k) for k in ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")}
+    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
+    os.environ["OFFRL_BENCH_POLICIES"] = str(root / "policies")
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def cartpole_expert(isolated_storage) -> str:
+    from offrl_bench.data.make import DatasetRequest, make_dataset
+
+    request = DatasetRequest("CartPole-v1", "expert", episodes=10, name="test/cartpole/expert-v0")
+    make_dataset(request, log=lambda m: None)
+    return request.dataset_id
+
+
+@pytest.fixture(scope="session")
+def pendulum_expert(isolated_storage) -> str:
+    from offrl_bench.data.make import DatasetRequest, make_dataset
+
+    request = DatasetRequest("Pendulum-v1", "expert", episodes=20, name="test/pendulum/expert-v0")
+    make_dataset(request, log=lambda m: None)
+    return request.dataset_id
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in this process (fast: torch is imported once) and capture exit code and output."""
+    from offrl_bench.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+def run_cli_process(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """Run ``offrl-bench`` as a real process (to see exactly what a user sees)."""
+    return subprocess.run([sys.executable, "-m", "offrl_bench.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    """Exit 2, exactly one line on stderr starting with 'error:', no traceback, naming the problem."""
+    err = result.err if hasattr(result, "err") else result.stderr
+    code = result.code if hasattr(result, "code") else result.returncode
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,124 @@
+"""Minari dataset creation and loading into tensors."""
+
+import numpy as np
+import pytest
+import torch
+
+from offrl_bench.data.datasets import dataset_path, load_dataset, local_dataset_ids, open_dataset
+from offrl_bench.data.make import DatasetRequest, default_dataset_id, make_dataset
+from offrl_bench.errors import UsageError
+
+
+def test_expert_dataset_has_reference_scores_and_metadata(cartpole_expert):
+    dataset = open_dataset(cartpole_expert)
+    meta = dataset.storage.metadata
+    # CartPole: a random policy lasts ~20 steps, the shipped expert reaches the 500-step limit.
+    assert 10 < meta["ref_min_score"] < 40
+    assert meta["ref_max_score"] > 450
+    assert dataset.total_episodes == 10
+    loaded = load_dataset(cartpole_expert)
+    assert loaded.metadata["quality"] == "expert"
+    assert "PPO checkpoint" in loaded.metadata["behaviour"]["expert"]["policy"]
+    assert loaded.episode_returns.mean() > 0.8 * meta["ref_max_score"]
+
+
+def test_loaded_tensors_are_consistent(cartpole_expert):
+    data = load_dataset(cartpole_expert)
+    n = len(data)
+    assert data.observations.shape == (n, 4) and data.observations.dtype == torch.float32
+    assert data.actions.shape == (n,) and data.actions.dtype == torch.int64
+    assert data.rewards.shape == data.terminals.shape == data.timeouts.shape == (n,)
+    # next_observations[i] == observations[i + 1] inside an episode
+    starts = set(data.episode_starts.tolist())
+    inside = [i for i in range(n - 1) if i + 1 not in starts]
+    assert torch.equal(data.next_observations[inside], data.observations[[i + 1 for i in inside]])
+    # every episode ends exactly once, with a terminal or a time-limit truncation
+    ends = data.terminals + data.timeouts
+    assert int(ends.sum()) == data.n_episodes
+    assert float(data.rewards.sum()) == pytest.approx(data.episode_returns.sum())
+
+
+def test_sampling_is_a_seeded_index_gather(cartpole_expert):
+    data = load_dataset(cartpole_expert)
+    a = data.sample(64, torch.Generator().manual_seed(3))
+    b = data.sample(64, torch.Generator().manual_seed(3))
+    assert len(a) == 64 and torch.equal(a.observations, b.observations) and torch.equal(a.actions, b.actions)
+    row = (data.observations == a.observations[0]).all(dim=1).nonzero()[0, 0]
+    assert torch.equal(data.next_observations[row], a.next_observations[0])
+
+
+def test_continuous_dataset(pendulum_expert):
+    data = load_dataset(pendulum_expert)
+    assert data.actions.shape == (len(data), 1) and data.actions.dtype == torch.float32
+    assert data.spec.action_kind == "continuous"
+    assert len(data) == 20 * 200  # Pendulum episodes are always truncated at 200 steps
+    assert data.timeouts.sum() == 20 and data.terminals.sum() == 0
+    assert data.ref_max_score > data.ref_min_score
+
+
+def test_mixed_quality_contains_all_three_behaviours():
+    request = DatasetRequest("CartPole-v1", "mixed", episodes=9, name="test/cartpole/mixed-v0")
+    make_dataset(request, log=lambda m: None)
+    data = load_dataset(request.dataset_id)
+    assert set(data.metadata["behaviour"]) == {"random", "medium", "expert"}
+    returns = data.episode_returns
+    # the first third comes from the random policy, the last from the expert
+    assert returns[:3].mean() < 60 < returns[6:].mean()
+
+
+def test_same_seed_same_data():
+    first = DatasetRequest("CartPole-v1", "medium", episodes=3, name="test/cartpole/det-a-v0", seed=7)
+    second = DatasetRequest("CartPole-v1", "medium", episodes=3, name="test/cartpole/det-b-v0", seed=7)
+    for request in (first, second):
+        make_dataset(request, log=lambda m: None)
+    a, b = load_dataset(first.dataset_id), load_dataset(second.dataset_id)
+    assert torch.equal(a.observations, b.observations) and torch.equal(a.actions, b.actions)
+
+
+def test_default_ids():
+    assert default_dataset_id("CartPole-v1", "expert") == "offrl/cartpole/expert-v0"
+    assert default_dataset_id("Pendulum-v1", "mixed", "levels:train") == "offrl/pendulum/mixed-levels-train-v0"
+
+
+def test_missing_dataset_error_says_how_to_create_it(cartpole_expert):
+    with pytest.raises(UsageError) as info:
+        load_dataset("test/nothing-here-v0")
+    message = str(info.value)
+    assert "not found" in message and "data make" in message and "import-d4rl" in message
+    assert cartpole_expert in message  # lists what is available
+
+
+def test_existing_dataset_is_not_overwritten_silently(cartpole_expert):
+    with pytest.raises(UsageError, match="already exists"):
+        make_dataset(DatasetRequest("CartPole-v1", "random", episodes=2, name=cartpole_expert), log=lambda m: None)
+
+
+def test_half_written_dataset_never_appears(cartpole_expert):
+    # writes go through a hidden staging directory: no partial ids are ever listed
+    assert all(not part.startswith(".") for i in local_dataset_ids() for part in i.split("/"))
+    assert not list(dataset_path("").glob(".staging-*"))
+
+
+def test_corrupt_dataset_gives_clear_error():
+    request = DatasetRequest("CartPole-v1", "random", episodes=2, name="test/cartpole/corrupt-v0")
+    make_dataset(request, log=lambda m: None)
+    data_file = dataset_path(request.dataset_id) / "data" / "main_data.hdf5"
+    data_file.write_bytes(b"not an hdf5 file")
+    with pytest.raises(UsageError, match="unreadable|malformed"):
+        load_dataset(request.dataset_id)
+
+
+@pytest.mark.parametrize("bad", ["no version", "a/b", "x/-v0", "a b-v0"])
+def test_invalid_dataset_ids(bad):
+    with pytest.raises(UsageError, match="invalid dataset id"):
+        open_dataset(bad)
+
+
+def test_unknown_quality():
+    with pytest.raises(UsageError, match="unknown quality 'great'; one of: expert, medium, mixed, random"):
+        make_dataset(DatasetRequest("CartPole-v1", "great"), log=lambda m: None)
+
+
+def test_unknown_env():
+    with pytest.raises(UsageError, match="cannot make environment 'NoSuchEnv-v0'"):
+        make_dataset(DatasetRequest("NoSuchEnv-v0", "random"), log=lambda m: None)
