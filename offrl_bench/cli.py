@@ -60,7 +60,11 @@ def list_(what: str) -> None:
         for column in ("name", "actions", "paradigm", "action-free", "entry point"):
             table.add_column(column)
         for name, ep in sorted(registry.available(registry.ALGORITHMS).items()):
-            cls = registry.algorithm_class(name)
+            try:
+                cls = registry.algorithm_class(name)
+            except OffrlBenchError as exc:  # one broken plugin must not hide the others
+                table.add_row(name, "[red]broken[/red]", "", "", f"{ep.value}: {exc}")
+                continue
             table.add_row(name, ",".join(cls.action_spaces), cls.paradigm, "yes" if not cls.needs_actions else "no",
                           ep.value)
     elif what == "datasets":

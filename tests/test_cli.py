@@ -1,0 +1,103 @@
+"""The command line: each user mistake gives one clear line on stderr and exit code 2."""
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import assert_usage_error, run_cli_process
+
+
+def test_list_commands(cli, cartpole_expert):
+    result = cli("list", "algorithms")
+    assert result.code == 0 and "bc" in result.out and "random" in result.out
+    result = cli("list", "datasets")
+    assert result.code == 0 and cartpole_expert in result.out
+    assert cli("list", "suites").out.count("quick") >= 1
+    assert cli("list", "wrappers").code == 0
+
+
+def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
+    out = tmp_path / "res"
+    result = cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--seeds", "0,1", "--updates", "200",
+                 "--eval-every", "100", "--eval-episodes", "2", "--out", str(out), "--set", "lr=1e-3")
+    assert result.code == 0, result.err
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert [r["dataset"] for r in rows] == [cartpole_expert, "ALL"]
+    assert rows[0]["n_seeds"] == "2" and rows[0]["updates"] == "200"
+    (out / "leaderboard.csv").unlink()
+    assert cli("leaderboard", str(out), "-o", str(tmp_path / "lb.csv")).code == 0
+    assert list(csv.DictReader((tmp_path / "lb.csv").open())) == rows
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["run", "--algo", "nope", "--dataset", "{ds}"], ["unknown algorithm 'nope'", "one of: bc, random"]),
+        (["run", "--algo", "bc", "--dataset", "x/missing-v0"], ["dataset 'x/missing-v0' not found", "data make"]),
+        (["run", "--algo", "bc", "--dataset", "not an id"], ["invalid dataset id 'not an id'"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "nowrap:p=1"], ["unknown wrapper 'nowrap'"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p"], ["unknown wrapper 'x'"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p=1:mode"], ["positional 'mode' after key=value"]),
+        (["run", "--suite", "nosuite"], ["unknown suite 'nosuite'", "one of: quick"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr"], ["malformed --set 'lr'", "key=value"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr=abc"], ["invalid value 'abc' for bc.lr"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "depth=2.5"], ["expected int"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "foo=1"], ["unknown config key 'foo'", "lr"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--seeds", "a,b"], ["invalid --seeds 'a,b'"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--updates", "0"], ["--updates must be at least 1"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--workers", "0"], ["--workers must be at least 1"]),
+        (["run", "--algo", "bc"], ["nothing to run"]),
+        (["run", "--suite", "quick", "--algo", "bc"], ["either --suite or --algo"]),
+        (["run", "--bogus"], ["No such option", "offrl-bench run --help"]),
+        (["run", "--updates", "many"], ["'many' is not a valid integer"]),
+        (["list", "things"], ["cannot list 'things'", "algorithms, datasets, suites, wrappers"]),
+        (["data", "make", "CartPole-v1", "--quality", "superb"], ["unknown quality 'superb'"]),
+        (["data", "make", "NoSuchEnv-v9"], ["cannot make environment 'NoSuchEnv-v9'"]),
+        (["data", "make", "CartPole-v1", "--name", "{ds}"], ["already exists", "--overwrite"]),
+        (["data", "import-d4rl", "/nonexistent.hdf5", "--env", "Pendulum-v1", "--name", "a/b-v0"], ["does not exist"]),
+        (["data", "import-d4rl", "x.hdf5", "--env", "Pendulum-v1"], ["Missing option '--name'"]),
+        (["leaderboard", "/nonexistent-dir"], ["no run records in '/nonexistent-dir'"]),
+    ],
+)
+def test_usage_errors(cli, cartpole_expert, args, fragments):
+    result = cli(*[a.replace("{ds}", cartpole_expert) for a in args])
+    assert_usage_error(result, *fragments)
+
+
+def test_unsupported_action_space(cli, cartpole_expert, monkeypatch):
+    from offrl_bench.algorithms.bc import BC
+
+    monkeypatch.setattr(BC, "action_spaces", ("continuous",))
+    result = cli("run", "--algo", "bc", "--dataset", cartpole_expert)
+    assert_usage_error(result, "algorithm 'bc' does not support discrete actions", "it supports: continuous")
+
+
+def test_unwritable_output_dir(cli, cartpole_expert, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli("run", "--algo", "random", "--dataset", cartpole_expert, "--out", str(blocker / "sub"))
+    assert_usage_error(result, "output directory", "is not writable", "--out")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"this is not hdf5", "not a readable HDF5 file"),
+    (None, "is not a D4RL file: missing actions"),
+])
+def test_bad_hdf5_files(cli, tmp_path, content, fragment):
+    path = tmp_path / "bad.hdf5"
+    if content is None:
+        with h5py.File(path, "w") as f:
+            f["observations"] = np.zeros((4, 3))
+    else:
+        path.write_bytes(content)
+    result = cli("data", "import-d4rl", str(path), "--env", "Pendulum-v1", "--name", "test/bad/file-v0")
+    assert_usage_error(result, fragment)
+
+
+def test_real_process_prints_no_traceback(cartpole_expert):
+    result = run_cli_process("run", "--algo", "nope", "--dataset", cartpole_expert)
+    assert_usage_error(result, "unknown algorithm 'nope'")
+    result = run_cli_process("run", "--algo", "bc", "--dataset", cartpole_expert, "--set", "=3")
+    assert_usage_error(result, "malformed --set '=3'")

@@ -1,0 +1,74 @@
+"""Leaderboard CSV: the DESIGN.md §4 contract and the statistics behind it."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from offrl_bench.results import LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
+
+
+def record(suite, dataset, algorithm, seed, normalized, ret=None, wrapper=""):
+    return {"run_id": f"{suite}-{dataset}-{algorithm}-{wrapper}-{seed}", "suite": suite, "dataset": dataset,
+            "wrapper": wrapper, "algorithm": algorithm, "seed": seed, "normalized_score": normalized,
+            "return_mean": normalized if ret is None else ret, "updates": 1000, "train_seconds": 2.0}
+
+
+def test_columns_in_contract_order():
+    assert LEADERBOARD_COLUMNS == (
+        "suite,dataset,wrapper,algorithm,n_seeds,return_mean,return_std,normalized_mean,normalized_iqm,"
+        "ci_low,ci_high,updates,train_seconds,updates_per_second").split(",")
+
+
+def test_rows_and_aggregates(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [record("s", d, a, seed, float(rng.normal(50 if a == "bc" else 0, 10)))
+               for d in ("d1", "d2") for a in ("bc", "random") for seed in range(5)]
+    frame = leaderboard(records)
+    assert list(frame.columns) == LEADERBOARD_COLUMNS
+    assert list(zip(frame.dataset, frame.algorithm)) == [
+        ("d1", "bc"), ("d1", "random"), ("d2", "bc"), ("d2", "random"), ("ALL", "bc"), ("ALL", "random")]
+    d1_bc = np.array([r["normalized_score"] for r in records if r["dataset"] == "d1" and r["algorithm"] == "bc"])
+    row = frame.iloc[0]
+    assert row.n_seeds == 5 and row.normalized_mean == pytest.approx(d1_bc.mean())
+    assert row.return_std == pytest.approx(d1_bc.std(ddof=1))
+    assert row.ci_low <= row.normalized_iqm <= row.ci_high
+    assert row.updates_per_second == pytest.approx(500)
+    all_bc = frame[(frame.dataset == "ALL") & (frame.algorithm == "bc")].iloc[0]
+    pooled = np.array([r["normalized_score"] for r in records if r["algorithm"] == "bc"])
+    assert all_bc.normalized_mean == pytest.approx(pooled.mean())
+    assert np.isnan(all_bc.return_mean)  # raw returns of different tasks are not averaged
+    assert all_bc.ci_low < all_bc.normalized_iqm < all_bc.ci_high
+    # clearly separated algorithms have disjoint intervals
+    all_random = frame[(frame.dataset == "ALL") & (frame.algorithm == "random")].iloc[0]
+    assert all_random.ci_high < all_bc.ci_low
+
+    path = tmp_path / "lb.csv"
+    write_leaderboard(frame, path)
+    header = next(csv.reader(path.open()))
+    assert header == LEADERBOARD_COLUMNS
+    assert not list(tmp_path.glob(".lb.csv.*"))  # temp file renamed away
+
+
+def test_iqm_matches_rliable_and_is_reproducible():
+    from rliable import metrics
+
+    scores = [0.0, 10.0, 20.0, 30.0, 1000.0, 40.0, 50.0, 60.0]
+    records = [record("s", "d", "a", i, s) for i, s in enumerate(scores)]
+    first, second = leaderboard(records), leaderboard(records)
+    assert first.iloc[0].normalized_iqm == pytest.approx(metrics.aggregate_iqm(np.array(scores)[:, None]))
+    assert first.iloc[0].normalized_iqm < first.iloc[0].normalized_mean  # the outlier is trimmed
+    assert first.equals(second)
+
+
+def test_unequal_seed_counts_use_a_rectangular_matrix():
+    records = [record("s", "d1", "a", i, 10.0 * i) for i in range(4)] + [record("s", "d2", "a", i, 5.0) for i in range(2)]
+    frame = leaderboard(records)
+    assert frame[frame.dataset == "ALL"].iloc[0].n_seeds == 2
+
+
+def test_rebuilt_from_records(tmp_path):
+    store = RunStore(tmp_path)
+    for r in [record("s", "d", "a", i, float(i)) for i in range(3)]:
+        store.append(r)
+    assert leaderboard(list(store.records().values())).iloc[0].n_seeds == 3

@@ -1,0 +1,143 @@
+"""Training runs: learning, evaluation, checkpoints, resume and records."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from offrl_bench.data.datasets import load_dataset
+from offrl_bench.errors import PluginError, UsageError
+from offrl_bench.results import RunStore
+from offrl_bench.runner import RunSpec, execute_run, preflight
+
+
+def test_bc_learns_cartpole_from_expert_data(cartpole_expert, tmp_path):
+    store = RunStore(tmp_path)
+    bc = execute_run(RunSpec("bc", cartpole_expert, seed=0, updates=600, eval_every=300, checkpoint_every=300), store)
+    rnd = execute_run(RunSpec("random", cartpole_expert, seed=0, updates=600), store)
+    assert rnd["return_mean"] < 50 and rnd["updates"] == 0
+    assert bc["return_mean"] > 400  # expert data reaches the 500-step limit
+    assert bc["normalized_score"] > 80 > rnd["normalized_score"]
+    losses = [json.loads(line)["bc_loss"] for line in (store.run_dir(bc["run_id"]) / "metrics.jsonl").open()]
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def test_bc_learns_pendulum_from_expert_data(pendulum_expert, tmp_path):
+    record = execute_run(RunSpec("bc", pendulum_expert, seed=1, updates=1500, eval_every=1500,
+                                 checkpoint_every=1500, eval_episodes=5), RunStore(tmp_path))
+    assert record["normalized_score"] > 60, record["return_mean"]
+
+
+def test_record_contents(cartpole_expert, tmp_path):
+    record = execute_run(RunSpec("bc", cartpole_expert, seed=2, updates=100, eval_every=100, eval_episodes=3,
+                                 overrides=(("lr", "0.001"),)), RunStore(tmp_path))
+    assert record["config"]["lr"] == 0.001 and record["seed"] == 2 and len(record["eval_returns"]) == 3
+    assert record["versions"]["torch"] and record["versions"]["minari"] and record["env_id"] == "CartPole-v1"
+    assert record["updates_per_second"] > 0 and record["ref_max_score"] > record["ref_min_score"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path):
+    spec = RunSpec("bc", cartpole_expert, seed=3, updates=400, eval_every=200, checkpoint_every=100,
+                   eval_episodes=3)
+    reference = execute_run(spec, RunStore(tmp_path / "a"))
+
+    store = RunStore(tmp_path / "b")
+
+    def stop_after_250(run_id, done, total):
+        if done >= 250:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, store, stop_after_250)
+    assert not store.records()  # nothing recorded for an unfinished run
+    resumed = execute_run(spec, store)
+    for key in ("return_mean", "eval_returns", "final_losses", "normalized_score", "updates"):
+        assert resumed[key] == reference[key], key
+    evaluations = [json.loads(line)["updates"] for line in (store.run_dir(spec.run_id) / "metrics.jsonl").open()]
+    assert evaluations == [200, 400]
+
+
+def test_same_seed_same_numbers(cartpole_expert, tmp_path):
+    spec = RunSpec("bc", cartpole_expert, seed=4, updates=200, eval_every=200, eval_episodes=3)
+    first = execute_run(spec, RunStore(tmp_path / "a"))
+    second = execute_run(spec, RunStore(tmp_path / "b"))
+    assert first["final_losses"] == second["final_losses"] and first["eval_returns"] == second["eval_returns"]
+
+
+def test_records_are_appended_once(cartpole_expert, tmp_path):
+    store = RunStore(tmp_path)
+    spec = RunSpec("random", cartpole_expert, seed=0, eval_episodes=2)
+    record = execute_run(spec, store)
+    assert store.append(record) is False
+    assert len(store.records_path.read_text().splitlines()) == 1
+
+
+def test_torn_last_line_is_ignored_and_repaired(cartpole_expert, tmp_path):
+    store = RunStore(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    store.records_path.write_text('{"run_id": "half-writ')  # a process killed mid-write
+    record = execute_run(RunSpec("random", cartpole_expert, seed=0, eval_episodes=2), store)
+    assert list(store.records()) == [record["run_id"]]
+
+
+def test_preflight_rejects_bad_runs_before_any_work(cartpole_expert):
+    with pytest.raises(UsageError, match="unknown algorithm 'nope'; one of: .*bc.*random"):
+        preflight([RunSpec("nope", cartpole_expert, 0)])
+    with pytest.raises(UsageError, match="unknown config key 'lrr' for algorithm 'bc'; one of: .*lr"):
+        preflight([RunSpec("bc", cartpole_expert, 0, overrides=(("lrr", "1"),))])
+    with pytest.raises(UsageError, match=r"invalid value 'fast' for bc.lr: expected float"):
+        preflight([RunSpec("bc", cartpole_expert, 0, overrides=(("lr", "fast"),))])
+    with pytest.raises(UsageError, match="unknown wrapper 'warp'"):
+        preflight([RunSpec("bc", cartpole_expert, 0, wrapper="warp:x=1")])
+    with pytest.raises(UsageError, match="not found"):
+        preflight([RunSpec("bc", "test/missing-v0", 0)])
+
+
+def test_plugin_contract_violations_are_named(cartpole_expert, tmp_path, monkeypatch):
+    from offrl_bench.algorithms.bc import BC
+
+    monkeypatch.setattr(BC, "act", lambda self, obs: np.zeros((len(obs), 2), dtype=np.int64))
+    with pytest.raises(PluginError, match=r"algorithm 'bc' act\(\) returned shape \(\d+, 2\), expected \(\d+,\)"):
+        execute_run(RunSpec("bc", cartpole_expert, 0, updates=10, eval_every=10), RunStore(tmp_path / "a"))
+    monkeypatch.setattr(BC, "update", lambda self, batch: {"loss": float("nan")})
+    with pytest.raises(PluginError, match="algorithm 'bc' produced non-finite loss at update 0"):
+        execute_run(RunSpec("bc", cartpole_expert, 0, updates=10, eval_every=10), RunStore(tmp_path / "b"))
+
+
+def test_sigkill_mid_run_then_rerun_records_every_run_once(cartpole_expert, tmp_path):
+    """Kill the real CLI process with SIGKILL while it trains; the re-run resumes and finishes."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "offrl_bench.cli", "run", "--algo", "bc", "--dataset", cartpole_expert,
+               "--seeds", "0,1", "--updates", "3000", "--eval-every", "1000", "--checkpoint-every", "200",
+               "--eval-episodes", "2", "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = out / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob("*s0*/checkpoint.pt")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    store = RunStore(out)
+    assert len(store.records()) < 2, "the kill came too late to test anything"
+    interrupted = next(checkpoints.glob("*s0*/checkpoint.pt"))
+    assert interrupted.exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    lines = store.records_path.read_text().splitlines()
+    assert len(lines) == 2 and len({json.loads(line)["run_id"] for line in lines}) == 2
+    for run_dir in checkpoints.iterdir():
+        updates = [json.loads(line)["updates"] for line in (run_dir / "metrics.jsonl").open()]
+        assert updates == [1000, 2000, 3000]  # no duplicated and no missing evaluations
+    # a third invocation has nothing left to do
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and len(store.records_path.read_text().splitlines()) == 2
