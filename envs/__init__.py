@@ -1,13 +1,16 @@
 """Environment factory and wrapper-spec parsing (installed as ``offrl_bench.envs``).
 
 A wrapper spec is a string such as ``stori:action:p=0.3+levels:train``: wrappers separated by
-``+`` are applied left to right; each is ``NAME[:positional...][:key=value,...]``. ``NAME`` is
+``+`` are applied left to right; each is ``NAME[:positional...][:key=value,...]``, where a last key
+``to=`` may hold a nested spec (which cannot contain ``+``). ``NAME`` is
 looked up in the ``offrl_bench.wrappers`` entry-point group and called as
 ``factory(env, *positional, **params)``.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +40,18 @@ def parse_value(text: str) -> Any:
     return text
 
 
+#: ``to=`` takes the rest of its wrapper as a nested spec (``stori:drift:at=100,to=stori:action:p=0.3``).
+_NESTED = re.compile(r"(?:^|[:,])to=")
+
+
 def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
     calls = []
     for part in filter(None, (p.strip() for p in spec.split("+"))):
+        nested = _NESTED.search(part)
+        if nested:
+            part, target = part[:nested.start()], part[nested.end():]
+            if not target:
+                raise UsageError(f"invalid wrapper spec '{spec}': 'to=' needs a wrapper spec after it")
         name, *segments = part.split(":")
         args: list[str] = []
         params: dict[str, Any] = {}
@@ -56,6 +68,8 @@ def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
                 params[key.strip()] = parse_value(value.strip())
         if not name:
             raise UsageError(f"invalid wrapper spec '{spec}': empty wrapper name")
+        if nested:
+            params["to"] = target
         calls.append(WrapperCall(name, tuple(args), params))
     return calls
 
@@ -66,8 +80,23 @@ def validate_wrapper_spec(spec: str) -> None:
         registry.wrapper_factory(call.name)
 
 
+#: Environment families that register with Gymnasium only once their package is imported.
+_ENV_PACKAGES = {"ALE/": ("ale_py", "atari")}
+
+
+def _register_optional_envs(env_id: str) -> None:
+    for prefix, (module, extra) in _ENV_PACKAGES.items():
+        if env_id.startswith(prefix):
+            try:
+                gym.register_envs(importlib.import_module(module))
+            except ImportError:
+                raise UsageError(f"environment '{env_id}' needs the '{extra}' extra: "
+                                 f"pip install -c constraints.txt 'offrl-bench[{extra}]'") from None
+
+
 def make_env(env_id: str, wrapper: str = "", **kwargs: Any) -> gym.Env:
     """Build the environment the CLI uses: ``gymnasium.make(env_id, **kwargs)`` plus ``wrapper``."""
+    _register_optional_envs(env_id)
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as exc:

@@ -35,7 +35,7 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
     "args, fragments",
     [
         (["run", "--algo", "nope", "--dataset", "{ds}"], ["unknown algorithm 'nope'", "one of: bc, random"]),
-        (["run", "--algo", "bc", "--dataset", "x/missing-v0"], ["dataset 'x/missing-v0' not found", "data make"]),
+        (["run", "--algo", "bc", "--dataset", "xx/missing-v0"], ["dataset 'xx/missing-v0' not found", "data make"]),
         (["run", "--algo", "bc", "--dataset", "not an id"], ["invalid dataset id 'not an id'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "nowrap:p=1"], ["unknown wrapper 'nowrap'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p"], ["unknown wrapper 'x'"]),
@@ -56,7 +56,7 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
         (["data", "make", "CartPole-v1", "--quality", "superb"], ["unknown quality 'superb'"]),
         (["data", "make", "NoSuchEnv-v9"], ["cannot make environment 'NoSuchEnv-v9'"]),
         (["data", "make", "CartPole-v1", "--name", "{ds}"], ["already exists", "--overwrite"]),
-        (["data", "import-d4rl", "/nonexistent.hdf5", "--env", "Pendulum-v1", "--name", "a/b-v0"], ["does not exist"]),
+        (["data", "import-d4rl", "/nonexistent.hdf5", "--env", "Pendulum-v1", "--name", "aa/bb-v0"], ["does not exist"]),
         (["data", "import-d4rl", "x.hdf5", "--env", "Pendulum-v1"], ["Missing option '--name'"]),
         (["leaderboard", "/nonexistent-dir"], ["no run records in '/nonexistent-dir'"]),
     ],

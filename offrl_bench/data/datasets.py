@@ -25,7 +25,8 @@ from offrl_bench.api import Batch, EnvSpec
 from offrl_bench.errors import UsageError
 from offrl_bench.rollout import Episode
 
-_ID = re.compile(r"^(?:[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*/)*[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*-v\d+$")
+#: Minari's own id grammar (minari.dataset.minari_dataset.DATASET_ID_RE), with the version required.
+_ID = re.compile(r"^(?:[-_A-Za-z0-9][-_A-Za-z0-9/]*[-_A-Za-z0-9]+/)?[-_A-Za-z0-9]+?-v\d+$")
 METADATA_KEY = "offrl_bench"
 
 
@@ -44,7 +45,7 @@ def datasets_root() -> Path:
 def validate_dataset_id(dataset_id: str) -> None:
     if not _ID.match(dataset_id):
         raise UsageError(
-            f"invalid dataset id '{dataset_id}'; expected [namespace/]name-vN using letters, digits, '_', '.', '-'"
+            f"invalid dataset id '{dataset_id}'; expected [namespace/]name-vN using letters, digits, '_', '-'"
             " (e.g. offrl/cartpole/expert-v0)"
         )
 

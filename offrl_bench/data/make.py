@@ -13,7 +13,7 @@ from offrl_bench.data import behaviour
 from offrl_bench.data.datasets import dataset_exists, validate_dataset_id, write_dataset
 from offrl_bench.envs import make_env
 from offrl_bench.errors import UsageError, one_of
-from offrl_bench.rollout import Episode, run_episodes
+from offrl_bench.rollout import Episode, perturbation_rates, run_episodes
 
 #: Exploration noise of the trained behaviour policies while collecting (see behaviour.noisy).
 COLLECTION_NOISE = 0.1
@@ -34,10 +34,11 @@ class DatasetRequest:
 
 
 def default_dataset_id(env_id: str, quality: str, wrapper: str = "") -> str:
-    """``CartPole-v1``, ``expert`` -> ``offrl/cartpole/expert-v0`` (wrapper spec appended if any)."""
-    env = re.sub(r"-v\d+$", "", env_id.split(":")[-1]).lower()
-    env = re.sub(r"[^a-z0-9_.]+", "-", env).strip("-")
-    suffix = re.sub(r"[^a-z0-9_.]+", "-", wrapper.lower()).strip("-")
+    """``CartPole-v1``, ``expert`` -> ``offrl/cartpole/expert-v0``; a wrapper spec is appended in
+    Minari's id alphabet (``stori:action:p=0.3`` -> ``-stori-action-p-0_3``)."""
+    slug = lambda text: re.sub(r"[^a-z0-9_]+", "-", text.lower().replace(".", "_")).strip("-")  # noqa: E731
+    env = slug(re.sub(r"-v\d+$", "", env_id.split(":")[-1]))
+    suffix = slug(wrapper)
     return f"offrl/{env}/{quality}{'-' + suffix if suffix else ''}-v0"
 
 
@@ -91,6 +92,7 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
         "env_id": request.env_id, "quality": request.quality, "wrapper": request.wrapper, "seed": request.seed,
         "behaviour": {level: behaviour.describe(request.env_id, level) for level in levels},
         "collection_noise": COLLECTION_NOISE, "episode_seeds": [e.seed for e in episodes],
+        "perturbation_rates": perturbation_rates(episodes),
         "ref_min_source": "uniform random policy, 100 episodes",
         "ref_max_source": "noise-free expert policy, 20 episodes",
     }
