@@ -222,17 +222,18 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) ->
     for suite, rows in frame.groupby("suite", sort=False):
         table = Table(title=f"suite {suite}", caption=f"normalized: 0 = random, 100 = expert; IQM with 95% "
                       f"stratified-bootstrap CI; written to {csv_path}")
+        drops = "drop_from_default" in frame
         columns = ["dataset", *(["wrapper"] if show_wrapper else []), "algo", "n", "return", "norm.", "IQM [95% CI]",
-                   "upd/s"]
+                   *(["drop"] if drops else []), "upd/s"]
         for column in columns:
-            table.add_column(column, justify="right" if column in ("n", "norm.", "upd/s") else "left",
+            table.add_column(column, justify="right" if column in ("n", "norm.", "drop", "upd/s") else "left",
                              no_wrap=column == "dataset")
         for row in rows.itertuples():
             table.add_row(row.dataset, *([row.wrapper] if show_wrapper else []), row.algorithm, str(row.n_seeds),
                           f"{fmt(row.return_mean)} ± {fmt(row.return_std)}" if row.dataset != "ALL" else "-",
                           fmt(row.normalized_mean),
                           f"{fmt(row.normalized_iqm)} [{fmt(row.ci_low)}, {fmt(row.ci_high)}]",
-                          fmt(row.updates_per_second, ",.0f"))
+                          *([fmt(row.drop_from_default)] if drops else []), fmt(row.updates_per_second, ",.0f"))
         out.print(table)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from offrl_bench.api import Algorithm
 from offrl_bench.envs import make_env
 from offrl_bench.errors import PluginError
-from offrl_bench.rollout import Policy, run_episodes
+from offrl_bench.rollout import Episode, Policy, run_episodes
 
 #: Evaluation episodes are seeded from here on, far away from the seeds used to collect datasets,
 #: so an agent is never scored on the exact starts it was trained on.
@@ -55,9 +55,6 @@ def evaluate(
     n_episodes: int,
     seed: int,
     n_envs: int = 8,
-) -> np.ndarray:
-    """Returns of ``n_episodes`` deterministic evaluation episodes."""
-    episodes = run_episodes(
-        lambda: make_env(env_id, wrapper), checked_policy(algorithm), n_episodes, seed, n_envs
-    )
-    return np.array([episode.episode_return for episode in episodes])
+) -> list[Episode]:
+    """``n_episodes`` evaluation episodes of the algorithm's deterministic policy."""
+    return run_episodes(lambda: make_env(env_id, wrapper), checked_policy(algorithm), n_episodes, seed, n_envs)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow.
+#: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow
+#: (``drop_from_default`` is added when any row ran under a wrapper).
 LEADERBOARD_COLUMNS = [
     "suite", "dataset", "wrapper", "algorithm", "n_seeds", "return_mean", "return_std", "normalized_mean",
     "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
@@ -155,7 +156,20 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
         n = min(len(runs) for runs in tasks)
         scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
         rows.append(_row(suite, ALL, ALL, algorithm, [r for runs in tasks for r in runs[:n]], scores))
-    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    if not frame.wrapper.isin([NO_WRAPPER, ALL]).all():
+        frame["drop_from_default"] = _drop_from_default(frame)
+    return frame
+
+
+def _drop_from_default(frame: pd.DataFrame) -> pd.Series:
+    """Normalised score lost under a wrapper relative to the same (suite, dataset, algorithm) on the
+    default environment (STORI type 3.1); NaN where there is no default row."""
+    default = frame[frame.wrapper == NO_WRAPPER].set_index(["suite", "dataset", "algorithm"]).normalized_mean
+    keys = pd.MultiIndex.from_frame(frame[["suite", "dataset", "algorithm"]])
+    baseline = default.reindex(keys).to_numpy()
+    return pd.Series(np.where(frame.dataset == ALL, np.nan, baseline - frame.normalized_mean.to_numpy()),
+                     index=frame.index)
 
 
 def write_leaderboard(frame: pd.DataFrame, path: Path) -> None:

@@ -8,7 +8,7 @@ run side by side, and the policy is queried once per step for all running episod
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +21,8 @@ class Episode:
     seed: int
     episode_return: float
     length: int
+    #: Steps on which each perturbation flag in ``info["stori"]`` was set (STORI wrappers).
+    perturbations: dict[str, int] = field(default_factory=dict)
     # Only filled when recording (data collection); observations has length + 1 rows.
     observations: np.ndarray | None = None
     actions: np.ndarray | None = None
@@ -39,10 +41,13 @@ class _Recorder:
         self.truncations: list[bool] = []
         self.episode_return = 0.0
         self.length = 0
+        self.perturbations: dict[str, int] = {}
 
-    def add(self, action, observation, reward: float, terminated: bool, truncated: bool) -> None:
+    def add(self, action, observation, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
         self.episode_return += float(reward)
         self.length += 1
+        for key, applied in info.get("stori", {}).items():
+            self.perturbations[key] = self.perturbations.get(key, 0) + int(bool(applied))
         if self.record:
             self.actions.append(action)
             self.observations.append(observation)
@@ -51,7 +56,8 @@ class _Recorder:
             self.truncations.append(bool(truncated))
 
     def finish(self, seed: int) -> Episode:
-        episode = Episode(seed=seed, episode_return=self.episode_return, length=self.length)
+        episode = Episode(seed=seed, episode_return=self.episode_return, length=self.length,
+                          perturbations=self.perturbations)
         if self.record:
             episode.observations = np.asarray(self.observations)
             episode.actions = np.asarray(self.actions)
@@ -84,8 +90,8 @@ def run_episodes(
             actions = policy(np.stack([slots[i][2] for i in active]))
             for i, action in zip(active, actions):
                 episode_index, recorder, _ = slots[i]
-                observation, reward, terminated, truncated, _ = envs[i].step(action)
-                recorder.add(action, observation, reward, terminated, truncated)
+                observation, reward, terminated, truncated, info = envs[i].step(action)
+                recorder.add(action, observation, reward, terminated, truncated, info)
                 if terminated or truncated:
                     results[episode_index] = recorder.finish(seed + episode_index)
                     slots[i] = _start(envs[i], next_episode, seed, record) if next_episode < n_episodes else None
@@ -96,6 +102,13 @@ def run_episodes(
     finally:
         for env in envs:
             env.close()
+
+
+def perturbation_rates(episodes: list[Episode]) -> dict[str, float]:
+    """Fraction of steps on which each STORI perturbation was applied, over ``episodes``."""
+    steps = sum(e.length for e in episodes)
+    keys = sorted({k for e in episodes for k in e.perturbations})
+    return {k: sum(e.perturbations.get(k, 0) for e in episodes) / steps for k in keys} if steps else {}
 
 
 def _start(env: gym.Env, episode_index: int, seed: int, record: bool):

@@ -37,10 +37,11 @@ from offrl_bench import registry
 from offrl_bench.api import Algorithm, OfflineAlgorithm
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset
-from offrl_bench.envs import validate_wrapper_spec
+from offrl_bench.envs import make_env, validate_wrapper_spec
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
 from offrl_bench.results import RunStore, write_atomic
+from offrl_bench.rollout import perturbation_rates
 
 ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
 DEFAULT_BATCH_SIZE = 256
@@ -111,16 +112,22 @@ def _check_compatible(cls: type[Algorithm], spec: RunSpec, action_kind: str) -> 
 
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
-    its dataset, config overrides valid, wrapper spec known, dataset present."""
-    action_kinds: dict[str, str] = {}
+    its dataset, config overrides valid, dataset present, evaluation environment buildable."""
+    datasets: dict[str, tuple[str, str]] = {}  # dataset id -> (env id, action kind)
+    environments: set[tuple[str, str]] = set()
     for spec in specs:
         cls = registry.algorithm_class(spec.algo)
         build_config(cls, spec.overrides)
-        validate_wrapper_spec(spec.wrapper)
-        if spec.dataset not in action_kinds:
-            space = open_dataset(spec.dataset).action_space
-            action_kinds[spec.dataset] = "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
-        _check_compatible(cls, spec, action_kinds[spec.dataset])
+        if spec.dataset not in datasets:
+            dataset = open_dataset(spec.dataset)
+            kind = "discrete" if isinstance(dataset.action_space, gym.spaces.Discrete) else "continuous"
+            datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "", kind)
+        env_id, kind = datasets[spec.dataset]
+        _check_compatible(cls, spec, kind)
+        if (env_id, spec.wrapper) not in environments:  # builds it once: catches bad wrapper parameters too
+            validate_wrapper_spec(spec.wrapper)
+            make_env(env_id, spec.wrapper).close()
+            environments.add((env_id, spec.wrapper))
 
 
 def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
@@ -183,11 +190,12 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
             if line.strip() and json.loads(line)["updates"] <= done]
     write_atomic(metrics_path, "".join(line + "\n" for line in kept))
 
-    def evaluate_now() -> np.ndarray:
-        return evaluate(algorithm, env_id, spec.wrapper, spec.eval_episodes, evaluation_seed(spec.seed))
+    def evaluate_now() -> tuple[np.ndarray, dict[str, float]]:
+        episodes = evaluate(algorithm, env_id, spec.wrapper, spec.eval_episodes, evaluation_seed(spec.seed))
+        return np.array([e.episode_return for e in episodes]), perturbation_rates(episodes)
 
     losses: dict[str, float] = {}
-    returns = None
+    returns, rates = None, {}
     try:
         while done < total:
             started = time.perf_counter()
@@ -200,7 +208,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
                     progress(spec.run_id, done, total)
             seconds += time.perf_counter() - started
             if done % spec.eval_every == 0 or done == total:
-                returns = evaluate_now()
+                returns, rates = evaluate_now()
                 line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
                         "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
                                                                    dataset.ref_max_score)), **losses}
@@ -212,7 +220,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         _save_checkpoint(checkpoint, algorithm, sampler, done, seconds)
         raise
     if returns is None:
-        returns = evaluate_now()
+        returns, rates = evaluate_now()
     if progress:
         progress(spec.run_id, total, total)
 
@@ -223,7 +231,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         "eval_episodes": spec.eval_episodes, "eval_returns": returns.tolist(),
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score, dataset.ref_max_score)),
-        "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
+        "perturbation_rates": rates, "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
         "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
