@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from offrl_bench.algorithms.nn import BoxScaler, as_observation_tensor, mlp, seeded_init
+from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, adam, as_observation_tensor, mlp, seeded_init
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 
 
@@ -22,19 +22,20 @@ class BCConfig:
     batch_size: int = 256
 
 
-class BC(OfflineAlgorithm):
+class BC(CheckpointedAttributes, OfflineAlgorithm):
     """Deterministic tanh policy + MSE for Box actions; softmax policy + cross-entropy for Discrete."""
 
     name = "bc"
     action_spaces = ("discrete", "continuous")
     config_class = BCConfig
+    checkpointed = ("policy", "optimizer")
 
     def __init__(self, spec: EnvSpec, config: BCConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"
         with seeded_init(seed):
             self.policy = mlp(spec.observation_dim, spec.action_dim, config.width, config.depth).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+        self.optimizer = adam(self.policy.parameters(), lr=config.lr)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
 
     def update(self, batch: Batch) -> dict[str, float]:
@@ -55,10 +56,3 @@ class BC(OfflineAlgorithm):
             return output.argmax(dim=-1).cpu().numpy()
         actions = self.scaler.from_unit(torch.tanh(output))
         return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
-
-    def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])

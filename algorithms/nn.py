@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,3 +49,119 @@ def as_observation_tensor(observations: np.ndarray, device: torch.device) -> tor
     """Batched observations of any shape to a float32 (batch, features) tensor."""
     observations = np.asarray(observations, dtype=np.float32)
     return torch.from_numpy(observations.reshape(len(observations), -1)).to(device)
+
+
+class FusedMLPEnsemble(nn.Module):
+    """``n`` independent MLPs evaluated together: each layer's weights are stacked to (n, in, out) and
+    applied with one batched matmul, instead of a Python loop over ensemble members.
+
+    Input (B, in) is shared by all members; (n, B, in) gives each member its own. Output (n, B, out).
+    Members are initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), independently.
+    """
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, width: int = 256, depth: int = 2) -> None:
+        super().__init__()
+        self.n = n
+        dims = [in_dim] + [width] * depth + [out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            bound = 1 / np.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n, -1, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+
+    def forward_member(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Output (B, out) of member ``index`` alone (e.g. TD3's actor loss uses only the first critic)."""
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.addmm(bias[index], x, weight[index])
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+
+def adam(parameters, lr: float) -> torch.optim.Adam:
+    """Adam with the fused multi-tensor kernel: one pass over all parameters per step."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True)
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging target <- (1 - tau) target + tau source, as one fused foreach kernel."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+class ObservationNormalizer(nn.Module):
+    """Per-feature standardisation with the dataset's statistics (TD3+BC's state normalisation)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, observations: torch.Tensor, eps: float = 1e-3) -> None:
+        self.mean.copy_(observations.mean(0))
+        self.std.copy_(observations.std(0) + eps)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return (observations - self.mean) / self.std
+
+
+class TanhGaussianActor(nn.Module):
+    """State-dependent Gaussian squashed by tanh (SAC, CQL); actions in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, width: int = 256, depth: int = 2,
+                 log_std_range: tuple[float, float] = (-20.0, 2.0)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * action_dim, width, depth)
+        self.log_std_range = log_std_range
+
+    def forward(self, observations: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled (reparameterised) unit action and its log-probability (with the tanh correction)."""
+        mean, log_std = self.net(observations).chunk(2, dim=-1)
+        log_std = log_std.clamp(*self.log_std_range)
+        pre_tanh = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(pre_tanh).sum(-1)
+        log_prob = log_prob - (2 * (np.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
+
+
+class CheckpointedAttributes:
+    """Mixin implementing ``state_dict``/``load_state_dict`` over the attributes named in
+    ``checkpointed``: modules and optimisers through their own state dicts, plain values as they are.
+    List it before :class:`~offrl_bench.api.OfflineAlgorithm` in the bases."""
+
+    checkpointed: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        state = {}
+        for name in self.checkpointed:
+            value = getattr(self, name)
+            if hasattr(value, "state_dict"):
+                value = value.state_dict()
+            elif isinstance(value, torch.Tensor):
+                value = value.detach().clone()
+            state[name] = value
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.checkpointed:
+            current = getattr(self, name)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[name])
+            elif isinstance(current, torch.Tensor):  # e.g. a bare nn.Parameter an optimiser holds: in place
+                with torch.no_grad():
+                    current.copy_(state[name])
+            else:
+                setattr(self, name, state[name])

@@ -2,7 +2,8 @@
 
 Both draw 256 random transitions per batch from the same local Minari dataset. The Minari path is
 what a training loop gets without a tensor view: `iterate_episodes` reads the episodes of 256
-random transitions from HDF5, then the transitions are picked out of them. offrl-bench reads the dataset once (`load_dataset`) and
+random transitions from HDF5, then the transitions are picked out of them. offrl-bench reads the
+dataset once (`load_dataset`) and
 every batch is a single index gather. Run:
 
     python benchmarks/sampling.py [--env CartPole-v1] [--episodes 50] [--batches 200]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from offrl_bench.data.datasets import TransitionDataset
 
 ActionKind = Literal["discrete", "continuous"]
 Paradigm = Literal["offline", "online", "offline-to-online"]
@@ -75,6 +78,10 @@ class Algorithm(abc.ABC):
     paradigm: ClassVar[Paradigm] = "offline"
     needs_actions: ClassVar[bool] = True  # False: can learn from action-free trajectories
     config_class: ClassVar[type]
+    #: True for policies that condition on the episode so far (e.g. Decision Transformer). Evaluation
+    #: then calls start_episode(slot) when an environment slot begins an episode, act(observations,
+    #: slots) with the slot of every row, and observe_rewards(slots, rewards) after every step.
+    episodic: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, config: Any, seed: int, device: str = "cpu") -> None:
         self.spec = spec
@@ -84,7 +91,14 @@ class Algorithm(abc.ABC):
 
     @abc.abstractmethod
     def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions for a batch of observations (first dimension = batch)."""
+        """Deterministic actions for a batch of observations (first dimension = batch). Episodic
+        algorithms also receive ``slots``, the environment slot of each row."""
+
+    def start_episode(self, slot: int) -> None:
+        """Episodic algorithms: environment ``slot`` starts a new episode (forget its history)."""
+
+    def observe_rewards(self, slots: list[int], rewards: np.ndarray) -> None:
+        """Episodic algorithms: the rewards the last actions of ``slots`` received."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict:
@@ -95,12 +109,25 @@ class Algorithm(abc.ABC):
 
 
 class OfflineAlgorithm(Algorithm):
-    """An algorithm trained by gradient updates on batches sampled from a fixed dataset."""
+    """An algorithm trained by gradient updates on batches sampled from a fixed dataset.
+
+    The runner seeds torch's global RNG from the run's seed and saves/restores it with every
+    checkpoint, so algorithms may draw their noise from it (``torch.randn`` etc.).
+    """
 
     paradigm: ClassVar[Paradigm] = "offline"
     #: False for baselines that have nothing to learn (e.g. ``random``): the runner then skips
     #: the update loop and only evaluates.
     trains: ClassVar[bool] = True
+
+    def sample(self, dataset: TransitionDataset, batch_size: int, generator: torch.Generator) -> Any:
+        """The batch :meth:`update` trains on; by default ``batch_size`` uniformly drawn transitions.
+        Sequence models override it (and then receive their own batch type in ``update``)."""
+        return dataset.sample(batch_size, generator)
+
+    def setup(self, dataset: TransitionDataset) -> None:
+        """Called with the whole dataset once before training (and again before a resumed run
+        continues), e.g. to compute observation statistics. Must be deterministic. Default: nothing."""
 
     @abc.abstractmethod
     def update(self, batch: Batch) -> dict[str, float]:

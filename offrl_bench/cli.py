@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+
 import click
 from rich.console import Console
 from rich.table import Table
 
 from offrl_bench import registry
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
-
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ import numpy as np
 from offrl_bench.api import Algorithm
 from offrl_bench.envs import make_env
 from offrl_bench.errors import PluginError
-from offrl_bench.rollout import Episode, Policy, run_episodes
+from offrl_bench.rollout import Episode, EpisodicPolicy, Policy, run_episodes
 
 #: Evaluation episodes are seeded from here on, far away from the seeds used to collect datasets,
 #: so an agent is never scored on the exact starts it was trained on.
@@ -26,13 +26,24 @@ def normalized_score(value, ref_min: float | None, ref_max: float | None):
     return 100.0 * (np.asarray(value, dtype=float) - ref_min) / (ref_max - ref_min)
 
 
-def checked_policy(algorithm: Algorithm) -> Policy:
+class _CheckedEpisodicPolicy:
+    """An episodic algorithm seen through :class:`offrl_bench.rollout.EpisodicPolicy`, checked."""
+
+    def __init__(self, algorithm: Algorithm, check) -> None:
+        self.algorithm, self.check = algorithm, check
+        self.start_episode, self.observe_rewards = algorithm.start_episode, algorithm.observe_rewards
+
+    def act(self, observations: np.ndarray, slots: list[int]) -> np.ndarray:
+        return self.check(observations, self.algorithm.act(observations, slots))
+
+
+def checked_policy(algorithm: Algorithm) -> Policy | EpisodicPolicy:
     """``algorithm.act`` with the plugin contract enforced on every call."""
     space = algorithm.spec.action_space
     name = type(algorithm).name
 
-    def policy(observations: np.ndarray) -> np.ndarray:
-        actions = np.asarray(algorithm.act(observations))
+    def check(observations: np.ndarray, actions) -> np.ndarray:
+        actions = np.asarray(actions)
         expected = (len(observations), *space.shape)
         if actions.shape != expected:
             raise PluginError(f"algorithm '{name}' act() returned shape {actions.shape}, expected {expected}")
@@ -45,7 +56,9 @@ def checked_policy(algorithm: Algorithm) -> Policy:
             actions = np.clip(actions, space.low, space.high).astype(space.dtype)
         return actions
 
-    return policy
+    if algorithm.episodic:
+        return _CheckedEpisodicPolicy(algorithm, check)
+    return lambda observations: check(observations, algorithm.act(observations))
 
 
 def evaluate(

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
 Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@runtime_checkable
+class EpisodicPolicy(Protocol):
+    """A policy that conditions on the episode so far; ``slots`` says which environment each row is."""
+
+    def start_episode(self, slot: int) -> None: ...
+
+    def act(self, observations: np.ndarray, slots: list[int]) -> np.ndarray: ...
+
+    def observe_rewards(self, slots: list[int], rewards: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -69,7 +81,7 @@ class _Recorder:
 
 def run_episodes(
     make_env: Callable[[], gym.Env],
-    policy: Policy,
+    policy: Policy | EpisodicPolicy,
     n_episodes: int,
     seed: int,
     n_envs: int = 8,
@@ -78,26 +90,40 @@ def run_episodes(
     """Play ``n_episodes`` episodes (episode ``i`` seeded ``seed + i``); results in episode order."""
     n_envs = max(1, min(n_envs, n_episodes))
     envs = [make_env() for _ in range(n_envs)]
+    episodic = isinstance(policy, EpisodicPolicy)
+
+    def start(slot: int, episode_index: int):
+        if episode_index >= n_episodes:
+            return None
+        if episodic:
+            policy.start_episode(slot)
+        return _start(envs[slot], episode_index, seed, record)
+
     try:
         results: dict[int, Episode] = {}
-        next_episode = 0
-        slots: list[tuple[int, _Recorder, np.ndarray] | None] = []
-        for env in envs:
-            slots.append(_start(env, next_episode, seed, record) if next_episode < n_episodes else None)
-            next_episode += 1
+        slots: list[tuple[int, _Recorder, np.ndarray] | None] = [start(i, i) for i in range(n_envs)]
+        next_episode = n_envs
         while any(slots):
             active = [i for i, slot in enumerate(slots) if slot is not None]
-            actions = policy(np.stack([slots[i][2] for i in active]))
+            observations = np.stack([slots[i][2] for i in active])
+            actions = policy.act(observations, active) if episodic else policy(observations)
+            rewards = []
             for i, action in zip(active, actions):
                 episode_index, recorder, _ = slots[i]
                 observation, reward, terminated, truncated, info = envs[i].step(action)
                 recorder.add(action, observation, reward, terminated, truncated, info)
+                rewards.append(reward)
                 if terminated or truncated:
                     results[episode_index] = recorder.finish(seed + episode_index)
-                    slots[i] = _start(envs[i], next_episode, seed, record) if next_episode < n_episodes else None
-                    next_episode += 1
+                    slots[i] = None
                 else:
                     slots[i] = (episode_index, recorder, observation)
+            if episodic:
+                policy.observe_rewards(active, np.asarray(rewards, dtype=np.float64))
+            for i in active:
+                if slots[i] is None:
+                    slots[i] = start(i, next_episode)
+                    next_episode += 1
         return [results[i] for i in range(n_episodes)]
     finally:
         for env in envs:

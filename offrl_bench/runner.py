@@ -168,6 +168,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     write_atomic(run_dir / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
     dataset = _cached_dataset(spec.dataset, spec.device)
     algorithm = build_algorithm(spec, dataset)
+    algorithm.setup(dataset)
     batch_size = int(getattr(algorithm.config, "batch_size", DEFAULT_BATCH_SIZE))
     total = spec.updates if algorithm.trains else 0
     env_id = dataset.spec.env_id
@@ -202,7 +203,8 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
             chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
                             (done // spec.eval_every + 1) * spec.eval_every)
             while done < chunk_end:
-                losses = _checked_losses(spec.algo, algorithm.update(dataset.sample(batch_size, sampler)), done)
+                batch = algorithm.sample(dataset, batch_size, sampler)
+                losses = _checked_losses(spec.algo, algorithm.update(batch), done)
                 done += 1
                 if progress and done % 50 == 0:
                     progress(spec.run_id, done, total)

@@ -1,6 +1,5 @@
 """Minari dataset creation and loading into tensors."""
 
-import numpy as np
 import pytest
 import torch
 

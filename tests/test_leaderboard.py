@@ -62,7 +62,8 @@ def test_iqm_matches_rliable_and_is_reproducible():
 
 
 def test_unequal_seed_counts_use_a_rectangular_matrix():
-    records = [record("s", "d1", "a", i, 10.0 * i) for i in range(4)] + [record("s", "d2", "a", i, 5.0) for i in range(2)]
+    records = [record("s", "d1", "a", i, 10.0 * i) for i in range(4)]
+    records += [record("s", "d2", "a", i, 5.0) for i in range(2)]
     frame = leaderboard(records)
     assert frame[frame.dataset == "ALL"].iloc[0].n_seeds == 2
 

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from offrl_bench.data.datasets import load_dataset
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run, preflight

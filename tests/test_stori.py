@@ -90,6 +90,16 @@ def test_random_events_rate_and_effect():
     assert kicked < 0.7 * calm, (kicked, calm)
 
 
+def test_state_kick_on_mujoco():
+    pytest.importorskip("mujoco", reason="needs the 'mujoco' extra")
+    plain, kicked = make_env("Hopper-v5"), make_env("Hopper-v5", "stori:events:mode=state,p=1.0,sigma=0.5")
+    plain.reset(seed=0)
+    kicked.reset(seed=0)
+    action = np.zeros(3, dtype=np.float32)
+    assert not np.allclose(plain.step(action)[0], kicked.step(action)[0])
+    assert not np.allclose(plain.unwrapped.data.qvel, kicked.unwrapped.data.qvel)
+
+
 def test_obs_noise_leaves_the_state_alone():
     plain, noisy = make_env("Pendulum-v1"), make_env("Pendulum-v1", "stori:events:mode=obs-noise,p=1.0,sigma=0.3")
     a, _ = rollout(plain, 50)

@@ -36,7 +36,8 @@ def read_d4rl_arrays(path: Path) -> dict[str, np.ndarray]:
             missing = [key for key in REQUIRED if key not in f]
             if missing:
                 raise UsageError(f"'{path}' is not a D4RL file: missing {', '.join(missing)} "
-                                 f"(found: {', '.join(sorted(f.keys())) or 'nothing'}; required: {', '.join(REQUIRED)})")
+                                 f"(found: {', '.join(sorted(f.keys())) or 'nothing'}; "
+                                 f"required: {', '.join(REQUIRED)})")
             keys = [*REQUIRED, *(["next_observations"] if "next_observations" in f else [])]
             arrays = {}
             for key in keys:

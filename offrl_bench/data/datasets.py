@@ -129,7 +129,8 @@ def _missing_dataset_message(dataset_id: str) -> str:
     local = local_dataset_ids()
     hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
     return (
-        f"dataset '{dataset_id}' not found in {datasets_root()} (set MINARI_DATASETS_PATH to change it); create it with "
+        f"dataset '{dataset_id}' not found in {datasets_root()} (set MINARI_DATASETS_PATH to change it); "
+        f"create it with "
         f"'offrl-bench data make ENV_ID --quality expert --name {dataset_id}' or import one with "
         f"'offrl-bench data import-d4rl FILE.hdf5 --env ENV_ID --name {dataset_id}'; {hint}"
     )
@@ -197,8 +198,8 @@ class TransitionDataset:
         )
 
     def to(self, device: str | torch.device) -> TransitionDataset:
-        tensors = {name: getattr(self, name).to(device) for name in
-                   ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_starts")}
+        names = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_starts")
+        tensors = {name: getattr(self, name).to(device) for name in names}
         return TransitionDataset(**{**self.__dict__, **tensors})
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from offrl_bench.data import behaviour
@@ -40,6 +41,15 @@ def default_dataset_id(env_id: str, quality: str, wrapper: str = "") -> str:
     env = slug(re.sub(r"-v\d+$", "", env_id.split(":")[-1]))
     suffix = slug(wrapper)
     return f"offrl/{env}/{quality}{'-' + suffix if suffix else ''}-v0"
+
+
+def action_kind_of(env_id: str) -> str:
+    """``"discrete"`` or ``"continuous"``: the action space of ``env_id``."""
+    env = make_env(env_id)
+    try:
+        return "discrete" if isinstance(env.action_space, gym.spaces.Discrete) else "continuous"
+    finally:
+        env.close()
 
 
 def _behaviour_levels(quality: str) -> list[str]:

@@ -5,9 +5,10 @@ A suite is a :class:`Suite` object registered under the ``offrl_bench.suites`` e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from offrl_bench.data.make import DatasetRequest
+from offrl_bench import registry
+from offrl_bench.data.make import DatasetRequest, action_kind_of
 from offrl_bench.runner import RunSpec
 
 
@@ -23,12 +24,22 @@ class Suite:
     eval_every: int = 1_000
     eval_episodes: int = 10
     checkpoint_every: int = 1_000
+    #: ``--set`` overrides per algorithm, e.g. {"cql": (("n_actions", "4"),)}
+    overrides: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def runs(self, device: str = "cpu") -> list[RunSpec]:
-        return [
-            RunSpec(algo=algo, dataset=request.dataset_id, seed=seed, wrapper=wrapper, updates=self.updates,
-                    eval_every=self.eval_every, eval_episodes=self.eval_episodes,
-                    checkpoint_every=self.checkpoint_every, suite=self.name, device=device)
-            for request in self.datasets for wrapper in self.wrappers for algo in self.algorithms
-            for seed in self.seeds
-        ]
+        """Every (dataset, wrapper, algorithm, seed), skipping algorithms that cannot handle a dataset's
+        action space (e.g. BCQ on continuous data)."""
+        specs = []
+        for request in self.datasets:
+            kind = action_kind_of(request.env_id)
+            for wrapper in self.wrappers:
+                for algo in self.algorithms:
+                    if kind not in registry.algorithm_class(algo).action_spaces:
+                        continue
+                    specs += [RunSpec(algo=algo, dataset=request.dataset_id, seed=seed, wrapper=wrapper,
+                                      updates=self.updates, eval_every=self.eval_every,
+                                      eval_episodes=self.eval_episodes, checkpoint_every=self.checkpoint_every,
+                                      overrides=self.overrides.get(algo, ()), suite=self.name, device=device)
+                              for seed in self.seeds]
+        return specs

@@ -1,0 +1,140 @@
+"""IQL (Kostrikov, Nair & Levine, 2022, "Offline Reinforcement Learning with Implicit Q-Learning").
+
+Never queries Q on actions outside the dataset: V(s) is fitted as an upper expectile of Q(s, a)
+over dataset actions, Q(s, a) regresses onto r + gamma V(s'), and the policy is extracted by
+advantage-weighted regression, weights exp(beta (Q - V)). Continuous actions use a Gaussian policy
+with a tanh mean (as in the paper's code); discrete actions use a softmax policy and one Q head per action.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from offrl_bench.algorithms.nn import (
+    BoxScaler,
+    CheckpointedAttributes,
+    FusedMLPEnsemble,
+    ObservationNormalizer,
+    adam,
+    as_observation_tensor,
+    mlp,
+    seeded_init,
+    soft_update,
+)
+from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+
+
+@dataclass
+class IQLConfig:
+    # Defaults of the paper (locomotion) and CORL's iql.py.
+    actor_lr: float = 3e-4
+    value_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005  # target critic Polyak rate
+    expectile: float = 0.7
+    beta: float = 3.0  # inverse temperature of the advantage weights
+    max_weight: float = 100.0
+    normalize_observations: bool = True
+    normalize_rewards: bool = True  # rewards x 1000 / (max - min episode return), as in the paper
+    width: int = 256
+    depth: int = 2
+    batch_size: int = 256
+
+
+class IQL(CheckpointedAttributes, OfflineAlgorithm):
+    name = "iql"
+    action_spaces = ("discrete", "continuous")
+    config_class = IQLConfig
+    checkpointed = ("actor", "log_std", "critic", "critic_target", "value", "actor_optimizer", "critic_optimizer",
+                    "value_optimizer", "normalizer", "reward_scale")
+
+    def __init__(self, spec: EnvSpec, config: IQLConfig, seed: int, device: str = "cpu") -> None:
+        super().__init__(spec, config, seed, device)
+        self.discrete = spec.action_kind == "discrete"
+        obs_dim, action_dim = spec.observation_dim, spec.action_dim
+        critic_in, critic_out = (obs_dim, action_dim) if self.discrete else (obs_dim + action_dim, 1)
+        with seeded_init(seed):
+            self.actor = mlp(obs_dim, action_dim, config.width, config.depth).to(self.device)
+            self.critic = FusedMLPEnsemble(2, critic_in, critic_out, config.width, config.depth).to(self.device)
+            self.value = mlp(obs_dim, 1, config.width, config.depth).to(self.device)
+        self.log_std = nn.Parameter(torch.zeros(action_dim, device=self.device))  # unused when discrete
+        self.critic_target = copy.deepcopy(self.critic)
+        actor_parameters = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
+        self.actor_optimizer = adam(actor_parameters, lr=config.actor_lr)
+        self.critic_optimizer = adam(self.critic.parameters(), lr=config.critic_lr)
+        self.value_optimizer = adam(self.value.parameters(), lr=config.value_lr)
+        self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
+        self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
+        self.reward_scale = 1.0
+
+    def setup(self, dataset) -> None:
+        if self.config.normalize_observations:
+            self.normalizer.fit(dataset.observations.to(self.device))
+        spread = float(np.ptp(dataset.episode_returns)) if dataset.n_episodes > 1 else 0.0
+        self.reward_scale = 1000.0 / spread if self.config.normalize_rewards and spread > 1e-6 else 1.0
+
+    def _q(self, network, observations, actions) -> torch.Tensor:
+        """Q of the dataset actions for each of the two critics: (2, B)."""
+        if self.discrete:
+            return network(observations).gather(-1, actions.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
+        return network(torch.cat([observations, actions], dim=-1)).squeeze(-1)
+
+    def _log_prob(self, observations, actions) -> torch.Tensor:
+        output = self.actor(observations)
+        if self.discrete:
+            return F.log_softmax(output, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        mean = torch.tanh(output)
+        return torch.distributions.Normal(mean, self.log_std.clamp(-20, 2).exp()).log_prob(actions).sum(-1)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        observations = self.normalizer(batch.observations)
+        next_observations = self.normalizer(batch.next_observations)
+        actions = batch.actions if self.discrete else self.scaler.to_unit(batch.actions)
+        rewards = batch.rewards * self.reward_scale
+
+        # V: expectile regression onto the target critics' Q of dataset actions
+        with torch.no_grad():
+            target_q = self._q(self.critic_target, observations, actions).min(0).values
+        value = self.value(observations).squeeze(-1)
+        difference = target_q - value
+        weight = torch.abs(cfg.expectile - (difference < 0).float())
+        value_loss = (weight * difference.pow(2)).mean()
+        self.value_optimizer.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_optimizer.step()
+
+        # Q: one-step backup through V (no max over actions)
+        with torch.no_grad():
+            next_value = self.value(next_observations).squeeze(-1)
+            target = rewards + cfg.discount * (1 - batch.terminals) * next_value
+        q = self._q(self.critic, observations, actions)
+        critic_loss = F.mse_loss(q, target.expand_as(q)) * 2
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+
+        # policy: advantage-weighted regression
+        advantage = (target_q - value.detach())
+        weights = torch.exp(cfg.beta * advantage).clamp(max=cfg.max_weight)
+        actor_loss = -(weights * self._log_prob(observations, actions)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "actor_loss": actor_loss.item()}
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        output = self.actor(self.normalizer(as_observation_tensor(observations, self.device)))
+        if self.discrete:
+            return output.argmax(-1).cpu().numpy()
+        actions = self.scaler.from_unit(torch.tanh(output))
+        return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()

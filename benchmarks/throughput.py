@@ -1,0 +1,140 @@
+"""Gradient updates per second: offrl-bench vs d3rlpy 2.x, side by side on the same data.
+
+Same dataset (a local Minari dataset, default Pendulum-v1 mixed), same networks (256x256 ReLU MLPs),
+batch 256, CPU, same number of torch threads; each side's time includes its own batch sampling.
+d3rlpy pins gymnasium 1.0.0, so it runs in its own virtual environment, which this script creates on
+first use (``--d3rlpy-venv``, default ``.venv-d3rlpy``) with ``pip install -c constraints.txt d3rlpy==2.8.1``.
+
+    python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--threads 2]
+
+Prints updates/s for both and the ratio offrl-bench / d3rlpy per algorithm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+D3RLPY_SIDE = r"""
+import json, sys, time
+import numpy as np, torch, d3rlpy
+from d3rlpy.models.encoders import VectorEncoderFactory
+from d3rlpy.preprocessing import StandardObservationScaler, MinMaxActionScaler
+
+path, algos, updates, threads = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+data = np.load(path)
+dataset = d3rlpy.dataset.MDPDataset(data["observations"], data["actions"], data["rewards"], data["terminals"],
+                                    timeouts=data["timeouts"])
+encoder = VectorEncoderFactory([256, 256])
+observations = data["observations"]
+scalers = lambda: dict(  # noqa: E731  (given their statistics up front, as offrl-bench's setup() computes them)
+    observation_scaler=StandardObservationScaler(mean=observations.mean(0), std=observations.std(0) + 1e-3),
+    action_scaler=MinMaxActionScaler(minimum=data["action_low"], maximum=data["action_high"]))
+common = lambda: dict(batch_size=256, actor_encoder_factory=encoder, critic_encoder_factory=encoder,  # noqa: E731
+                      **scalers())
+configs = {
+    "bc": lambda: d3rlpy.algos.BCConfig(batch_size=256, encoder_factory=encoder, learning_rate=3e-4,
+                                        action_scaler=scalers()["action_scaler"]),
+    "td3_bc": lambda: d3rlpy.algos.TD3PlusBCConfig(**common()),
+    "iql": lambda: d3rlpy.algos.IQLConfig(value_encoder_factory=encoder, **common()),
+    "cql": lambda: d3rlpy.algos.CQLConfig(n_action_samples=10, **common()),
+}
+results = {}
+for name in algos:
+    d3rlpy.seed(0)
+    algo = configs[name]().create(device="cpu:0")
+    algo.build_with_dataset(dataset)
+    buffer = dataset
+    for _ in range(20):
+        algo.update(buffer.sample_transition_batch(256))
+    started = time.perf_counter()
+    for _ in range(updates):
+        algo.update(buffer.sample_transition_batch(256))
+    results[name] = updates / (time.perf_counter() - started)
+print(json.dumps(results))
+"""
+
+
+def ensure_d3rlpy_venv(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} with d3rlpy 2.8.1 (once)...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
+                        "d3rlpy==2.8.1"], check=True)
+    return python
+
+
+def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int) -> dict[str, float]:
+    from offrl_bench.data.datasets import load_dataset
+    from offrl_bench.runner import RunSpec, build_algorithm
+
+    dataset = load_dataset(dataset_id)
+    rates = {}
+    for name in algos:
+        torch.manual_seed(0)
+        algorithm = build_algorithm(RunSpec(name, dataset_id, 0), dataset)
+        algorithm.setup(dataset)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            algorithm.update(dataset.sample(256, generator))
+        started = time.perf_counter()
+        for _ in range(updates):
+            algorithm.update(dataset.sample(256, generator))
+        rates[name] = updates / (time.perf_counter() - started)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--quality", default="mixed")
+    parser.add_argument("--algos", default="bc,td3_bc,iql,cql")
+    parser.add_argument("--updates", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--d3rlpy-venv", type=Path, default=REPO / ".venv-d3rlpy")
+    args = parser.parse_args()
+    algos = args.algos.split(",")
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("MINARI_DATASETS_PATH", tempfile.mkdtemp(prefix="offrl-bench-throughput-"))
+
+    from offrl_bench.data.datasets import dataset_exists, load_dataset
+    from offrl_bench.data.make import DatasetRequest, make_dataset
+
+    request = DatasetRequest(args.env, args.quality, name=f"bench/{args.env.lower()}-{args.quality}-v0")
+    if not dataset_exists(request.dataset_id):
+        make_dataset(request, log=lambda m: None)
+    dataset = load_dataset(request.dataset_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = Path(tmp) / "data.npz"
+        np.savez(arrays, observations=dataset.observations.numpy(), actions=dataset.actions.numpy(),
+                 rewards=dataset.rewards.numpy(), terminals=dataset.terminals.numpy(),
+                 timeouts=dataset.timeouts.numpy(), action_low=dataset.spec.action_space.low,
+                 action_high=dataset.spec.action_space.high)
+        python = ensure_d3rlpy_venv(args.d3rlpy_venv)
+        theirs = json.loads(subprocess.run(
+            [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates), str(args.threads)],
+            check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip().splitlines()[-1])
+    ours = offrl_bench_rates(request.dataset_id, algos, args.updates)
+
+    print(f"{args.env} {args.quality}: {len(dataset)} transitions; batch 256, 256x256 MLPs, "
+          f"{args.threads} torch threads, {args.updates} timed updates each")
+    print(f"{'algorithm':10} {'offrl-bench upd/s':>18} {'d3rlpy upd/s':>13} {'ratio':>7}")
+    for name in algos:
+        print(f"{name:10} {ours[name]:18.1f} {theirs[name]:13.1f} {ours[name] / theirs[name]:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
