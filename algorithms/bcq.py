@@ -57,11 +57,10 @@ class BCQ(CheckpointedAttributes, OfflineAlgorithm):
         self.networks.to(self.device)
         self.target = copy.deepcopy(self.networks)
         self.optimizer = adam(self.networks.parameters(), lr=config.lr)
-        self.normalizer = ObservationNormalizer(spec.observation_dim).to(self.device)
+        self.normalizer = ObservationNormalizer(spec.observation_dim, config.normalize_observations).to(self.device)
 
     def setup(self, dataset) -> None:
-        if self.config.normalize_observations:
-            self.normalizer.fit(dataset.observations.to(self.device))
+        self.normalizer.fit(dataset.observations)
 
     def _constrained_greedy(self, q: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         probabilities = F.softmax(logits, dim=-1)

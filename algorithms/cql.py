@@ -83,14 +83,13 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         self.actor_optimizer = None if self.discrete else adam(self.actor.parameters(), lr=config.actor_lr)
         self.alpha_optimizer = adam([self.log_alpha], lr=config.alpha_lr)
         self.alpha_prime_optimizer = adam([self.log_alpha_prime], lr=config.critic_lr)
-        self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
         self.target_entropy = -float(action_dim)
         self.updates = 0
 
     def setup(self, dataset) -> None:
-        if self.config.normalize_observations:
-            self.normalizer.fit(dataset.observations.to(self.device))
+        self.normalizer.fit(dataset.observations)
 
     def update(self, batch: Batch) -> dict[str, float]:
         self.updates += 1

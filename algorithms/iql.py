@@ -70,13 +70,12 @@ class IQL(CheckpointedAttributes, OfflineAlgorithm):
         self.actor_optimizer = adam(actor_parameters, lr=config.actor_lr)
         self.critic_optimizer = adam(self.critic.parameters(), lr=config.critic_lr)
         self.value_optimizer = adam(self.value.parameters(), lr=config.value_lr)
-        self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
         self.reward_scale = 1.0
 
     def setup(self, dataset) -> None:
-        if self.config.normalize_observations:
-            self.normalizer.fit(dataset.observations.to(self.device))
+        self.normalizer.fit(dataset.observations)
         spread = float(np.ptp(dataset.episode_returns)) if dataset.n_episodes > 1 else 0.0
         self.reward_scale = 1000.0 / spread if self.config.normalize_rewards and spread > 1e-6 else 1.0
 

@@ -103,16 +103,20 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 class ObservationNormalizer(nn.Module):
-    """Per-feature standardisation with the dataset's statistics (TD3+BC's state normalisation)."""
+    """Per-feature standardisation with the dataset's statistics (TD3+BC's state normalisation);
+    the identity when ``enabled`` is False."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, enabled: bool = True) -> None:
         super().__init__()
+        self.enabled = enabled
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
     def fit(self, observations: torch.Tensor, eps: float = 1e-3) -> None:
-        self.mean.copy_(observations.mean(0))
-        self.std.copy_(observations.std(0) + eps)
+        if self.enabled:
+            observations = observations.to(self.mean.device)
+            self.mean.copy_(observations.mean(0))
+            self.std.copy_(observations.std(0) + eps)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return (observations - self.mean) / self.std

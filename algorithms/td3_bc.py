@@ -62,13 +62,12 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optimizer = adam(self.critic.parameters(), lr=config.critic_lr)
-        self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
         self.scaler = BoxScaler(spec.action_space, self.device)
         self.updates, self.last_actor_loss = 0, 0.0
 
     def setup(self, dataset) -> None:
-        if self.config.normalize_observations:
-            self.normalizer.fit(dataset.observations.to(self.device))
+        self.normalizer.fit(dataset.observations)
 
     def _q(self, network, observations, unit_actions) -> torch.Tensor:
         return network(torch.cat([observations, unit_actions], dim=-1)).squeeze(-1)  # (2, B)

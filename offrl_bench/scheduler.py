@@ -130,7 +130,9 @@ def _execute_parallel(todo: list[RunSpec], store: RunStore, workers: int, view: 
                     collect(future.result())  # re-raises the run's error here
                     view.finish(spec.run_id)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Queued runs are dropped; runs already executing finish (or, on Ctrl-C, checkpoint and
+            # stop) while the progress queue they report to still exists.
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
 

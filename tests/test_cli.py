@@ -34,14 +34,15 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["run", "--algo", "nope", "--dataset", "{ds}"], ["unknown algorithm 'nope'", "one of: bc, random"]),
+        (["run", "--algo", "nope", "--dataset", "{ds}"],
+         ["unknown algorithm 'nope'", "one of: bc, bcq, cql, dt, iql, random, td3_bc"]),
         (["run", "--algo", "bc", "--dataset", "xx/missing-v0"], ["dataset 'xx/missing-v0' not found", "data make"]),
         (["run", "--algo", "bc", "--dataset", "not an id"], ["invalid dataset id 'not an id'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "nowrap:p=1"], ["unknown wrapper 'nowrap'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p"], ["unknown wrapper 'x'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p=1:mode"],
          ["positional 'mode' after key=value"]),
-        (["run", "--suite", "nosuite"], ["unknown suite 'nosuite'", "one of: quick"]),
+        (["run", "--suite", "nosuite"], ["unknown suite 'nosuite'", "one of: offline, quick, stori"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr"], ["malformed --set 'lr'", "key=value"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr=abc"], ["invalid value 'abc' for bc.lr"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "depth=2.5"], ["expected int"]),
