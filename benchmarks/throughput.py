@@ -7,7 +7,8 @@ first use (``--d3rlpy-venv``, default ``.venv-d3rlpy``) with ``pip install -c co
 
     python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--threads 2]
 
-Prints updates/s for both and the ratio offrl-bench / d3rlpy per algorithm.
+Prints updates/s of d3rlpy and of offrl-bench in fp32 and with ``--precision bf16`` (bfloat16
+autocast), and the ratios offrl-bench / d3rlpy per algorithm.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def ensure_d3rlpy_venv(venv: Path) -> Path:
     return python
 
 
-def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int) -> dict[str, float]:
+def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str) -> dict[str, float]:
     from offrl_bench.data.datasets import load_dataset
     from offrl_bench.runner import RunSpec, build_algorithm
 
@@ -88,11 +89,12 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int) -> dict[s
         algorithm = build_algorithm(RunSpec(name, dataset_id, 0), dataset)
         algorithm.setup(dataset)
         generator = torch.Generator().manual_seed(0)
-        for _ in range(20):
-            algorithm.update(dataset.sample(256, generator))
-        started = time.perf_counter()
-        for _ in range(updates):
-            algorithm.update(dataset.sample(256, generator))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):  # as `run --precision`
+            for _ in range(20):
+                algorithm.update(dataset.sample(256, generator))
+            started = time.perf_counter()
+            for _ in range(updates):
+                algorithm.update(dataset.sample(256, generator))
         rates[name] = updates / (time.perf_counter() - started)
     return rates
 
@@ -127,13 +129,15 @@ def main() -> None:
         theirs = json.loads(subprocess.run(
             [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates), str(args.threads)],
             check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip().splitlines()[-1])
-    ours = offrl_bench_rates(request.dataset_id, algos, args.updates)
+    fp32 = offrl_bench_rates(request.dataset_id, algos, args.updates, "fp32")
+    bf16 = offrl_bench_rates(request.dataset_id, algos, args.updates, "bf16")
 
     print(f"{args.env} {args.quality}: {len(dataset)} transitions; batch 256, 256x256 MLPs, "
-          f"{args.threads} torch threads, {args.updates} timed updates each")
-    print(f"{'algorithm':10} {'offrl-bench upd/s':>18} {'d3rlpy upd/s':>13} {'ratio':>7}")
+          f"{args.threads} torch threads, {args.updates} timed updates each; d3rlpy runs fp32")
+    print(f"{'algorithm':10} {'d3rlpy':>8} {'ours fp32':>10} {'ratio':>7} {'ours bf16':>10} {'ratio':>7}  (updates/s)")
     for name in algos:
-        print(f"{name:10} {ours[name]:18.1f} {theirs[name]:13.1f} {ours[name] / theirs[name]:6.2f}x")
+        print(f"{name:10} {theirs[name]:8.1f} {fp32[name]:10.1f} {fp32[name] / theirs[name]:6.2f}x "
+              f"{bf16[name]:10.1f} {bf16[name] / theirs[name]:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -154,10 +154,12 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="output dir (default results/<suite>, or results/custom)")
 @click.option("--device", default="cpu", show_default=True, help="torch device")
+@click.option("--precision", default="fp32", show_default=True,
+              help="fp32, or bf16: updates under bfloat16 autocast (faster where the CPU/GPU supports it)")
 @click.option("--quiet", is_flag=True, help="no progress output")
 def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, seeds: str, updates: int,
         eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
-        out_dir: Path | None, device: str, quiet: bool) -> None:
+        out_dir: Path | None, device: str, precision: str, quiet: bool) -> None:
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
     from offrl_bench import scheduler
     from offrl_bench.config import parse_set_options
@@ -168,7 +170,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     _positive("--workers", workers)
     if suite:
         chosen = registry.suite(suite)
-        specs = chosen.runs(device=device)
+        specs = chosen.runs(device=device, precision=precision)
         out_dir = out_dir or Path("results") / chosen.name
         scheduler.check_writable(out_dir)
         _prepare_datasets(chosen, quiet)
@@ -178,7 +180,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
             _positive(option, value)
         overrides = parse_set_options(set_)
         specs = [RunSpec(algo, dataset, seed, wrapper, updates, eval_every, eval_episodes, checkpoint_every,
-                         overrides, device=device) for seed in _parse_seeds(seeds)]
+                         overrides, device=device, precision=precision) for seed in _parse_seeds(seeds)]
         out_dir = out_dir or Path("results") / "custom"
     else:
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")

@@ -60,12 +60,16 @@ class RunSpec:
     overrides: tuple[tuple[str, str], ...] = ()
     suite: str = "custom"
     device: str = "cpu"
+    #: "bf16" runs update() under CPU/GPU bfloat16 autocast (fp32 weights and optimiser state).
+    precision: str = "fp32"
 
     @property
     def run_id(self) -> str:
         """Readable and unique: any change to what the run computes gives a new id."""
         fields = dataclasses.asdict(self)
         fields.pop("device")  # where it runs does not change what it is
+        if fields["precision"] == "fp32":  # the default, and what every id made before the field meant
+            fields.pop("precision")
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         slug = lambda text: re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "none"  # noqa: E731
         return f"{slug(self.algo)}__{slug(self.dataset)}__{slug(self.wrapper)}__s{self.seed}__{digest}"
@@ -110,12 +114,17 @@ def _check_compatible(cls: type[Algorithm], spec: RunSpec, action_kind: str) -> 
         raise UsageError(f"algorithm '{spec.algo}' is {cls.paradigm}; 'run --dataset' trains offline algorithms")
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
     datasets: dict[str, tuple[str, str]] = {}  # dataset id -> (env id, action kind)
     environments: set[tuple[str, str]] = set()
     for spec in specs:
+        if spec.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision '{spec.precision}'; one of: {', '.join(PRECISIONS)}")
         cls = registry.algorithm_class(spec.algo)
         build_config(cls, spec.overrides)
         if spec.dataset not in datasets:
@@ -197,6 +206,8 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
 
     losses: dict[str, float] = {}
     returns, rates = None, {}
+    autocast = torch.autocast(torch.device(spec.device).type, dtype=torch.bfloat16,
+                              enabled=spec.precision == "bf16")
     try:
         while done < total:
             started = time.perf_counter()
@@ -204,7 +215,9 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
                             (done // spec.eval_every + 1) * spec.eval_every)
             while done < chunk_end:
                 batch = algorithm.sample(dataset, batch_size, sampler)
-                losses = _checked_losses(spec.algo, algorithm.update(batch), done)
+                with autocast:
+                    raw_losses = algorithm.update(batch)
+                losses = _checked_losses(spec.algo, raw_losses, done)
                 done += 1
                 if progress and done % 50 == 0:
                     progress(spec.run_id, done, total)

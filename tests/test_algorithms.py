@@ -162,3 +162,20 @@ def test_decision_transformer_trains_and_acts(dataset, request, tmp_path):
     assert losses[-1] < min(0.5, losses[0])
     if dataset == "cartpole":  # 300 updates of a 1-layer model: better than random, far from expert
         assert record["normalized_score"] > 5, record["return_mean"]  # random policies score ~0 (sd ~2)
+
+
+def test_bf16_precision_trains_and_is_recorded(pendulum_expert, tmp_path):
+    spec = RunSpec("td3_bc", pendulum_expert, 0, updates=2500, eval_every=2500, checkpoint_every=2500,
+                   eval_episodes=5, overrides=SMALL, precision="bf16")
+    record = execute_run(spec, RunStore(tmp_path))
+    assert record["spec"]["precision"] == "bf16" and spec.run_id != RunSpec(
+        "td3_bc", pendulum_expert, 0, updates=2500, eval_every=2500, checkpoint_every=2500, eval_episodes=5,
+        overrides=SMALL).run_id
+    assert record["normalized_score"] > 60, record["return_mean"]
+
+
+def test_unknown_precision_is_a_usage_error(cli, cartpole_expert):
+    from conftest import assert_usage_error
+
+    result = cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--precision", "fp8")
+    assert_usage_error(result, "unknown precision 'fp8'; one of: fp32, bf16")

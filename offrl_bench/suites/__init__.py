@@ -27,7 +27,7 @@ class Suite:
     #: ``--set`` overrides per algorithm, e.g. {"cql": (("n_actions", "4"),)}
     overrides: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
-    def runs(self, device: str = "cpu") -> list[RunSpec]:
+    def runs(self, device: str = "cpu", precision: str = "fp32") -> list[RunSpec]:
         """Every (dataset, wrapper, algorithm, seed), skipping algorithms that cannot handle a dataset's
         action space (e.g. BCQ on continuous data)."""
         specs = []
@@ -40,6 +40,7 @@ class Suite:
                     specs += [RunSpec(algo=algo, dataset=request.dataset_id, seed=seed, wrapper=wrapper,
                                       updates=self.updates, eval_every=self.eval_every,
                                       eval_episodes=self.eval_episodes, checkpoint_every=self.checkpoint_every,
-                                      overrides=self.overrides.get(algo, ()), suite=self.name, device=device)
+                                      overrides=self.overrides.get(algo, ()), suite=self.name, device=device,
+                                      precision=precision)
                               for seed in self.seeds]
         return specs
