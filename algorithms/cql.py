@@ -31,6 +31,7 @@ from offrl_bench.algorithms.nn import (
     as_observation_tensor,
     seeded_init,
     soft_update,
+    state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 
@@ -118,9 +119,6 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         return {"td_loss": td_loss.item(), "cql_loss": conservative.item()}
 
     # Continuous: SAC + importance-sampled conservative term --------------------------------------
-    def _q(self, network, observations, unit_actions) -> torch.Tensor:
-        return network(torch.cat([observations, unit_actions], dim=-1)).squeeze(-1)
-
     def _update_continuous(self, batch: Batch, observations, next_observations) -> dict[str, float]:
         cfg = self.config
         actions = self.scaler.to_unit(batch.actions)
@@ -135,7 +133,7 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         alpha = self.log_alpha.exp().detach()
 
         # actor: SAC objective
-        q_new = self._q(self.critic, observations, new_actions).min(0).values
+        q_new = state_action_values(self.critic, observations, new_actions).min(0).values
         actor_loss = (alpha * log_prob - q_new).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -144,9 +142,9 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         # critic: TD target from the target critics at policy actions
         with torch.no_grad():
             next_actions, _ = self.actor(next_observations)
-            next_q = self._q(self.critic_target, next_observations, next_actions).min(0).values
+            next_q = state_action_values(self.critic_target, next_observations, next_actions).min(0).values
             target = batch.rewards + cfg.discount * (1 - batch.terminals) * next_q
-        q_data = self._q(self.critic, observations, actions)  # (2, B)
+        q_data = state_action_values(self.critic, observations, actions)  # (2, B)
         td_loss = F.mse_loss(q_data, target.expand_as(q_data)) * 2
 
         # conservative term: logsumexp over uniform, current-policy and next-policy actions, all
@@ -159,7 +157,7 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
             following, following_log_prob = self.actor(next_obs_rep)
         uniform = torch.rand(batch_size * n, action_dim, device=self.device) * 2 - 1
         sampled = torch.cat([uniform, current, following])
-        q_sampled = self._q(self.critic, obs_rep.repeat(3, 1), sampled).view(2, 3, batch_size, n)
+        q_sampled = state_action_values(self.critic, obs_rep.repeat(3, 1), sampled).view(2, 3, batch_size, n)
         log_density = torch.stack([
             torch.full_like(current_log_prob, action_dim * math.log(0.5)),
             current_log_prob, following_log_prob,

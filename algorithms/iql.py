@@ -26,6 +26,7 @@ from offrl_bench.algorithms.nn import (
     mlp,
     seeded_init,
     soft_update,
+    state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 
@@ -83,7 +84,7 @@ class IQL(CheckpointedAttributes, OfflineAlgorithm):
         """Q of the dataset actions for each of the two critics: (2, B)."""
         if self.discrete:
             return network(observations).gather(-1, actions.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
-        return network(torch.cat([observations, actions], dim=-1)).squeeze(-1)
+        return state_action_values(network, observations, actions)
 
     def _log_prob(self, observations, actions) -> torch.Tensor:
         output = self.actor(observations)

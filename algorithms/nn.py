@@ -91,6 +91,11 @@ class FusedMLPEnsemble(nn.Module):
         return x
 
 
+def state_action_values(critic: FusedMLPEnsemble, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) of every member of a continuous-action critic ensemble: (n, B)."""
+    return critic(torch.cat([observations, actions], dim=-1)).squeeze(-1)
+
+
 def adam(parameters, lr: float) -> torch.optim.Adam:
     """Adam with the fused multi-tensor kernel: one pass over all parameters per step."""
     return torch.optim.Adam(parameters, lr=lr, fused=True)

@@ -24,6 +24,7 @@ from offrl_bench.algorithms.nn import (
     mlp,
     seeded_init,
     soft_update,
+    state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 
@@ -69,9 +70,6 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
     def setup(self, dataset) -> None:
         self.normalizer.fit(dataset.observations)
 
-    def _q(self, network, observations, unit_actions) -> torch.Tensor:
-        return network(torch.cat([observations, unit_actions], dim=-1)).squeeze(-1)  # (2, B)
-
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
         observations = self.normalizer(batch.observations)
@@ -81,9 +79,9 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
         with torch.no_grad():
             noise = (torch.randn_like(actions) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
             next_actions = (torch.tanh(self.actor_target(next_observations)) + noise).clamp(-1, 1)
-            target_q = self._q(self.critic_target, next_observations, next_actions).min(0).values
+            target_q = state_action_values(self.critic_target, next_observations, next_actions).min(0).values
             target = batch.rewards + cfg.discount * (1 - batch.terminals) * target_q
-        q = self._q(self.critic, observations, actions)
+        q = state_action_values(self.critic, observations, actions)
         critic_loss = F.mse_loss(q, target.expand_as(q)) * 2  # sum over the two critics, as in the paper
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()

@@ -74,12 +74,6 @@ def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
     return calls
 
 
-def validate_wrapper_spec(spec: str) -> None:
-    """Raise :class:`UsageError` if ``spec`` does not parse or names an uninstalled wrapper."""
-    for call in parse_wrapper_spec(spec):
-        registry.wrapper_factory(call.name)
-
-
 #: Environment families that register with Gymnasium only once their package is imported.
 _ENV_PACKAGES = {"ALE/": ("ale_py", "atari")}
 

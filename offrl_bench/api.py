@@ -22,6 +22,11 @@ ActionKind = Literal["discrete", "continuous"]
 Paradigm = Literal["offline", "online", "offline-to-online"]
 
 
+def action_kind(space: gym.spaces.Space) -> ActionKind:
+    """``"discrete"`` for a Discrete action space, ``"continuous"`` otherwise."""
+    return "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What an algorithm needs to know about the environment it is built for."""
@@ -33,7 +38,7 @@ class EnvSpec:
 
     @property
     def action_kind(self) -> ActionKind:
-        return "discrete" if isinstance(self.action_space, gym.spaces.Discrete) else "continuous"
+        return action_kind(self.action_space)
 
     @property
     def observation_dim(self) -> int:

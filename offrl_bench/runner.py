@@ -29,15 +29,14 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from offrl_bench import registry
-from offrl_bench.api import Algorithm, OfflineAlgorithm
+from offrl_bench.api import Algorithm, OfflineAlgorithm, action_kind
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset
-from offrl_bench.envs import make_env, validate_wrapper_spec
+from offrl_bench.envs import make_env
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
 from offrl_bench.results import RunStore, write_atomic
@@ -129,12 +128,11 @@ def preflight(specs: list[RunSpec]) -> None:
         build_config(cls, spec.overrides)
         if spec.dataset not in datasets:
             dataset = open_dataset(spec.dataset)
-            kind = "discrete" if isinstance(dataset.action_space, gym.spaces.Discrete) else "continuous"
-            datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "", kind)
+            datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "",
+                                      action_kind(dataset.action_space))
         env_id, kind = datasets[spec.dataset]
         _check_compatible(cls, spec, kind)
-        if (env_id, spec.wrapper) not in environments:  # builds it once: catches bad wrapper parameters too
-            validate_wrapper_spec(spec.wrapper)
+        if (env_id, spec.wrapper) not in environments:  # unknown wrappers and bad parameters fail here
             make_env(env_id, spec.wrapper).close()
             environments.add((env_id, spec.wrapper))
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
+from offrl_bench.api import action_kind
 from offrl_bench.data import behaviour
 from offrl_bench.data.datasets import dataset_exists, validate_dataset_id, write_dataset
 from offrl_bench.envs import make_env
@@ -47,7 +47,7 @@ def action_kind_of(env_id: str) -> str:
     """``"discrete"`` or ``"continuous"``: the action space of ``env_id``."""
     env = make_env(env_id)
     try:
-        return "discrete" if isinstance(env.action_space, gym.spaces.Discrete) else "continuous"
+        return action_kind(env.action_space)
     finally:
         env.close()
 
