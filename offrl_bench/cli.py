@@ -150,16 +150,25 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--eval-episodes", type=int, default=10, show_default=True, help="episodes per evaluation")
 @click.option("--checkpoint-every", type=int, default=1_000, show_default=True, help="checkpoint every N updates")
 @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="algorithm config field (repeatable)")
-@click.option("--workers", type=int, default=1, show_default=True, help="parallel local worker processes")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="output dir (default results/<suite>, or results/custom)")
+@click.option("--workers", type=int, default=1, show_default=True, help="runs at once (local processes, or the size "
+              "of a local Ray instance)")
+@click.option("--backend", default="local", show_default=True, help="local (worker processes) or ray")
+@click.option("--address", default=None, help="Ray cluster address (with --backend ray; default: a local instance)")
+@click.option("--cpus-per-run", type=float, default=None, help="CPUs (torch threads) per run (default: CPUs / workers "
+              "locally, 1 on Ray)")
+@click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="GPUs per run (Ray)")
+@click.option("--max-retries", type=int, default=2, show_default=True, help="retries of a run whose worker dies")
+@click.option("--retry-failed", is_flag=True, help="run again the runs that failed before (see failures.jsonl)")
+@click.option("--out", "out_dir", default=None,
+              help="output dir or file:// URI (default results/<suite>, or results/custom)")
 @click.option("--device", default="cpu", show_default=True, help="torch device")
 @click.option("--precision", default="fp32", show_default=True,
               help="fp32, or bf16: updates under bfloat16 autocast (faster where the CPU/GPU supports it)")
 @click.option("--quiet", is_flag=True, help="no progress output")
 def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, seeds: str, updates: int,
         eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
-        out_dir: Path | None, device: str, precision: str, quiet: bool) -> None:
+        backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float, max_retries: int,
+        retry_failed: bool, out_dir: str | None, device: str, precision: str, quiet: bool) -> None:
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
     from offrl_bench import scheduler
     from offrl_bench.config import parse_set_options
@@ -167,12 +176,13 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
 
     if suite and (algo or dataset):
         raise UsageError("give either --suite or --algo with --dataset, not both")
-    _positive("--workers", workers)
+    scheduler.check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
+    out = scheduler.output_dir(out_dir) if out_dir else None
     if suite:
         chosen = registry.suite(suite)
         specs = chosen.runs(device=device, precision=precision)
-        out_dir = out_dir or Path("results") / chosen.name
-        scheduler.check_writable(out_dir)
+        out = out or Path("results") / chosen.name
+        scheduler.check_writable(out)
         _prepare_datasets(chosen, quiet)
     elif algo and dataset:
         for option, value in (("--updates", updates), ("--eval-every", eval_every),
@@ -181,12 +191,20 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         overrides = parse_set_options(set_)
         specs = [RunSpec(algo, dataset, seed, wrapper, updates, eval_every, eval_episodes, checkpoint_every,
                          overrides, device=device, precision=precision) for seed in _parse_seeds(seeds)]
-        out_dir = out_dir or Path("results") / "custom"
+        out = out or Path("results") / "custom"
     else:
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
     preflight(specs)
-    scheduler.execute(specs, out_dir, workers=workers, console=err, quiet=quiet)
-    _write_and_show_leaderboard(out_dir, out_dir / "leaderboard.csv", quiet)
+    outcome = scheduler.execute(specs, out, workers=workers, console=err, quiet=quiet, backend=backend,
+                                address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                retry_failed=retry_failed, max_retries=max_retries)
+    _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet)
+    failed = outcome.failed + outcome.failed_earlier
+    if failed:
+        first = failed[0]
+        raise OffrlBenchError(f"{len(failed)} of {len(specs)} runs failed, e.g. {first['run_id']}: {first['reason']} "
+                              f"(all reasons in {out / 'failures.jsonl'}; fix the cause, then re-run with "
+                              "--retry-failed)")
 
 
 def _prepare_datasets(suite, quiet: bool) -> None:

@@ -37,7 +37,7 @@ from offrl_bench.api import Algorithm, OfflineAlgorithm, action_kind
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset
 from offrl_bench.envs import make_env
-from offrl_bench.errors import PluginError, UsageError
+from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
 from offrl_bench.results import RunStore, write_atomic
 from offrl_bench.rollout import perturbation_rates
@@ -212,9 +212,15 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
             chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
                             (done // spec.eval_every + 1) * spec.eval_every)
             while done < chunk_end:
-                batch = algorithm.sample(dataset, batch_size, sampler)
-                with autocast:
-                    raw_losses = algorithm.update(batch)
+                try:
+                    batch = algorithm.sample(dataset, batch_size, sampler)
+                    with autocast:
+                        raw_losses = algorithm.update(batch)
+                except (KeyboardInterrupt, OffrlBenchError):
+                    raise
+                except Exception as exc:
+                    raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in update {done}: "
+                                      f"{exc}") from exc
                 losses = _checked_losses(spec.algo, raw_losses, done)
                 done += 1
                 if progress and done % 50 == 0:

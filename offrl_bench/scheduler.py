@@ -1,33 +1,88 @@
-"""Execute many runs: in this process, or in parallel worker processes, with progress and resume.
+"""Execute many runs: in this process, in local worker processes, or as Ray tasks (ray_backend.py).
 
-Finished runs (already in ``runs.jsonl``) are skipped; interrupted ones resume from their
-checkpoint. Workers are separate processes started with ``spawn`` (forking a process that already
-runs torch threads can deadlock) and each gets an equal share of the CPU threads.
+Wherever a run executes, it goes through :func:`attempt_run`:
+
+- it first *claims* the run (:meth:`RunStore.claim`), so two ``offrl-bench run`` processes pointed
+  at one directory never execute the same run at once; a run claimed elsewhere is put back at the
+  end of the queue, waited for, and then found recorded;
+- a run that raises (non-finite loss, a plugin that raises, an unreadable checkpoint) is written
+  to ``failures.jsonl`` with its reason and does not stop the other runs; a later invocation skips
+  it unless asked to ``retry_failed``;
+- a finished run is skipped, an interrupted one resumes from its checkpoint.
+
+Local workers are long-lived ``spawn`` processes (forking a process that already runs torch threads
+can deadlock), each with an equal share of the CPU threads. A worker that dies (SIGKILL, the OOM
+killer) is replaced and its run retried from its last checkpoint, up to ``max_retries`` times; the
+other workers carry on undisturbed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue
+import signal
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import traceback
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from offrl_bench.errors import UsageError
+from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
+from offrl_bench.runner import ProgressCallback, RunSpec, execute_run
+
+BACKENDS = ("local", "ray")
+DEFAULT_MAX_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt at a run ended with: ``completed`` (``entry`` is the run record),
+    ``failed`` (``entry`` is the failure), ``recorded`` (another process finished it first) or
+    ``busy`` (another live process holds the run's claim)."""
+
+    status: str
+    entry: dict | None = None
 
 
 @dataclass
 class Outcome:
-    skipped: int = 0
+    skipped: int = 0  # already recorded before this call
     completed: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # failures of this call
+    failed_earlier: list[dict] = field(default_factory=list)  # failed before, not retried this time
+
+
+def output_dir(location: str) -> Path:
+    """``--out`` as a local or shared-filesystem path; ``file://`` URIs are accepted."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:  # "C:" style drive letters are not URIs
+        raise UsageError(f"unsupported output location '{location}'; give a path or a file:// URI on storage every "
+                         "worker can read and write (mount object stores, e.g. with s3fs, and pass the mount path)")
+    return Path(location)
+
+
+def check_options(backend: str, workers: int, address: str | None, cpus_per_run: float | None,
+                  gpus_per_run: float, max_retries: int) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend '{backend}'; {one_of(BACKENDS)}")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if cpus_per_run is not None and not cpus_per_run > 0:
+        raise UsageError(f"--cpus-per-run must be > 0, got {cpus_per_run}")
+    if not gpus_per_run >= 0 or max_retries < 0:
+        raise UsageError("--gpus-per-run and --max-retries must be >= 0")
+    if address and backend != "ray":
+        raise UsageError("--address is a Ray cluster address; use it with --backend ray")
 
 
 def check_writable(out_dir: Path) -> None:
@@ -41,10 +96,35 @@ def check_writable(out_dir: Path) -> None:
                          "choose another with --out") from exc
 
 
-class _ProgressView:
+def failure_entry(spec: RunSpec, reason: str, details: str = "") -> dict:
+    return {"run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
+            "wrapper": spec.wrapper, "seed": spec.seed, "reason": reason, "details": details,
+            "failed_at": datetime.now(timezone.utc).isoformat()}
+
+
+def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool) -> Attempt:
+    """Claim, then execute ``spec`` (resuming from its checkpoint); a failure is recorded, not raised."""
+    store = RunStore(out_dir)
+    with store.claim(spec.run_id, wait=wait) as claimed:
+        if not claimed:
+            return Attempt("busy")
+        finished = store.records().get(spec.run_id)
+        if finished is not None:
+            return Attempt("recorded", finished)
+        try:
+            return Attempt("completed", execute_run(spec, store, progress))
+        except Exception as exc:  # the traceback is kept for whoever debugs the plugin or the data
+            reason = str(exc) if isinstance(exc, OffrlBenchError) else f"{type(exc).__name__}: {exc}"
+            failure = failure_entry(spec, reason, traceback.format_exc())
+        store.append_failure(failure)
+        return Attempt("failed", failure)
+
+
+class ProgressView:
     """Rich progress: one bar for runs done/total, one per active run with updates/s and ETA."""
 
     def __init__(self, total_runs: int, console: Console, quiet: bool) -> None:
+        self.console, self.quiet = console, quiet
         self.progress = None if quiet else Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
@@ -72,6 +152,10 @@ class _ProgressView:
         rate = (done - first) / (now - since) if now > since and done > first else 0.0
         self.progress.update(task, completed=done, rate=f"{rate:,.0f} upd/s" if rate else "")
 
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message)
+
     def finish(self, run_id: str) -> None:
         if self.progress:
             if run_id in self.tasks:
@@ -79,67 +163,242 @@ class _ProgressView:
             self.progress.advance(self.overall)
 
 
-def _worker_init(threads: int) -> None:
-    import torch
+class Sink:
+    """Where every backend reports: progress to the view, final attempts to the outcome."""
 
-    torch.set_num_threads(threads)
+    def __init__(self, outcome: Outcome, view: ProgressView, store: RunStore) -> None:
+        self.outcome, self.view, self.store = outcome, view, store
 
+    def progress(self, run_id: str, done: int, total: int) -> None:
+        self.view.update(run_id, done, total)
 
-def _run_in_worker(spec: RunSpec, out_dir: str, messages) -> dict:
-    return execute_run(spec, RunStore(Path(out_dir)), lambda *m: messages.put(m))
+    def note(self, message: str) -> None:
+        self.view.note(message)
+
+    def finish(self, spec: RunSpec, attempt: Attempt) -> None:
+        if attempt.status == "failed":
+            self.outcome.failed.append(attempt.entry)
+            self.view.note(f"[red]failed[/red] {spec.run_id}: {attempt.entry['reason']}")
+        elif attempt.status == "completed":
+            self.outcome.completed.append(attempt.entry)
+        else:  # recorded by another process while this one waited
+            self.outcome.skipped += 1
+        self.view.finish(spec.run_id)
+
+    def give_up(self, spec: RunSpec, reason: str) -> None:
+        """A failure no run code could record (its worker died): record it here."""
+        failure = failure_entry(spec, reason)
+        self.store.append_failure(failure)
+        self.finish(spec, Attempt("failed", failure))
 
 
 def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Console | None = None,
-            quiet: bool = False) -> Outcome:
+            quiet: bool = False, backend: str = "local", address: str | None = None,
+            cpus_per_run: float | None = None, gpus_per_run: float = 0.0, retry_failed: bool = False,
+            max_retries: int = DEFAULT_MAX_RETRIES) -> Outcome:
     console = console or Console(stderr=True)
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
     check_writable(out_dir)
     store = RunStore(out_dir)
-    finished = store.records()
+    finished, failures = store.records(), store.failures()
     todo = [spec for spec in specs if spec.run_id not in finished]
     outcome = Outcome(skipped=len(specs) - len(todo))
+    if not retry_failed:
+        outcome.failed_earlier = [failures[spec.run_id] for spec in todo if spec.run_id in failures]
+        todo = [spec for spec in todo if spec.run_id not in failures]
     if not quiet:
-        console.print(f"{len(specs)} runs: {outcome.skipped} already finished, {len(todo)} to do -> {out_dir}")
-    with _ProgressView(len(todo), console, quiet) as view:
-        if workers == 1 or len(todo) <= 1:
-            for spec in todo:
-                outcome.completed.append(execute_run(spec, store, view.update))
-                view.finish(spec.run_id)
+        earlier = f", {len(outcome.failed_earlier)} failed earlier (--retry-failed reruns them)" \
+            if outcome.failed_earlier else ""
+        console.print(f"{len(specs)} runs: {outcome.skipped} already finished{earlier}, {len(todo)} to do -> {out_dir}")
+    with ProgressView(len(todo), console, quiet) as view:
+        sink = Sink(outcome, view, store)
+        if backend == "ray":
+            from offrl_bench import ray_backend
+
+            ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
+                                gpus_per_run=gpus_per_run, max_retries=max_retries)
+        elif workers == 1 or len(todo) <= 1:
+            _execute_here(todo, store, sink)
         else:
-            _execute_parallel(todo, store, min(workers, len(todo)), view, outcome.completed.append)
+            workers = min(workers, len(todo))
+            threads = max(1, int(cpus_per_run) if cpus_per_run else (os.cpu_count() or 1) // workers)
+            _LocalWorkers(workers, threads, store, sink, max_retries).execute(todo)
     return outcome
 
 
-def _execute_parallel(todo: list[RunSpec], store: RunStore, workers: int, view: _ProgressView,
-                      collect: Callable[[dict], None]) -> None:
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with context.Manager() as manager:
-        messages = manager.Queue()
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,))
+def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink) -> None:
+    claimed_elsewhere = []
+    for spec in todo:
+        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False)
+        if attempt.status == "busy":
+            claimed_elsewhere.append(spec)
+        else:
+            sink.finish(spec, attempt)
+    for spec in claimed_elsewhere:
+        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True))
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # the run in progress checkpoints, exactly as on Ctrl-C
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send this worker SIGTERM when its parent dies (even by SIGKILL): the worker then
+    checkpoints and exits instead of running on as an orphan. SIGTERM, not SIGINT, because a shell
+    starts background jobs with SIGINT ignored."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the idle loop below still notices
+        pass
+    if os.getppid() != parent:  # the parent died before the request was in place
+        raise KeyboardInterrupt
+
+
+def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: int) -> None:
+    # Exiting must never wait for the outbox to drain: after the parent died nobody reads it, and a
+    # full pipe would keep this process alive forever. The parent reads every result before it
+    # asks a worker to stop, so nothing it needs is lost.
+    outbox.cancel_join_thread()
+    try:
+        _die_with_parent(parent)
+        import torch
+
+        torch.set_num_threads(threads)
+
+        def report(run_id: str, done: int, total: int) -> None:
+            outbox.put(("progress", index, (run_id, done, total)))
+
+        while os.getppid() == parent:
+            try:
+                task = inbox.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if task is None:
+                return
+            spec, wait = task
+            outbox.put(("result", index, (spec.run_id, attempt_run(spec, Path(out_dir), report, wait))))
+    except KeyboardInterrupt:  # the run has checkpointed; the parent reports the interruption
+        pass
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    inbox: object
+    task: tuple[RunSpec, bool] | None = None
+
+
+class _LocalWorkers:
+    """A fixed number of worker processes, each given one run at a time, so that the parent always
+    knows which run a dead worker was executing."""
+
+    def __init__(self, count: int, threads: int, store: RunStore, sink: Sink, max_retries: int) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.count, self.threads, self.store, self.sink, self.max_retries = count, threads, store, sink, max_retries
+        self.outbox = self.context.Queue()
+        self.workers: list[_Worker] = []
+
+    def _start(self, index: int) -> _Worker:
+        inbox = self.context.Queue()
+        process = self.context.Process(target=_worker_main, name=f"offrl-bench-worker-{index}", daemon=True,
+                                       args=(index, inbox, self.outbox, str(self.store.out_dir), self.threads,
+                                             os.getpid()))
+        process.start()
+        return _Worker(process, inbox)
+
+    def execute(self, todo: list[RunSpec]) -> None:
+        waiting = deque((spec, False) for spec in todo)
+        deaths: Counter[str] = Counter()
+        self.workers = [self._start(i) for i in range(self.count)]
+        last_check = time.monotonic()
         try:
-            pending: dict[Future, RunSpec] = {
-                pool.submit(_run_in_worker, spec, str(store.out_dir), messages): spec for spec in todo
-            }
-            while pending:
-                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(messages, view)
-                for future in done:
-                    spec = pending.pop(future)
-                    collect(future.result())  # re-raises the run's error here
-                    view.finish(spec.run_id)
+            while waiting or any(worker.task for worker in self.workers):
+                for worker in self.workers:
+                    if worker.task is None and waiting:
+                        worker.task = waiting.popleft()
+                        worker.inbox.put(worker.task)
+                try:
+                    self._handle(self.outbox.get(timeout=0.2), waiting)
+                except queue.Empty:
+                    pass
+                if time.monotonic() - last_check > 0.5:
+                    last_check = time.monotonic()
+                    if not all(worker.process.is_alive() for worker in self.workers):
+                        self._drain(waiting)  # whatever a dead worker sent before dying counts
+                        self._replace_dead_workers(waiting, deaths)
         except BaseException:
-            # Queued runs are dropped; runs already executing finish (or, on Ctrl-C, checkpoint and
-            # stop) while the progress queue they report to still exists.
-            pool.shutdown(wait=True, cancel_futures=True)
+            self._interrupt()
             raise
-        pool.shutdown()
+        self._stop()
 
-
-def _drain(messages, view: _ProgressView) -> None:
-    while True:
-        try:
-            view.update(*messages.get_nowait())
-        except queue.Empty:
+    def _handle(self, message: tuple, waiting: deque) -> None:
+        kind, index, payload = message
+        if kind == "progress":
+            self.sink.progress(*payload)
             return
+        run_id, attempt = payload
+        worker = self.workers[index]
+        if worker.task is None or worker.task[0].run_id != run_id:
+            return  # from a worker that died and was replaced after sending it; its run was requeued
+        (spec, _), worker.task = worker.task, None
+        if attempt.status == "busy":
+            waiting.append((spec, True))  # claimed by another process: wait for it, last
+        else:
+            self.sink.finish(spec, attempt)
+
+    def _drain(self, waiting: deque) -> None:
+        while True:
+            try:
+                self._handle(self.outbox.get_nowait(), waiting)
+            except queue.Empty:
+                return
+
+    def _replace_dead_workers(self, waiting: deque, deaths: Counter) -> None:
+        for index, worker in enumerate(self.workers):
+            if worker.process.is_alive():
+                continue
+            self.workers[index] = self._start(index)
+            if worker.task is None:
+                continue
+            spec = worker.task[0]
+            deaths[spec.run_id] += 1
+            cause = _exit_cause(worker.process.exitcode)
+            if deaths[spec.run_id] > self.max_retries:
+                self.sink.give_up(spec, f"worker process died {deaths[spec.run_id]} times ({cause})")
+            else:
+                self.sink.note(f"[yellow]worker running {spec.run_id} died ({cause}); retrying from its last "
+                               f"checkpoint (retry {deaths[spec.run_id]} of {self.max_retries})[/yellow]")
+                waiting.appendleft((spec, True))
+
+    def _interrupt(self) -> None:
+        """Ctrl-C reaches the workers directly from the terminal; otherwise (a signal sent to this
+        process alone, an error here) they get SIGTERM after a grace period. Either way they
+        checkpoint and exit."""
+        deadline = time.monotonic() + 2
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join(30)
+            if worker.process.is_alive():
+                worker.process.kill()
+
+    def _stop(self) -> None:
+        for worker in self.workers:
+            worker.inbox.put(None)
+        for worker in self.workers:
+            worker.process.join(30)
+            if worker.process.is_alive():
+                worker.process.kill()
+
+
+def _exit_cause(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

@@ -31,6 +31,13 @@ def test_quick_suite_from_scratch(tmp_path):
     # re-running the same command resumes: everything is already finished
     again = run_cli_process("run", "--suite", "quick", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "24 already finished, 0 to do" in again.stderr
+    # same command, same seeds, fresh output directory (and 2 workers): identical numbers
+    repeat = run_cli_process("run", "--suite", "quick", "--workers", "2", "--out", "repeat", env=env, cwd=tmp_path,
+                             timeout=900)
+    assert repeat.returncode == 0, repeat.stderr[-3000:]
+    timing = {"train_seconds", "updates_per_second"}
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in timing} for row in rows]  # noqa: E731
+    assert strip(csv.DictReader((tmp_path / "repeat" / "leaderboard.csv").open())) == strip(rows)
 
 
 @pytest.mark.slow
