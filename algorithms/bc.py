@@ -11,15 +11,16 @@ import torch.nn.functional as F
 
 from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, adam, as_observation_tensor, mlp, seeded_init
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.config import PositiveFloat, PositiveInt
 
 
 @dataclass
 class BCConfig:
     # CORL's any_percent_bc: 256x256 ReLU MLP, Adam 3e-4, batch 256.
-    lr: float = 3e-4
-    width: int = 256
-    depth: int = 2
-    batch_size: int = 256
+    lr: PositiveFloat = 3e-4
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 256
 
 
 class BC(CheckpointedAttributes, OfflineAlgorithm):

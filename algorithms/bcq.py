@@ -26,20 +26,21 @@ from offrl_bench.algorithms.nn import (
     soft_update,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
 class BCQConfig:
     # Non-Atari ("regular") parameters of the authors' discrete_BCQ code, threshold from the Procgen study.
-    lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005  # Polyak target updates every step
-    threshold: float = 0.5
-    logit_penalty: float = 1e-2  # L2 on the imitation logits, as in the authors' code
+    lr: PositiveFloat = 3e-4
+    discount: UnitFloat = 0.99
+    tau: UnitFloat = 0.005  # Polyak target updates every step
+    threshold: UnitFloat = 0.5
+    logit_penalty: NonNegativeFloat = 1e-2  # L2 on the imitation logits, as in the authors' code
     normalize_observations: bool = True
-    width: int = 256
-    depth: int = 2
-    batch_size: int = 256
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 256
 
 
 class BCQ(CheckpointedAttributes, OfflineAlgorithm):

@@ -34,28 +34,29 @@ from offrl_bench.algorithms.nn import (
     state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
 class CQLConfig:
     # Continuous defaults of CORL's cql.py (D4RL locomotion); discrete ones of d3rlpy's DiscreteCQL
     # except the learning rate and target period, scaled for CPU-sized runs (6.25e-5 / 8000 there).
-    critic_lr: float = 3e-4
-    actor_lr: float = 3e-5
-    alpha_lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005
-    cql_alpha: float = 10.0  # weight of the conservative term (discrete: 1.0 is d3rlpy's default)
-    n_actions: int = 10  # sampled actions per state for the logsumexp estimate
+    critic_lr: PositiveFloat = 3e-4
+    actor_lr: PositiveFloat = 3e-5
+    alpha_lr: PositiveFloat = 3e-4
+    discount: UnitFloat = 0.99
+    tau: UnitFloat = 0.005
+    cql_alpha: NonNegativeFloat = 10.0  # weight of the conservative term (discrete: 1.0 is d3rlpy's default)
+    n_actions: PositiveInt = 10  # sampled actions per state for the logsumexp estimate
     lagrange: bool = False
     target_action_gap: float = 5.0  # with lagrange=true
     normalize_observations: bool = True
-    discrete_cql_alpha: float = 1.0
-    discrete_lr: float = 3e-4
-    target_update_interval: int = 1000  # discrete: hard target copy period
-    width: int = 256
-    depth: int = 2
-    batch_size: int = 256
+    discrete_cql_alpha: NonNegativeFloat = 1.0
+    discrete_lr: PositiveFloat = 3e-4
+    target_update_interval: PositiveInt = 1000  # discrete: hard target copy period
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 256
 
 
 class CQL(CheckpointedAttributes, OfflineAlgorithm):

@@ -19,25 +19,30 @@ from torch import nn
 
 from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, as_observation_tensor, seeded_init
 from offrl_bench.api import EnvSpec, OfflineAlgorithm
+from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
 class DTConfig:
     # Defaults of CORL's dt.py (which follows the paper's Gym settings), except warm-up steps,
     # scaled from 10,000 to CPU-sized runs.
-    context: int = 20
-    embedding_dim: int = 128
-    layers: int = 3
-    heads: int = 1
-    dropout: float = 0.1
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 1000
-    clip_grad: float = 0.25
-    reward_scale: float = 0.001
+    context: PositiveInt = 20
+    embedding_dim: PositiveInt = 128
+    layers: PositiveInt = 3
+    heads: PositiveInt = 1
+    dropout: UnitFloat = 0.1
+    lr: PositiveFloat = 1e-4
+    weight_decay: NonNegativeFloat = 1e-4
+    warmup_steps: NonNegativeInt = 1000
+    clip_grad: PositiveFloat = 0.25
+    reward_scale: PositiveFloat = 0.001
     target_return: float = math.nan  # nan: the best episode return in the dataset
-    max_timestep: int = 1000
-    batch_size: int = 64
+    max_timestep: PositiveInt = 1000
+    batch_size: PositiveInt = 64
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be a multiple of heads ({self.heads})")
 
 
 @dataclass

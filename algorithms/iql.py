@@ -29,24 +29,25 @@ from offrl_bench.algorithms.nn import (
     state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
 class IQLConfig:
     # Defaults of the paper (locomotion) and CORL's iql.py.
-    actor_lr: float = 3e-4
-    value_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005  # target critic Polyak rate
-    expectile: float = 0.7
-    beta: float = 3.0  # inverse temperature of the advantage weights
-    max_weight: float = 100.0
+    actor_lr: PositiveFloat = 3e-4
+    value_lr: PositiveFloat = 3e-4
+    critic_lr: PositiveFloat = 3e-4
+    discount: UnitFloat = 0.99
+    tau: UnitFloat = 0.005  # target critic Polyak rate
+    expectile: UnitFloat = 0.7
+    beta: NonNegativeFloat = 3.0  # inverse temperature of the advantage weights
+    max_weight: PositiveFloat = 100.0
     normalize_observations: bool = True
     normalize_rewards: bool = True  # rewards x 1000 / (max - min episode return), as in the paper
-    width: int = 256
-    depth: int = 2
-    batch_size: int = 256
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 256
 
 
 class IQL(CheckpointedAttributes, OfflineAlgorithm):

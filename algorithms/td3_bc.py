@@ -27,23 +27,24 @@ from offrl_bench.algorithms.nn import (
     state_action_values,
 )
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
 class TD3BCConfig:
     # Defaults of the paper and of CORL's td3_bc.py.
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005
-    policy_noise: float = 0.2  # target policy smoothing, in units of the [-1, 1] action range
-    noise_clip: float = 0.5
-    policy_freq: int = 2  # delayed actor and target updates
-    alpha: float = 2.5
+    actor_lr: PositiveFloat = 3e-4
+    critic_lr: PositiveFloat = 3e-4
+    discount: UnitFloat = 0.99
+    tau: UnitFloat = 0.005
+    policy_noise: NonNegativeFloat = 0.2  # target policy smoothing, in units of the [-1, 1] action range
+    noise_clip: NonNegativeFloat = 0.5
+    policy_freq: PositiveInt = 2  # delayed actor and target updates
+    alpha: NonNegativeFloat = 2.5
     normalize_observations: bool = True
-    width: int = 256
-    depth: int = 2
-    batch_size: int = 256
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 256
 
 
 class TD3BC(CheckpointedAttributes, OfflineAlgorithm):

@@ -47,8 +47,17 @@ def read_d4rl_arrays(path: Path) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise UsageError(f"'{path}' is not a readable HDF5 file ({exc})") from exc
     for key, array in arrays.items():
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise UsageError(f"'{path}': '{key}' has non-numeric dtype {array.dtype}")
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+                or array.dtype == np.bool_):
+            raise UsageError(f"'{path}': '{key}' has non-numeric dtype {array.dtype}; expected integers, floats "
+                             "or booleans")
+    for key in ("rewards", "terminals", "timeouts"):  # one value per step; (N, 1) columns are accepted
+        array = arrays[key]
+        if array.ndim == 2 and array.shape[1] == 1:
+            arrays[key] = array[:, 0]
+        elif array.ndim != 1:
+            raise UsageError(f"'{path}': '{key}' must hold one value per step, shape (N,), but has shape "
+                             f"{array.shape}")
     n = len(arrays["rewards"])
     wrong = [f"{k} has {len(a)}" for k, a in arrays.items() if a.ndim == 0 or len(a) != n]
     if wrong:
