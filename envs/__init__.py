@@ -74,18 +74,34 @@ def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
     return calls
 
 
-#: Environment families that register with Gymnasium only once their package is imported.
-_ENV_PACKAGES = {"ALE/": ("ale_py", "atari")}
+#: Environment families that register with Gymnasium only once their package is imported, and how
+#: to install that package.
+_EXTRA = "pip install -c constraints.txt 'offrl-bench[{}]'"
+PROCGEN_INSTALL = "pip install --no-deps procgen-mirror==0.10.7 gym3==0.3.3 gym==0.26.2 gym-notices && pip install cffi"
+_ENV_PACKAGES = {"ALE/": ("ale_py", _EXTRA.format("atari")), "MiniGrid-": ("minigrid", "pip install minigrid"),
+                 "procgen/": ("offrl_bench.envs.procgen", PROCGEN_INSTALL)}
 
 
 def _register_optional_envs(env_id: str) -> None:
-    for prefix, (module, extra) in _ENV_PACKAGES.items():
+    for prefix, (module, install) in _ENV_PACKAGES.items():
         if env_id.startswith(prefix):
             try:
                 gym.register_envs(importlib.import_module(module))
-            except ImportError:
-                raise UsageError(f"environment '{env_id}' needs the '{extra}' extra: "
-                                 f"pip install -c constraints.txt 'offrl-bench[{extra}]'") from None
+            except ImportError as exc:
+                raise UsageError(f"environment '{env_id}' needs a package that is not installed ({exc}); "
+                                 f"install it with: {install}") from None
+
+
+def _minigrid_observations(env: gym.Env) -> gym.Env:
+    """MiniGrid's dict observation -> the agent's 7x7x3 partial view, flattened to 147 integers.
+    The mission string is dropped: it is constant within each task used here."""
+    from minigrid.wrappers import ImgObsWrapper
+
+    return gym.wrappers.FlattenObservation(ImgObsWrapper(env))
+
+
+#: Environment families whose observations are adapted so that every algorithm sees a flat Box.
+_OBSERVATION_ADAPTERS = {"MiniGrid-": _minigrid_observations}
 
 
 def make_env(env_id: str, wrapper: str = "", **kwargs: Any) -> gym.Env:
@@ -95,6 +111,9 @@ def make_env(env_id: str, wrapper: str = "", **kwargs: Any) -> gym.Env:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
         raise UsageError(f"cannot make environment '{env_id}': {exc}") from exc
+    for prefix, adapt in _OBSERVATION_ADAPTERS.items():
+        if env_id.startswith(prefix):
+            env = adapt(env)
     for call in parse_wrapper_spec(wrapper):
         factory = registry.wrapper_factory(call.name)
         try:

@@ -2,6 +2,8 @@
 
 ``runs.jsonl`` in an output directory holds one JSON line per finished run and is the source of
 truth; ``leaderboard.csv`` is derived from it and can always be rebuilt (``offrl-bench leaderboard``).
+``failures.jsonl`` holds one line per failed attempt (reason and traceback); a run that later
+finishes is no longer counted as failed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ class RunStore:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
         self.records_path = self.out_dir / "runs.jsonl"
+        self.failures_path = self.out_dir / "failures.jsonl"
         self.lock_path = self.out_dir / "runs.jsonl.lock"
 
     def run_dir(self, run_id: str) -> Path:
@@ -52,36 +56,78 @@ class RunStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def claim(self, run_id: str, wait: bool) -> Iterator[bool]:
+        """The exclusive right to execute ``run_id``, across every process using this directory.
+
+        Yields False (without waiting) when another live process holds it and ``wait`` is False. The
+        lock is an ``flock`` on ``runs/<run_id>/claim``: the kernel drops it when its holder dies, even
+        by SIGKILL, so a claim never goes stale. The file names the holder (host and pid).
+        """
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "claim", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                f.truncate(0)
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+                f.flush()
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def records(self) -> dict[str, dict]:
         """Finished runs by id. A torn last line (process killed mid-write) is ignored; the first
         record of a run id wins, so a record is never counted twice."""
         found: dict[str, dict] = {}
-        if not self.records_path.exists():
-            return found
-        for line in self.records_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for record in _read_jsonl(self.records_path):
             found.setdefault(record["run_id"], record)
         return found
+
+    def failures(self) -> dict[str, dict]:
+        """The latest failed attempt of every run that has not finished since."""
+        latest = {failure["run_id"]: failure for failure in _read_jsonl(self.failures_path)}
+        finished = self.records()
+        return {run_id: failure for run_id, failure in latest.items() if run_id not in finished}
 
     def append(self, record: dict) -> bool:
         """Append ``record`` unless its run id is already recorded; True if it was written."""
         with self.locked():
             if record["run_id"] in self.records():
                 return False
-            line = json.dumps(record, sort_keys=True) + "\n"
-            with open(self.records_path, "a+b") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() > 0:  # repair a torn last line so this record starts on its own line
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        f.write(b"\n")
-                f.write(line.encode())
-                f.flush()
-                os.fsync(f.fileno())
+            _append_line(self.records_path, record)
             return True
+
+    def append_failure(self, failure: dict) -> None:
+        with self.locked():
+            _append_line(self.failures_path, failure)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            continue
+
+
+def _append_line(path: Path, entry: dict) -> None:
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() > 0:  # repair a torn last line so this entry starts on its own line
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(line.encode())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -151,15 +197,42 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
         runs.sort(key=lambda r: r["seed"])
         rows.append(_row(suite, dataset, wrapper, algorithm, runs,
                          np.array([[r["normalized_score"]] for r in runs], dtype=float)))
-    for suite, algorithm in sorted({(k[0], k[3]) for k in groups}):
-        tasks = [runs for (s, _, _, a), runs in sorted(groups.items()) if (s, a) == (suite, algorithm)]
+    # Aggregates over a suite's tasks, separately per level split: train- and test-level scores
+    # answer different questions and must not be averaged together.
+    for suite, algorithm, split in sorted({(k[0], k[3], split_of(k[2])) for k in groups}):
+        tasks = [runs for (s, _, w, a), runs in sorted(groups.items())
+                 if (s, a, split_of(w)) == (suite, algorithm, split)]
         n = min(len(runs) for runs in tasks)
         scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
-        rows.append(_row(suite, ALL, ALL, algorithm, [r for runs in tasks for r in runs[:n]], scores))
+        rows.append(_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm,
+                         [r for runs in tasks for r in runs[:n]], scores))
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
-    if not frame.wrapper.isin([NO_WRAPPER, ALL]).all():
+    wrappers = frame.wrapper[frame.dataset != ALL]
+    if (wrappers == NO_WRAPPER).any() and (wrappers != NO_WRAPPER).any():
         frame["drop_from_default"] = _drop_from_default(frame)
+    splits = frame.wrapper.map(split_of)
+    if (splits != "").any():
+        frame["split"] = splits
+        frame["generalization_gap"] = _generalization_gap(frame)
     return frame
+
+
+def split_of(wrapper: str) -> str:
+    """``"train"``/``"val"``/``"test"`` for a wrapper that evaluates on a level split, else ``""``."""
+    from offrl_bench.envs.level_splits import split_of as parse
+
+    return "" if wrapper in (NO_WRAPPER, ALL) else parse(wrapper)
+
+
+def _generalization_gap(frame: pd.DataFrame) -> pd.Series:
+    """Train-level minus test-level normalised score of the same (suite, dataset, algorithm), on every
+    row of that group (aggregates included); NaN where either split is missing."""
+    keys = ["suite", "dataset", "algorithm"]
+    by_split = frame.pivot_table(index=keys, columns="split", values="normalized_mean", aggfunc="first")
+    if not {"train", "test"} <= set(by_split.columns):
+        return pd.Series(np.nan, index=frame.index)
+    gap = (by_split["train"] - by_split["test"]).reindex(pd.MultiIndex.from_frame(frame[keys]))
+    return pd.Series(gap.to_numpy(), index=frame.index)
 
 
 def _drop_from_default(frame: pd.DataFrame) -> pd.Series:

@@ -35,6 +35,8 @@ class Episode:
     length: int
     #: Steps on which each perturbation flag in ``info["stori"]`` was set (STORI wrappers).
     perturbations: dict[str, int] = field(default_factory=dict)
+    #: ``info["level"]`` at reset: the procedural level played (level-split wrappers), else None.
+    level: int | None = None
     # Only filled when recording (data collection); observations has length + 1 rows.
     observations: np.ndarray | None = None
     actions: np.ndarray | None = None
@@ -44,8 +46,8 @@ class Episode:
 
 
 class _Recorder:
-    def __init__(self, first_observation: np.ndarray, record: bool) -> None:
-        self.record = record
+    def __init__(self, first_observation: np.ndarray, record: bool, level: int | None) -> None:
+        self.record, self.level = record, level
         self.observations = [first_observation] if record else []
         self.actions: list = []
         self.rewards: list[float] = []
@@ -69,7 +71,7 @@ class _Recorder:
 
     def finish(self, seed: int) -> Episode:
         episode = Episode(seed=seed, episode_return=self.episode_return, length=self.length,
-                          perturbations=self.perturbations)
+                          perturbations=self.perturbations, level=self.level)
         if self.record:
             episode.observations = np.asarray(self.observations)
             episode.actions = np.asarray(self.actions)
@@ -138,6 +140,6 @@ def perturbation_rates(episodes: list[Episode]) -> dict[str, float]:
 
 
 def _start(env: gym.Env, episode_index: int, seed: int, record: bool):
-    observation, _ = env.reset(seed=seed + episode_index)
+    observation, info = env.reset(seed=seed + episode_index)
     env.action_space.seed(seed + episode_index)
-    return episode_index, _Recorder(observation, record), observation
+    return episode_index, _Recorder(observation, record, info.get("level")), observation

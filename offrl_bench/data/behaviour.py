@@ -55,6 +55,13 @@ RECIPES: dict[str, Recipe] = {
         "SAC", 20_000, default_episodes=50, snapshots=100,
         hyperparams=dict(learning_rate=1e-3, policy_kwargs=dict(net_arch=[64, 64])),
     ),
+    # PPO on the flattened 7x7x3 view (offrl_bench.envs): rl-baselines3-zoo's MiniGrid settings with
+    # larger batches and fewer epochs, so that training takes minutes on a CPU.
+    "MiniGrid-DoorKey-5x5-v0": Recipe(
+        "PPO", 150_000, n_envs=8, default_episodes=200, snapshots=75,
+        hyperparams=dict(n_steps=256, batch_size=256, gae_lambda=0.95, gamma=0.99, n_epochs=4, ent_coef=0.01,
+                         learning_rate=7e-4, clip_range=0.2),
+    ),
 }
 
 

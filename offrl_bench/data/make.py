@@ -103,6 +103,7 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
         "behaviour": {level: behaviour.describe(request.env_id, level) for level in levels},
         "collection_noise": COLLECTION_NOISE, "episode_seeds": [e.seed for e in episodes],
         "perturbation_rates": perturbation_rates(episodes),
+        "episode_levels": [e.level for e in episodes] if any(e.level is not None for e in episodes) else None,
         "ref_min_source": "uniform random policy, 100 episodes",
         "ref_max_source": "noise-free expert policy, 20 episodes",
     }

@@ -1,0 +1,27 @@
+"""The offline generalization gap ("The Generalization Gap in Offline RL", Mediratta et al., 2024),
+at CPU scale on MiniGrid.
+
+Datasets are collected only on train levels (seeds 0-199 of MiniGrid-DoorKey-5x5-v0, whose door,
+key and wall positions change with the seed) by an expert and a suboptimal ("medium") PPO policy,
+like the paper's 1M_E and 1M_S. Each algorithm is trained on them and evaluated on train levels,
+on validation levels 200-249 and on test levels 1,000,000-1,999,999 that no dataset contains. The
+leaderboard's ``generalization_gap`` is the train-level minus the test-level normalised score.
+"""
+
+from offrl_bench.data.make import DatasetRequest
+from offrl_bench.suites import Suite
+
+ENV_ID = "MiniGrid-DoorKey-5x5-v0"
+
+GENERALIZATION = Suite(
+    name="generalization",
+    description="BC, BCQ, CQL, IQL, DT on MiniGrid DoorKey train-level data; scores on train/val/test levels",
+    datasets=tuple(DatasetRequest(ENV_ID, quality, wrapper="levels:train") for quality in ("expert", "medium")),
+    algorithms=("bc", "bcq", "cql", "iql", "dt"),
+    wrappers=("levels:train", "levels:val", "levels:test"),
+    seeds=(0, 1, 2),
+    updates=3_000,
+    eval_every=1_000,
+    eval_episodes=20,
+    checkpoint_every=1_000,
+)

@@ -1,0 +1,143 @@
+"""Level splits: resets stay inside their split, levels are reproducible and recorded, datasets
+never contain val/test levels, bad splits are refused, and the leaderboard reports the gap."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from offrl_bench.envs import make_env
+from offrl_bench.envs.level_splits import DEFAULT_RANGES
+from offrl_bench.errors import UsageError
+from offrl_bench.results import leaderboard
+
+MINIGRID = "MiniGrid-DoorKey-5x5-v0"
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_resets_draw_uniformly_from_the_split_only(split):
+    env = make_env(MINIGRID, f"levels:{split}")
+    low, high = DEFAULT_RANGES[split]
+    levels = [env.reset(seed=seed)[1]["level"] for seed in range(2000)]
+    assert all(low <= level <= high for level in levels)
+    if split != "test":  # small splits: every level is drawn, uniformly (chi-square at 1%)
+        counts = np.bincount(np.array(levels) - low, minlength=high - low + 1)
+        assert (counts > 0).all()
+        assert stats.chisquare(counts).pvalue > 0.01
+    assert [env.reset(seed=s)[1]["level"] for s in range(20)] == levels[:20]  # same seeds, same levels
+
+
+def test_unseeded_resets_continue_the_seeded_sequence():
+    a, b = make_env(MINIGRID, "levels:train"), make_env(MINIGRID, "levels:train")
+    a.reset(seed=5)
+    b.reset(seed=5)
+    assert [a.reset()[1]["level"] for _ in range(10)] == [b.reset()[1]["level"] for _ in range(10)]
+
+
+def test_a_level_fixes_the_layout():
+    env = make_env(MINIGRID)
+    first = env.reset(seed=17)[0]
+    assert np.array_equal(env.reset(seed=17)[0], first)
+    layouts = {env.reset(seed=level)[0].tobytes() for level in range(50)}
+    assert len(layouts) > 10  # the seed really generates different levels
+    split = make_env(MINIGRID, "levels:split=train,train=17-17")
+    observation, info = split.reset(seed=3)
+    assert info["level"] == 17 and np.array_equal(observation, first)
+
+
+def test_global_rngs_untouched():
+    np.random.seed(123)
+    expected = np.random.random()
+    np.random.seed(123)
+    env = make_env(MINIGRID, "levels:val")
+    for seed in range(5):
+        env.reset(seed=seed)
+    assert np.random.random() == expected
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("levels:valid", "unknown split 'valid'; one of: train, val, test"),
+    ("levels", "missing split"),
+    ("levels:split=train,val=150-249", "level splits train (0-199) and val (150-249) overlap"),
+    ("levels:split=test,test=5-300", "overlap"),
+    ("levels:split=test,test=10-99999999999", "outside the valid level ids 0-2147483647"),
+    ("levels:split=train,train=-5-3", "is not a level range"),
+    ("levels:split=train,train=9-3", "FIRST > LAST"),
+    ("levels:split=train,seeds=3", "unknown parameter 'seeds'"),
+    ("levels:train:split=val", "give the split once"),
+])
+def test_bad_splits(spec, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_env(MINIGRID, spec)
+
+
+def test_unknown_game():
+    with pytest.raises(UsageError, match="cannot make environment 'MiniGrid-NoSuchGame-v0'"):
+        make_env("MiniGrid-NoSuchGame-v0", "levels:train")
+
+
+def test_dataset_holds_only_train_levels():
+    from offrl_bench.data.datasets import load_dataset
+    from offrl_bench.data.make import DatasetRequest, make_dataset
+
+    request = DatasetRequest(MINIGRID, "medium", episodes=40, wrapper="levels:train", name="test/doorkey/train-v0")
+    make_dataset(request, log=lambda m: None)
+    dataset = load_dataset(request.dataset_id)
+    levels = dataset.metadata["episode_levels"]
+    assert len(levels) == 40 and all(0 <= level <= 199 for level in levels)
+    val, test = DEFAULT_RANGES["val"], DEFAULT_RANGES["test"]
+    assert not any(val[0] <= level <= val[1] or test[0] <= level <= test[1] for level in levels)
+    assert dataset.observations.shape[1] == 147 and dataset.ref_max_score > dataset.ref_min_score
+
+
+def _record(algorithm: str, wrapper: str, seed: int, score: float) -> dict:
+    return {"run_id": f"{algorithm}{wrapper}{seed}", "suite": "generalization", "dataset": "d", "wrapper": wrapper,
+            "algorithm": algorithm, "seed": seed, "return_mean": score / 100, "normalized_score": score,
+            "updates": 10, "train_seconds": 1.0}
+
+
+def test_leaderboard_split_and_generalization_gap():
+    records = [_record(algo, f"levels:{split}", seed, score + seed)
+               for algo, scores in (("bc", {"train": 90, "val": 70, "test": 60}),
+                                    ("iql", {"train": 95, "val": 50, "test": 40}))
+               for split, score in scores.items() for seed in range(3)]
+    frame = leaderboard(records)
+    assert list(frame.columns[-2:]) == ["split", "generalization_gap"]
+    bc = frame[(frame.algorithm == "bc") & (frame.dataset == "d")]
+    assert sorted(bc.split) == ["test", "train", "val"]
+    assert np.allclose(bc.generalization_gap, 30.0) and np.allclose(frame[frame.algorithm == "iql"].generalization_gap,
+                                                                     55.0)
+    aggregates = frame[frame.dataset == "ALL"]
+    assert len(aggregates) == 6 and set(aggregates.wrapper) == {"levels:train", "levels:val", "levels:test"}
+    assert "drop_from_default" not in frame
+    plain = leaderboard([_record("bc", "", seed, 50.0) for seed in range(2)])
+    assert "split" not in plain and not any(math.isnan(x) for x in plain.normalized_mean)
+
+
+def test_procgen_levels():
+    """Procgen through its gym3 interface (optional; see the README for the --no-deps install)."""
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    from offrl_bench.envs.procgen import EASY_SCORE_RANGES, GAMES
+
+    assert set(EASY_SCORE_RANGES) == set(GAMES) and len(GAMES) == 16
+    env = make_env("procgen/coinrun-v0", "levels:val")
+    first, info = env.reset(seed=4)
+    assert 200 <= info["level"] <= 249 and first.shape == (64, 64, 3)
+    assert np.array_equal(env.reset(seed=4)[0], first)  # same seed -> same level -> same frame
+    frames = {make_env("procgen/coinrun-v0", f"levels:split=train,train={lvl}-{lvl}").reset(seed=0)[0].tobytes()
+              for lvl in range(8)}
+    assert len(frames) > 1
+    with pytest.raises(UsageError, match="cannot make environment 'procgen/notagame-v0'"):
+        make_env("procgen/notagame-v0", "levels:train")
+
+
+def test_generalization_suite_trains_on_train_levels_and_evaluates_on_all_splits():
+    from offrl_bench import registry
+
+    suite = registry.suite("generalization")
+    specs = suite.runs()
+    assert {request.wrapper for request in suite.datasets} == {"levels:train"}
+    assert {spec.wrapper for spec in specs} == {"levels:train", "levels:val", "levels:test"}
+    assert {spec.algo for spec in specs} == {"bc", "bcq", "cql", "iql", "dt"}
+    assert len(specs) == 2 * 3 * 5 * 3
