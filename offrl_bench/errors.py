@@ -8,6 +8,10 @@ bug and keeps its traceback.
 class OffrlBenchError(Exception):
     exit_code = 1
 
+    def __init__(self, message: str) -> None:
+        # One line, whatever the user typed into it (a wrapper spec with a newline, say).
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+
 
 class UsageError(OffrlBenchError):
     """The user asked for something that does not exist or cannot work (exit code 2)."""

@@ -37,7 +37,7 @@ def test_record_contents(cartpole_expert, tmp_path):
     assert record["config"]["lr"] == 0.001 and record["seed"] == 2 and len(record["eval_returns"]) == 3
     assert record["versions"]["torch"] and record["versions"]["minari"] and record["env_id"] == "CartPole-v1"
     assert record["versions"]["git_revision"] and record["versions"]["python"]  # this checkout is a git repo
-    assert record["spec"]["seed"] == 2 and record["spec"]["overrides"] == [["lr", "0.001"]]
+    assert record["spec"]["seed"] == 2 and record["spec"]["overrides"] == (("lr", "0.001"),)
     assert record["updates_per_second"] > 0 and record["ref_max_score"] > record["ref_min_score"]
 
 
