@@ -24,14 +24,18 @@ from pathlib import Path
 
 
 def _busy_workers(out: Path) -> list[int]:
-    """Pids of processes holding the claim of an unfinished run that has a checkpoint."""
+    """Pids of processes holding the claim of an unfinished run that they have checkpointed at least
+    once (so that every kill loses some work but the batch still makes progress)."""
     finished = set()
     if (out / "runs.jsonl").exists():
         finished = {json.loads(line)["run_id"] for line in (out / "runs.jsonl").read_text().splitlines() if line}
     pids = []
     for run_dir in (out / "runs").glob("*"):
         claim = run_dir / "claim"
-        if run_dir.name in finished or not (run_dir / "checkpoint.pt").exists() or not claim.exists():
+        checkpoint = run_dir / "checkpoint.pt"
+        if run_dir.name in finished or not checkpoint.exists() or not claim.exists():
+            continue
+        if checkpoint.stat().st_mtime <= claim.stat().st_mtime:  # not checkpointed since it was claimed
             continue
         fields = claim.read_text().split()
         if len(fields) == 2:
