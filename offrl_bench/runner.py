@@ -13,6 +13,7 @@ the resumed run ends with the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,9 +21,11 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -148,9 +151,10 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
         raise PluginError(f"algorithm '{spec.algo}' failed to construct: {exc}") from exc
 
 
-def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float) -> None:
+def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float,
+                     losses: dict[str, float]) -> None:
     state = {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
-             "updates_done": done, "train_seconds": seconds}
+             "updates_done": done, "train_seconds": seconds, "losses": losses}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as f:
@@ -182,7 +186,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
 
     sampler = torch.Generator(device=spec.device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)  # for plugins that draw from the global torch RNG
-    done, seconds = 0, 0.0
+    done, seconds, resumed_losses = 0, 0.0, {}
     checkpoint, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     if checkpoint.exists():
         try:
@@ -193,6 +197,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         done, seconds = state["updates_done"], state["train_seconds"]
+        resumed_losses = state.get("losses", {})  # the record's final losses when nothing is left to do
     # Evaluations logged after the checkpoint will be repeated identically: drop them.
     kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
             if line.strip() and json.loads(line)["updates"] <= done]
@@ -202,41 +207,51 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         episodes = evaluate(algorithm, env_id, spec.wrapper, spec.eval_episodes, evaluation_seed(spec.seed))
         return np.array([e.episode_return for e in episodes]), perturbation_rates(episodes)
 
-    losses: dict[str, float] = {}
+    losses: dict[str, float] = resumed_losses
     returns, rates = None, {}
     autocast = torch.autocast(torch.device(spec.device).type, dtype=torch.bfloat16,
                               enabled=spec.precision == "bf16")
+    # The checkpoint written on an interruption must be a state an uninterrupted run passes
+    # through: never half an update (the sampler already advanced) or a skipped evaluation.
+    at_boundary = True
+    stop = _StopRequest()
     try:
-        while done < total:
-            started = time.perf_counter()
-            chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
-                            (done // spec.eval_every + 1) * spec.eval_every)
-            while done < chunk_end:
-                try:
-                    batch = algorithm.sample(dataset, batch_size, sampler)
-                    with autocast:
-                        raw_losses = algorithm.update(batch)
-                except (KeyboardInterrupt, OffrlBenchError):
-                    raise
-                except Exception as exc:
-                    raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in update {done}: "
-                                      f"{exc}") from exc
-                losses = _checked_losses(spec.algo, raw_losses, done)
-                done += 1
-                if progress and done % 50 == 0:
-                    progress(spec.run_id, done, total)
-            seconds += time.perf_counter() - started
-            if done % spec.eval_every == 0 or done == total:
-                returns, rates = evaluate_now()
-                line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
-                        "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
-                                                                   dataset.ref_max_score)), **losses}
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(line) + "\n")
-            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds)
+        with stop.deferring_signals():
+            while done < total:
+                started = time.perf_counter()
+                chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
+                                (done // spec.eval_every + 1) * spec.eval_every)
+                while done < chunk_end:
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    at_boundary = False
+                    try:
+                        batch = algorithm.sample(dataset, batch_size, sampler)
+                        with autocast:
+                            raw_losses = algorithm.update(batch)
+                    except (KeyboardInterrupt, OffrlBenchError):
+                        raise
+                    except Exception as exc:
+                        raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in update {done}: "
+                                          f"{exc}") from exc
+                    losses = _checked_losses(spec.algo, raw_losses, done)
+                    done += 1
+                    at_boundary = done < chunk_end  # at a chunk's end its evaluation is still due
+                    if progress and done % 50 == 0:
+                        progress(spec.run_id, done, total)
+                seconds += time.perf_counter() - started
+                if done % spec.eval_every == 0 or done == total:
+                    returns, rates = evaluate_now()
+                    line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
+                            "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
+                                                                       dataset.ref_max_score)), **losses}
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses)
+                at_boundary = True
     except KeyboardInterrupt:
-        # Keep what was learned since the last checkpoint; the re-run resumes from here.
-        _save_checkpoint(checkpoint, algorithm, sampler, done, seconds)
+        if at_boundary:  # keep what was learned since the last checkpoint; the re-run resumes here
+            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses)
         raise
     if returns is None:
         returns, rates = evaluate_now()
@@ -255,4 +270,36 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     store.append(record)
+    if stop.requested:  # the signal came after the last update: the run is recorded, now stop
+        raise KeyboardInterrupt
     return record
+
+
+class _StopRequest:
+    """SIGINT or SIGTERM during training only sets :attr:`requested`; the training loop stops at the
+    next update boundary. A second signal interrupts at once. Signals this process ignores stay
+    ignored, and outside the main thread (where Python delivers no signals) nothing changes."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def deferring_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(sig, self._handle)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                if handler is not None:  # None: installed outside Python, left as it is
+                    signal.signal(sig, handler)
