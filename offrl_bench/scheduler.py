@@ -218,6 +218,10 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
             ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
                                 gpus_per_run=gpus_per_run, max_retries=max_retries)
         elif workers == 1 or len(todo) <= 1:
+            if cpus_per_run:
+                import torch
+
+                torch.set_num_threads(max(1, int(cpus_per_run)))
             _execute_here(todo, store, sink)
         else:
             workers = min(workers, len(todo))
