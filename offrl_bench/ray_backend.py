@@ -48,8 +48,11 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     except ImportError:
         raise UsageError("--backend ray needs Ray: pip install -c constraints.txt 'offrl-bench[ray]'") from None
 
+    # Absolute paths: Ray's worker processes do not share this process's working directory.
     env_vars = {"MINARI_DATASETS_PATH": str(datasets_root())}
     env_vars.update({key: os.environ[key] for key in _SHARED_ENVIRONMENT if key in os.environ})
+    env_vars = {key: str(Path(value).resolve()) for key, value in env_vars.items()}
+    out_dir = str(store.out_dir.resolve())
     init = {"address": address, "runtime_env": {"env_vars": env_vars}, "log_to_driver": False,
             "logging_level": "error", "include_dashboard": False}
     if not address:  # a private instance sized for `workers` concurrent runs
@@ -63,7 +66,7 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
         task = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
                                          retry_exceptions=False)
         threads = max(1, int(cpus_per_run))
-        submit = lambda spec, wait: task.remote(spec, str(store.out_dir), progress, wait, threads)  # noqa: E731
+        submit = lambda spec, wait: task.remote(spec, out_dir, progress, wait, threads)  # noqa: E731
         pending = {submit(spec, False): spec for spec in todo}
         try:
             while pending:

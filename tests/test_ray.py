@@ -56,3 +56,15 @@ def test_backend_usage_errors(cli, cartpole_expert, tmp_path, args, fragment):
     result = cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--quiet", *(
         args if "--out" in args else [*args, "--out", str(tmp_path)]))
     assert_usage_error(result, fragment)
+
+
+@pytest.mark.slow
+def test_ray_backend_from_the_cli_with_relative_paths(cartpole_expert, tmp_path):
+    """Ray's workers do not share the CLI's working directory: relative --out must still work."""
+    from conftest import run_cli_process
+
+    result = run_cli_process("run", "--algo", "bc", "--dataset", cartpole_expert, "--seeds", "0,1", "--updates", "200",
+                             "--eval-every", "200", "--eval-episodes", "2", "--backend", "ray", "--workers", "2",
+                             "--out", "relative-out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(RunStore(tmp_path / "relative-out").records()) == 2
