@@ -19,6 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from offrl_bench.envs import parse_wrapper_spec
+
 SPLITS = ("train", "val", "test")
 DEFAULT_RANGES: dict[str, tuple[int, int]] = {"train": (0, 199), "val": (200, 249), "test": (1_000_000, 1_999_999)}
 #: Seeds Gymnasium environments accept, and therefore the valid level ids.
@@ -84,8 +86,6 @@ def levels(env: gym.Env, *positional: str, split: str | None = None, **ranges: A
 
 def split_of(wrapper: str) -> str:
     """The level split a wrapper spec evaluates on (``"train"``...), or ``""`` if it has none."""
-    from offrl_bench.envs import parse_wrapper_spec
-
     for call in parse_wrapper_spec(wrapper):
         if call.name == "levels":
             return str(call.params.get("split") or (call.args[0] if call.args else ""))

@@ -199,9 +199,10 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
                          np.array([[r["normalized_score"]] for r in runs], dtype=float)))
     # Aggregates over a suite's tasks, separately per level split: train- and test-level scores
     # answer different questions and must not be averaged together.
-    for suite, algorithm, split in sorted({(k[0], k[3], split_of(k[2])) for k in groups}):
-        tasks = [runs for (s, _, w, a), runs in sorted(groups.items())
-                 if (s, a, split_of(w)) == (suite, algorithm, split)]
+    aggregates: dict[tuple[str, str, str], list[list[dict]]] = {}
+    for (suite, _, wrapper, algorithm), runs in sorted(groups.items()):
+        aggregates.setdefault((suite, algorithm, split_of(wrapper)), []).append(runs)
+    for (suite, algorithm, split), tasks in sorted(aggregates.items()):
         n = min(len(runs) for runs in tasks)
         scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
         rows.append(_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm,

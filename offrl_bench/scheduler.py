@@ -96,10 +96,13 @@ def check_writable(out_dir: Path) -> None:
                          "choose another with --out") from exc
 
 
-def failure_entry(spec: RunSpec, reason: str, details: str = "") -> dict:
-    return {"run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
-            "wrapper": spec.wrapper, "seed": spec.seed, "reason": reason, "details": details,
-            "failed_at": datetime.now(timezone.utc).isoformat()}
+def record_failure(store: RunStore, spec: RunSpec, reason: str, details: str = "") -> dict:
+    """Append a failed attempt at ``spec`` to ``failures.jsonl`` and return it."""
+    failure = {"run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
+               "wrapper": spec.wrapper, "seed": spec.seed, "reason": reason, "details": details,
+               "failed_at": datetime.now(timezone.utc).isoformat()}
+    store.append_failure(failure)
+    return failure
 
 
 def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool) -> Attempt:
@@ -115,9 +118,7 @@ def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None,
             return Attempt("completed", execute_run(spec, store, progress))
         except Exception as exc:  # the traceback is kept for whoever debugs the plugin or the data
             reason = str(exc) if isinstance(exc, OffrlBenchError) else f"{type(exc).__name__}: {exc}"
-            failure = failure_entry(spec, reason, traceback.format_exc())
-        store.append_failure(failure)
-        return Attempt("failed", failure)
+            return Attempt("failed", record_failure(store, spec, reason, traceback.format_exc()))
 
 
 class ProgressView:
@@ -187,9 +188,7 @@ class Sink:
 
     def give_up(self, spec: RunSpec, reason: str) -> None:
         """A failure no run code could record (its worker died): record it here."""
-        failure = failure_entry(spec, reason)
-        self.store.append_failure(failure)
-        self.finish(spec, Attempt("failed", failure))
+        self.finish(spec, Attempt("failed", record_failure(self.store, spec, reason)))
 
 
 def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Console | None = None,
