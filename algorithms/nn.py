@@ -174,3 +174,27 @@ class CheckpointedAttributes:
                     current.copy_(state[name])
             else:
                 setattr(self, name, state[name])
+
+
+class ConvEncoder(nn.Module):
+    """Images (B, H, W, C), channels last as Gymnasium gives them, to (B, out_dim) features.
+
+    Three 3x3 convolutions (strides 1, 2, 2) and a linear layer: small enough for MiniGrid's 7x7
+    views, and at Atari's 84x84 a 21x21 map. uint8 pixels are scaled to [0, 1] first.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], out_dim: int = 256, scale: float = 1.0) -> None:
+        super().__init__()
+        height, width, channels = shape
+        self.scale = scale
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, stride=1, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+        )
+        with torch.no_grad():
+            features = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.linear = nn.Sequential(nn.Linear(features, out_dim), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(images.permute(0, 3, 1, 2) * self.scale))

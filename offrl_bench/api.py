@@ -94,6 +94,25 @@ class Algorithm(abc.ABC):
         self.seed = seed
         self.device = torch.device(device)
 
+    @classmethod
+    def supported_action_spaces(cls, config: Any) -> tuple[ActionKind, ...]:
+        """The action spaces this algorithm supports with ``config``; meta-algorithms inherit their
+        base algorithm's. Default: :attr:`action_spaces`."""
+        return cls.action_spaces
+
+    @classmethod
+    def leaderboard_name(cls, config: Any) -> str:
+        """The ``algorithm`` column of this algorithm's leaderboard rows for ``config``. Meta-algorithms
+        name their variants here (e.g. ``ssorl(iql)``) so that differently configured runs get rows
+        of their own."""
+        return cls.name
+
+    @classmethod
+    def leaderboard_columns(cls, config: Any) -> dict[str, Any]:
+        """Extra leaderboard columns (e.g. ``label_fraction``) for runs with ``config``; rows are
+        also kept apart by their values. Default: none."""
+        return {}
+
     @abc.abstractmethod
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic actions for a batch of observations (first dimension = batch). Episodic

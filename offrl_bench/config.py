@@ -43,6 +43,7 @@ class Interval:
 PositiveFloat = Annotated[float, Interval(0.0, low_open=True)]
 NonNegativeFloat = Annotated[float, Interval(0.0)]
 UnitFloat = Annotated[float, Interval(0.0, 1.0)]  # probabilities, discounts, Polyak rates
+Fraction = Annotated[float, Interval(0.0, 1.0, low_open=True)]  # a share of something: (0, 1]
 PositiveInt = Annotated[int, Interval(1)]
 NonNegativeInt = Annotated[int, Interval(0)]
 

@@ -179,10 +179,19 @@ def _row(suite: str, dataset: str, wrapper: str, algorithm: str, runs: list[dict
     }
 
 
+def _variant(record: dict) -> tuple[str, tuple]:
+    """The leaderboard name of a run's algorithm and its extra columns, as a hashable key (records made
+    before algorithms could name their variants have neither)."""
+    columns = record.get("columns") or {}
+    return record.get("algorithm_label") or record["algorithm"], tuple(sorted(columns.items()))
+
+
 def leaderboard(records: list[dict]) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
 
+    "Algorithm" is the algorithm's leaderboard name plus its extra columns (e.g. ``ssorl(iql)`` at
+    ``label_fraction`` 0.1), so each configured variant has rows of its own.
     The aggregate uses the same number of runs for every task (the smallest seed count, lowest seeds
     first) because a stratified bootstrap needs a runs x tasks matrix.
     """
@@ -190,31 +199,32 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     groups: dict[tuple, list[dict]] = {}
     for record in records:
-        key = (record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, record["algorithm"])
+        key = (record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, _variant(record))
         groups.setdefault(key, []).append(record)
     rows = []
-    for (suite, dataset, wrapper, algorithm), runs in sorted(groups.items()):
+    for (suite, dataset, wrapper, (algorithm, columns)), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
-        rows.append(_row(suite, dataset, wrapper, algorithm, runs,
-                         np.array([[r["normalized_score"]] for r in runs], dtype=float)))
+        rows.append({**_row(suite, dataset, wrapper, algorithm, runs,
+                            np.array([[r["normalized_score"]] for r in runs], dtype=float)), **dict(columns)})
     # Aggregates over a suite's tasks, separately per level split: train- and test-level scores
     # answer different questions and must not be averaged together.
-    aggregates: dict[tuple[str, str, str], list[list[dict]]] = {}
-    for (suite, _, wrapper, algorithm), runs in sorted(groups.items()):
-        aggregates.setdefault((suite, algorithm, split_of(wrapper)), []).append(runs)
-    for (suite, algorithm, split), tasks in sorted(aggregates.items()):
+    aggregates: dict[tuple, list[list[dict]]] = {}
+    for (suite, _, wrapper, variant), runs in sorted(groups.items()):
+        aggregates.setdefault((suite, variant, split_of(wrapper)), []).append(runs)
+    for (suite, (algorithm, columns), split), tasks in sorted(aggregates.items()):
         n = min(len(runs) for runs in tasks)
         scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
-        rows.append(_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm,
-                         [r for runs in tasks for r in runs[:n]], scores))
-    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+        rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm,
+                            [r for runs in tasks for r in runs[:n]], scores), **dict(columns)})
+    extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS))
+    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS + extra)
     wrappers = frame.wrapper[frame.dataset != ALL]
     if (wrappers == NO_WRAPPER).any() and (wrappers != NO_WRAPPER).any():
-        frame["drop_from_default"] = _drop_from_default(frame)
+        frame["drop_from_default"] = _drop_from_default(frame, extra)
     splits = frame.wrapper.map(split_of)
     if (splits != "").any():
         frame["split"] = splits
-        frame["generalization_gap"] = _generalization_gap(frame)
+        frame["generalization_gap"] = _generalization_gap(frame, extra)
     return frame
 
 
@@ -225,23 +235,27 @@ def split_of(wrapper: str) -> str:
     return "" if wrapper in (NO_WRAPPER, ALL) else parse(wrapper)
 
 
-def _generalization_gap(frame: pd.DataFrame) -> pd.Series:
+def _same_task_and_variant(frame: pd.DataFrame, variant_columns: list[str]) -> pd.Series:
+    """A key equal for rows of the same (suite, dataset, algorithm variant), whatever their wrapper."""
+    return frame[["suite", "dataset", "algorithm", *variant_columns]].astype(str).agg("|".join, axis=1)
+
+
+def _generalization_gap(frame: pd.DataFrame, variant_columns: list[str]) -> pd.Series:
     """Train-level minus test-level normalised score of the same (suite, dataset, algorithm), on every
     row of that group (aggregates included); NaN where either split is missing."""
-    keys = ["suite", "dataset", "algorithm"]
-    by_split = frame.pivot_table(index=keys, columns="split", values="normalized_mean", aggfunc="first")
-    if not {"train", "test"} <= set(by_split.columns):
-        return pd.Series(np.nan, index=frame.index)
-    gap = (by_split["train"] - by_split["test"]).reindex(pd.MultiIndex.from_frame(frame[keys]))
-    return pd.Series(gap.to_numpy(), index=frame.index)
+    key = _same_task_and_variant(frame, variant_columns)
+    train = pd.Series(frame.normalized_mean.to_numpy(), index=key)[(frame.split == "train").to_numpy()]
+    test = pd.Series(frame.normalized_mean.to_numpy(), index=key)[(frame.split == "test").to_numpy()]
+    gap = train - test
+    return pd.Series(gap.reindex(key).to_numpy(), index=frame.index)
 
 
-def _drop_from_default(frame: pd.DataFrame) -> pd.Series:
+def _drop_from_default(frame: pd.DataFrame, variant_columns: list[str]) -> pd.Series:
     """Normalised score lost under a wrapper relative to the same (suite, dataset, algorithm) on the
     default environment (STORI type 3.1); NaN where there is no default row."""
-    default = frame[frame.wrapper == NO_WRAPPER].set_index(["suite", "dataset", "algorithm"]).normalized_mean
-    keys = pd.MultiIndex.from_frame(frame[["suite", "dataset", "algorithm"]])
-    baseline = default.reindex(keys).to_numpy()
+    key = _same_task_and_variant(frame, variant_columns)
+    default = pd.Series(frame.normalized_mean.to_numpy(), index=key)[(frame.wrapper == NO_WRAPPER).to_numpy()]
+    baseline = default.reindex(key).to_numpy()
     return pd.Series(np.where(frame.dataset == ALL, np.nan, baseline - frame.normalized_mean.to_numpy()),
                      index=frame.index)
 

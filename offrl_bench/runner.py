@@ -38,7 +38,7 @@ import torch
 from offrl_bench import registry
 from offrl_bench.api import Algorithm, OfflineAlgorithm, action_kind
 from offrl_bench.config import build_config
-from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset
+from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset, project_metadata
 from offrl_bench.envs import make_env
 from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
@@ -108,10 +108,15 @@ def _environment_versions() -> dict:
     return versions
 
 
-def _check_compatible(cls: type[Algorithm], spec: RunSpec, action_kind: str) -> None:
-    if action_kind not in cls.action_spaces:
-        raise UsageError(f"algorithm '{spec.algo}' does not support {action_kind} actions (dataset '{spec.dataset}'); "
-                         f"it supports: {', '.join(cls.action_spaces)}")
+def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: str, action_free: bool) -> None:
+    if action_free and cls.needs_actions:
+        raise UsageError(f"dataset '{spec.dataset}' has action-free episodes and algorithm '{spec.algo}' needs "
+                         f"actions; train with --algo ssorl --set base={spec.algo} (inverse-dynamics proxy labels)")
+    supported = cls.supported_action_spaces(config)
+    if action_kind not in supported:
+        name = cls.leaderboard_name(config)
+        raise UsageError(f"algorithm '{name}' does not support {action_kind} actions (dataset '{spec.dataset}'); "
+                         f"it supports: {', '.join(supported)}")
     if cls.paradigm != "offline" or not issubclass(cls, OfflineAlgorithm):
         raise UsageError(f"algorithm '{spec.algo}' is {cls.paradigm}; 'run --dataset' trains offline algorithms")
 
@@ -122,19 +127,20 @@ PRECISIONS = ("fp32", "bf16")
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
-    datasets: dict[str, tuple[str, str]] = {}  # dataset id -> (env id, action kind)
+    datasets: dict[str, tuple[str, str, bool]] = {}  # dataset id -> (env id, action kind, action-free)
     environments: set[tuple[str, str]] = set()
     for spec in specs:
         if spec.precision not in PRECISIONS:
             raise UsageError(f"unknown precision '{spec.precision}'; one of: {', '.join(PRECISIONS)}")
         cls = registry.algorithm_class(spec.algo)
-        build_config(cls, spec.overrides)
+        config = build_config(cls, spec.overrides)
         if spec.dataset not in datasets:
             dataset = open_dataset(spec.dataset)
             datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "",
-                                      action_kind(dataset.action_space))
-        env_id, kind = datasets[spec.dataset]
-        _check_compatible(cls, spec, kind)
+                                      action_kind(dataset.action_space),
+                                      bool(project_metadata(dataset).get("action_free_episodes")))
+        env_id, kind, action_free = datasets[spec.dataset]
+        _check_compatible(cls, config, spec, kind, action_free)
         if (env_id, spec.wrapper) not in environments:  # unknown wrappers and bad parameters fail here
             make_env(env_id, spec.wrapper).close()
             environments.add((env_id, spec.wrapper))
@@ -142,8 +148,8 @@ def preflight(specs: list[RunSpec]) -> None:
 
 def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
     cls = registry.algorithm_class(spec.algo)
-    _check_compatible(cls, spec, dataset.spec.action_kind)
     config = build_config(cls, spec.overrides)
+    _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free)
     env_spec = dataclasses.replace(dataset.spec, wrapper=spec.wrapper)
     try:
         return cls(env_spec, config, spec.seed, spec.device)
@@ -179,7 +185,9 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     write_atomic(run_dir / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
     dataset = _cached_dataset(spec.dataset, spec.device)
     algorithm = build_algorithm(spec, dataset)
+    setup_started = time.perf_counter()
     algorithm.setup(dataset)
+    setup_seconds = time.perf_counter() - setup_started  # e.g. SS-ORL's inverse dynamics model
     batch_size = int(getattr(algorithm.config, "batch_size", DEFAULT_BATCH_SIZE))
     total = spec.updates if algorithm.trains else 0
     env_id = dataset.spec.env_id
@@ -262,11 +270,14 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         "run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
         "wrapper": spec.wrapper, "seed": spec.seed, "env_id": env_id, "updates": done,
         "train_seconds": seconds, "updates_per_second": done / seconds if seconds > 0 else None,
+        "setup_seconds": setup_seconds,
         "eval_episodes": spec.eval_episodes, "eval_returns": returns.tolist(),
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score, dataset.ref_max_score)),
         "perturbation_rates": rates, "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
         "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
+        "algorithm_label": type(algorithm).leaderboard_name(algorithm.config),
+        "columns": type(algorithm).leaderboard_columns(algorithm.config),
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     store.append(record)

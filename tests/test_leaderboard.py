@@ -73,3 +73,25 @@ def test_rebuilt_from_records(tmp_path):
     for r in [record("s", "d", "a", i, float(i)) for i in range(3)]:
         store.append(r)
     assert leaderboard(list(store.records().values())).iloc[0].n_seeds == 3
+
+
+def test_algorithm_variants_get_rows_and_extra_columns_of_their_own():
+    """A meta-algorithm's configurations (SS-ORL at several label fractions) are kept apart, with
+    their extra columns after the contract's, and aggregated separately; plain runs leave them empty."""
+    records = []
+    for fraction, score in ((0.1, 40.0), (1.0, 80.0)):
+        for seed in range(3):
+            for dataset in ("d1", "d2"):
+                entry = record("s", dataset, "ssorl", seed, score + seed)
+                entry.update(run_id=f"{entry['run_id']}-{fraction}", algorithm_label="ssorl(iql)",
+                             columns={"label_fraction": fraction})
+                records.append(entry)
+    records += [record("s", "d1", "bc", seed, 10.0) for seed in range(3)]
+    frame = leaderboard(records)
+    assert list(frame.columns) == LEADERBOARD_COLUMNS + ["label_fraction"]
+    rows = frame[frame.algorithm == "ssorl(iql)"]
+    assert sorted(zip(rows.dataset, rows.label_fraction)) == [
+        ("ALL", 0.1), ("ALL", 1.0), ("d1", 0.1), ("d1", 1.0), ("d2", 0.1), ("d2", 1.0)]
+    assert (rows.n_seeds == 3).all()
+    assert rows[(rows.dataset == "ALL") & (rows.label_fraction == 0.1)].normalized_mean.item() == pytest.approx(41)
+    assert np.isnan(frame[frame.algorithm == "bc"].label_fraction).all()

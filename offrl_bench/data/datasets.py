@@ -179,6 +179,9 @@ class TransitionDataset:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Per transition, whether its action is known; ``None`` when every action is. Unknown actions
+    #: hold a placeholder (NaN, or -1 for discrete actions) that no algorithm can mistake for data.
+    labelled: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.observations.shape[0])
@@ -197,9 +200,25 @@ class TransitionDataset:
             terminals=self.terminals[index],
         )
 
+    @property
+    def action_free(self) -> bool:
+        """True when some transitions have no action (see :mod:`offrl_bench.data.action_free`)."""
+        return self.labelled is not None and not bool(self.labelled.all())
+
+    @property
+    def episode_lengths(self) -> torch.Tensor:
+        return torch.diff(self.episode_starts, append=torch.tensor([len(self)], device=self.episode_starts.device))
+
+    def episode_of_transitions(self) -> torch.Tensor:
+        """The episode index of every transition."""
+        positions = torch.arange(len(self), device=self.episode_starts.device)
+        return torch.searchsorted(self.episode_starts, positions, right=True) - 1
+
     def to(self, device: str | torch.device) -> TransitionDataset:
         names = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_starts")
         tensors = {name: getattr(self, name).to(device) for name in names}
+        if self.labelled is not None:
+            tensors["labelled"] = self.labelled.to(device)
         return TransitionDataset(**{**self.__dict__, **tensors})
 
 
@@ -239,6 +258,7 @@ def load_dataset(dataset_id: str) -> TransitionDataset:
     env_spec = dataset.spec.env_spec
     meta = project_metadata(dataset)
     stored = dataset.storage.metadata
+    labelled = _labelled_transitions(dataset_id, parts["act"], meta, discrete)
     return TransitionDataset(
         dataset_id=dataset_id,
         spec=EnvSpec(observation_space, action_space, env_id=env_spec.id if env_spec else "",
@@ -254,4 +274,21 @@ def load_dataset(dataset_id: str) -> TransitionDataset:
         ref_min_score=stored.get("ref_min_score"),
         ref_max_score=stored.get("ref_max_score"),
         metadata=meta,
+        labelled=labelled,
     )
+
+
+def _labelled_transitions(dataset_id: str, actions: list[np.ndarray], meta: dict,
+                          discrete: bool) -> torch.Tensor | None:
+    """Which transitions have actions. An episode is action-free when the project metadata lists it
+    under ``action_free_episodes`` or (continuous actions) when all its actions are NaN; action-free
+    episodes get the placeholder action (NaN, or -1 when discrete). ``None`` if none is."""
+    listed = meta.get("action_free_episodes", [])
+    if any(not isinstance(i, int) or not 0 <= i < len(actions) for i in listed):
+        raise UsageError(f"dataset '{dataset_id}' lists action_free_episodes outside 0..{len(actions) - 1}")
+    free = set(listed) | {i for i, a in enumerate(actions) if not discrete and np.isnan(a).all()}
+    if not free:
+        return None
+    for i in free:
+        actions[i][...] = -1 if discrete else np.nan
+    return torch.from_numpy(np.concatenate([np.full(len(a), i not in free) for i, a in enumerate(actions)]))

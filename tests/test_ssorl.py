@@ -1,0 +1,288 @@
+"""SS-ORL: action-free datasets, the inverse dynamics model, proxy labelling around a base algorithm."""
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from offrl_bench import registry
+from offrl_bench.algorithms.inverse_dynamics import IDMSettings, InverseDynamics, observation_windows
+from offrl_bench.api import EnvSpec, OfflineAlgorithm
+from offrl_bench.config import build_config
+from offrl_bench.data.action_free import choose_labelled_episodes, hide_actions, select_episodes
+from offrl_bench.data.datasets import TransitionDataset, load_dataset, open_dataset, write_dataset
+from offrl_bench.errors import UsageError
+from offrl_bench.results import RunStore
+from offrl_bench.rollout import Episode
+from offrl_bench.runner import RunSpec, execute_run, preflight
+from tests.conftest import assert_usage_error
+
+SMALL_IDM = (("idm_width", "64"), ("idm_updates", "1500"), ("idm_eval_every", "100"))
+
+
+def toy_dataset(kind: str, n_episodes: int = 20, length: int = 40, seed: int = 0) -> TransitionDataset:
+    """A deterministic toy system: s' = s + B a (continuous, a in [-1, 1]^2) or s' = s + 0.5 e_a
+    (discrete, 3 actions), with uniformly random actions. Episode returns increase with the index."""
+    rng = np.random.default_rng(seed)
+    mixing = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5], [0.3, 0.8]], dtype=np.float32)
+    observations, next_observations, actions = [], [], []
+    for _ in range(n_episodes):
+        state = rng.normal(size=4).astype(np.float32)
+        for _ in range(length):
+            if kind == "discrete":
+                action = rng.integers(3)
+                step = 0.5 * np.eye(4, dtype=np.float32)[action]
+            else:
+                action = rng.uniform(-1, 1, size=2).astype(np.float32)
+                step = mixing @ action
+            observations.append(state)
+            state = state + step
+            next_observations.append(state)
+            actions.append(action)
+    n = n_episodes * length
+    action_space = gym.spaces.Discrete(3) if kind == "discrete" else gym.spaces.Box(-1, 1, (2,), np.float32)
+    spec = EnvSpec(gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), action_space)
+    return TransitionDataset(
+        dataset_id="toy", spec=spec,
+        observations=torch.tensor(np.array(observations)), actions=torch.tensor(np.array(actions)),
+        rewards=torch.zeros(n), next_observations=torch.tensor(np.array(next_observations)),
+        terminals=torch.zeros(n), timeouts=torch.zeros(n),
+        episode_starts=torch.arange(0, n, length), episode_returns=np.arange(n_episodes, dtype=float),
+    )
+
+
+@pytest.mark.parametrize("kind, tolerance", [("continuous", 0.08), ("discrete", 0.01)])
+def test_idm_recovers_actions_of_a_deterministic_system(kind, tolerance):
+    dataset = toy_dataset(kind)
+    idm = InverseDynamics(dataset.spec, IDMSettings(width=64, updates=1500, eval_every=100), 0, torch.device("cpu"))
+    train, held_out = torch.arange(0, 600), torch.arange(600, 800)  # episodes 0-14 and 15-19
+    idm.fit(dataset, train)
+    # unseen episodes: RMSE in [-1, 1] action units, or the error rate
+    assert idm.error(dataset, held_out, dataset.actions[held_out]) < tolerance
+    labels = idm.label(dataset, held_out)
+    assert labels.dtype == dataset.actions.dtype and labels.shape == dataset.actions[held_out].shape
+
+
+def test_idm_labels_with_its_best_validation_checkpoint():
+    dataset = toy_dataset("continuous")
+    # one labelled episode and a high learning rate: the validation error is far from monotone
+    idm = InverseDynamics(dataset.spec, IDMSettings(width=64, updates=600, eval_every=20, lr=3e-2), 0,
+                          torch.device("cpu"))
+    idm.fit(dataset, torch.arange(0, 40))
+    errors = [error for _, error in idm.history]
+    assert len(errors) == 30 and idm.validation_error == min(errors)
+    assert idm.best_update == idm.history[int(np.argmin(errors))][0]
+    assert errors[-1] > min(errors)  # the last checkpoint is worse: the kept one is not the last
+    from offrl_bench.algorithms.inverse_dynamics import _split_validation
+
+    _, validation = _split_validation(dataset, torch.arange(0, 40), 0.1,
+                                      torch.Generator().manual_seed(0))  # the split fit() made
+    assert idm.error(dataset, validation, dataset.actions[validation]) == pytest.approx(min(errors), rel=1e-5)
+
+
+def test_observation_windows_never_cross_episode_boundaries():
+    dataset = toy_dataset("continuous", n_episodes=3, length=5)
+    # observation = (episode, step, 0, 0)
+    episode = dataset.episode_of_transitions().float()
+    step = torch.arange(len(dataset)) - dataset.episode_starts[episode.long()]
+    dataset.observations = torch.stack([episode, step.float(), torch.zeros(15), torch.zeros(15)], dim=1)
+    dataset.next_observations = dataset.observations + torch.tensor([0.0, 1.0, 0.0, 0.0])
+    starts = dataset.episode_starts[dataset.episode_of_transitions()]
+    windows = observation_windows(dataset, torch.arange(15), 3, starts)
+    assert windows.shape == (15, 5, 4)
+    assert (windows[:, :, 0] == episode[:, None]).all()  # every frame from the transition's own episode
+    expected_steps = (step[:, None] + torch.tensor([-3, -2, -1, 0, 1])).clamp(min=0).float()
+    assert (windows[:, :, 1] == expected_steps).all()  # edge padding with the first observation
+
+
+def test_label_selection_modes():
+    dataset = toy_dataset("continuous", n_episodes=40)
+    rng = np.random.default_rng(0)
+    chosen = choose_labelled_episodes(dataset, 0.1, "random", rng)
+    assert len(chosen) == 4 and len(set(chosen)) == 4
+    assert len(choose_labelled_episodes(dataset, 0.001, "random", rng)) == 1  # at least one episode
+    low = choose_labelled_episodes(dataset, 0.5, "low_return", rng)
+    assert sorted(low) == list(range(20))  # returns increase with the index: the bottom half
+    with pytest.raises(UsageError, match="only 20 below-median episodes"):
+        choose_labelled_episodes(dataset, 0.6, "low_return", rng)
+    # hiding is only ever narrowed: episodes already hidden are never candidates
+    hidden = hide_actions(dataset, np.arange(10))
+    again = choose_labelled_episodes(hidden, 0.5, "random", rng)
+    assert len(again) == 5 and set(again) <= set(range(10))  # half of the 10 labelled episodes
+    assert list(choose_labelled_episodes(hidden, 1.0, "random", rng)) == list(range(10))
+    with pytest.raises(UsageError, match="only 5 below-median"):  # 6 of 10 labelled; 15-19 are below median
+        choose_labelled_episodes(hide_actions(dataset, np.arange(15, 25)), 0.6, "low_return", rng)
+
+
+def test_hide_and_select_episodes():
+    dataset = toy_dataset("discrete", n_episodes=4, length=5)
+    hidden = hide_actions(dataset, np.array([1, 3]))
+    assert hidden.labelled.tolist() == [False] * 5 + [True] * 5 + [False] * 5 + [True] * 5
+    assert (hidden.actions[~hidden.labelled] == -1).all()
+    assert torch.equal(hidden.actions[hidden.labelled], dataset.actions[hidden.labelled])
+    assert (dataset.actions >= 0).all()  # the original is untouched
+    only = select_episodes(hidden, np.array([1, 3]))
+    assert only.episode_starts.tolist() == [0, 5] and len(only) == 10 and only.labelled.all()
+    assert torch.equal(only.observations, dataset.observations[torch.cat([torch.arange(5, 10), torch.arange(15, 20)])])
+    assert list(only.episode_returns) == [1.0, 3.0]
+
+
+class SpyBase(OfflineAlgorithm):
+    """A base algorithm that remembers the dataset and batches SS-ORL hands it."""
+
+    name = "spy"
+    config_class = dataclasses.make_dataclass("SpyConfig", [("batch_size", int, 32)])
+    seen: list = []
+
+    def setup(self, dataset):
+        SpyBase.seen.append(dataset)
+
+    def update(self, batch):
+        assert not batch.actions.isnan().any()
+        return {"loss": 0.0}
+
+    def act(self, observations):
+        return np.zeros((len(observations), *self.spec.action_space.shape), np.float32)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@pytest.fixture
+def spy_registry(monkeypatch):
+    real = registry.algorithm_class
+    monkeypatch.setattr(registry, "algorithm_class", lambda name: SpyBase if name == "spy" else real(name))
+    SpyBase.seen = []
+    return SpyBase
+
+
+def build_ssorl(spec, *overrides):
+    cls = registry.algorithm_class("ssorl")
+    return cls(spec, build_config(cls, (("base", "spy"), *SMALL_IDM, *overrides)), 0)
+
+
+def test_base_algorithm_sees_proxy_labels_never_hidden_actions(spy_registry):
+    dataset = toy_dataset("continuous")
+    ssorl = build_ssorl(dataset.spec, ("label_fraction", "0.25"))
+    ssorl.setup(dataset)
+    (given,) = spy_registry.seen
+    keep = np.sort(np.random.default_rng(0 + 7_919).choice(20, 5, replace=False))
+    labelled = torch.zeros(20, dtype=torch.bool)
+    labelled[keep] = True
+    labelled = labelled[dataset.episode_of_transitions()]
+    assert given.labelled is None and not given.actions.isnan().any()
+    assert torch.equal(given.actions[labelled], dataset.actions[labelled])  # true labels kept
+    proxy = given.actions[~labelled]
+    assert not torch.equal(proxy, dataset.actions[~labelled])  # ...the others are the IDM's
+    hidden = hide_actions(dataset, keep)
+    assert torch.allclose(proxy, ssorl.idm.label(hidden, torch.nonzero(~labelled).squeeze(1)))
+    assert ssorl.diagnostics["proxy_label_error"] < 0.2  # guessing 0 would be 0.58 (uniform actions)
+    assert ssorl.diagnostics["labelled_transitions"] == 0.25
+    batch = ssorl.sample(dataset, 256, torch.Generator().manual_seed(0))
+    assert len(batch) == 32  # the base algorithm's batch size, from the proxy-labelled data
+    assert set(ssorl.update(batch)) >= {"loss", "idm_validation_error", "proxy_label_error"}
+
+
+def test_labelled_only_baseline_trains_on_labelled_episodes(spy_registry):
+    dataset = toy_dataset("discrete")
+    ssorl = build_ssorl(dataset.spec, ("label_fraction", "0.1"), ("unlabelled", "drop"))
+    ssorl.setup(dataset)
+    (given,) = spy_registry.seen
+    assert len(given) == 2 * 40 and given.n_episodes == 2 and (given.actions >= 0).all()
+    assert type(ssorl).leaderboard_name(ssorl.config) == "spy (labelled only)"
+
+
+def test_ssorl_learns_pendulum_from_mostly_action_free_data(pendulum_expert, tmp_path):
+    overrides = (("base", "bc"), ("base_set", "width=64"), ("label_fraction", "0.25"), ("idm_updates", "2000"))
+    record = execute_run(RunSpec("ssorl", pendulum_expert, 0, updates=1500, eval_every=1500, checkpoint_every=500,
+                                 eval_episodes=5, overrides=overrides), RunStore(tmp_path))
+    assert record["normalized_score"] > 60, record["return_mean"]  # random ~0, 5 of 20 episodes labelled
+    assert record["algorithm_label"] == "ssorl(bc)" and record["columns"] == {"label_fraction": 0.25}
+    assert record["final_losses"]["proxy_label_error"] < 0.15
+    assert record["setup_seconds"] > 0
+
+
+def test_resumed_ssorl_run_equals_uninterrupted(pendulum_expert, tmp_path):
+    spec = RunSpec("ssorl", pendulum_expert, 3, updates=120, eval_every=120, checkpoint_every=20, eval_episodes=2,
+                   overrides=(("base", "td3_bc"), ("base_set", "width=64"), ("idm_updates", "200"),
+                              ("idm_width", "32")))
+    reference = execute_run(spec, RunStore(tmp_path / "a"))
+
+    def interrupt_at_50(run_id, done, total):
+        if done == 50:
+            raise KeyboardInterrupt
+
+    store = RunStore(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, store, interrupt_at_50)
+    resumed = execute_run(spec, store)
+    assert resumed["final_losses"] == reference["final_losses"]
+    assert resumed["eval_returns"] == reference["eval_returns"]
+
+
+def write_action_free_copy(source_id: str, target_id: str, hidden: list[int], use_metadata: bool) -> None:
+    """A Minari dataset whose episodes ``hidden`` carry no actions: NaN actions, or (``use_metadata``)
+    listed in the project metadata with placeholder actions."""
+    source = open_dataset(source_id)
+    episodes = []
+    for i, episode in enumerate(source.iterate_episodes()):
+        actions = np.array(episode.actions)
+        if i in hidden:
+            actions = np.zeros_like(actions) if use_metadata else np.full_like(actions, np.nan)
+        episodes.append(Episode(seed=i, episode_return=float(np.sum(episode.rewards)), length=len(episode.rewards),
+                                observations=episode.observations, actions=actions, rewards=episode.rewards,
+                                terminations=episode.terminations, truncations=episode.truncations))
+    meta = {"action_free_episodes": hidden} if use_metadata else {}
+    write_dataset(target_id, episodes, source.spec.env_spec.id, source.observation_space, source.action_space,
+                  source.storage.metadata["ref_min_score"], source.storage.metadata["ref_max_score"], "test", meta)
+
+
+@pytest.mark.parametrize("source, use_metadata", [("pendulum", False), ("cartpole", True)])
+def test_genuinely_action_free_minari_dataset(source, use_metadata, request, tmp_path, cli):
+    source_id = request.getfixturevalue(f"{source}_expert")
+    target = f"test/{source}/action-free-{int(use_metadata)}-v0"
+    write_action_free_copy(source_id, target, [1, 2, 3, 4, 5, 6, 7, 8], use_metadata)
+    dataset = load_dataset(target)
+    assert dataset.action_free
+    starts = dataset.episode_starts.tolist() + [len(dataset)]
+    assert not dataset.labelled[starts[1]:starts[9]].any() and dataset.labelled[:starts[1]].all()
+    hidden = dataset.actions[~dataset.labelled]
+    assert ((hidden == -1) if use_metadata else hidden.isnan()).all()
+
+    result = cli("run", "--algo", "bc", "--dataset", target, "--out", str(tmp_path / "bc"))
+    if use_metadata:  # refused before any run starts
+        assert_usage_error(result, "action-free episodes", "--algo ssorl --set base=bc")
+    else:  # NaN actions are only seen when the run loads the data: the run fails with the reason
+        assert result.code == 1 and "action-free episodes" in result.err.strip().splitlines()[-1]
+    record = execute_run(RunSpec("ssorl", target, 0, updates=20, eval_every=20, eval_episodes=1,
+                                 overrides=(("base", "bc"), ("label_fraction", "1.0"), *SMALL_IDM)),
+                         RunStore(tmp_path))
+    # label_fraction 1.0 keeps every label the dataset has; the rest was proxy-labelled
+    assert record["final_losses"]["labelled_transitions"] == pytest.approx(float(dataset.labelled.float().mean()))
+    assert "proxy_label_error" not in record["final_losses"]  # the truth is not in the file
+
+
+@pytest.mark.parametrize("option, fragment", [
+    ("label_fraction=0", "expected a float in (0, 1]"),
+    ("label_fraction=1.5", "expected a float in (0, 1]"),
+    ("label_fraction=-0.1", "expected a float in (0, 1]"),
+    ("selection=best", "unknown selection 'best'; one of: low_return, random"),
+    ("unlabelled=keep", "unknown unlabelled 'keep'; one of: drop, proxy"),
+    ("base=nope", "unknown algorithm 'nope'"),
+    ("base=ssorl", "base cannot be ssorl itself"),
+    ("base_set=expectile=2", "invalid value '2' for iql.expectile"),
+])
+def test_bad_ssorl_settings_are_usage_errors(option, fragment, cli, pendulum_expert, tmp_path):
+    result = cli("run", "--algo", "ssorl", "--dataset", pendulum_expert, "--set", option, "--out", str(tmp_path))
+    assert_usage_error(result, fragment)
+
+
+def test_ssorl_inherits_the_base_action_spaces(cartpole_expert, pendulum_expert):
+    with pytest.raises(UsageError, match=r"algorithm 'ssorl\(bcq\)' does not support continuous actions"):
+        preflight([RunSpec("ssorl", pendulum_expert, 0, overrides=(("base", "bcq"),))])
+    preflight([RunSpec("ssorl", cartpole_expert, 0, overrides=(("base", "bcq"),))])
