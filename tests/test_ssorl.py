@@ -286,3 +286,36 @@ def test_ssorl_inherits_the_base_action_spaces(cartpole_expert, pendulum_expert)
     with pytest.raises(UsageError, match=r"algorithm 'ssorl\(bcq\)' does not support continuous actions"):
         preflight([RunSpec("ssorl", pendulum_expert, 0, overrides=(("base", "bcq"),))])
     preflight([RunSpec("ssorl", cartpole_expert, 0, overrides=(("base", "bcq"),))])
+
+
+def test_idm_reads_image_observations_with_its_cnn():
+    """A bright pixel on an 8x8 uint8 image moves by the action (4 directions, wrapping around)."""
+    rng = np.random.default_rng(0)
+    moves = np.array([(0, 1), (0, -1), (1, 0), (-1, 0)])
+    n_episodes, length = 30, 20
+    frames, next_frames, actions = [], [], []
+    for _ in range(n_episodes):
+        position = rng.integers(8, size=2)
+        for _ in range(length):
+            action = rng.integers(4)
+            image = np.zeros((8, 8, 1), np.float32)
+            image[tuple(position)] = 255
+            position = (position + moves[action]) % 8
+            following = np.zeros((8, 8, 1), np.float32)
+            following[tuple(position)] = 255
+            frames.append(image.ravel())
+            next_frames.append(following.ravel())
+            actions.append(action)
+    n = n_episodes * length
+    dataset = TransitionDataset(
+        dataset_id="pixels", spec=EnvSpec(gym.spaces.Box(0, 255, (8, 8, 1), np.uint8), gym.spaces.Discrete(4)),
+        observations=torch.tensor(np.array(frames)), actions=torch.tensor(actions),
+        rewards=torch.zeros(n), next_observations=torch.tensor(np.array(next_frames)), terminals=torch.zeros(n),
+        timeouts=torch.zeros(n), episode_starts=torch.arange(0, n, length), episode_returns=np.zeros(n_episodes),
+    )
+    idm = InverseDynamics(dataset.spec, IDMSettings(window=0, width=64, updates=400, eval_every=100), 0,
+                          torch.device("cpu"))
+    assert idm.model.image_shape == (8, 8, 1)
+    idm.fit(dataset, torch.arange(0, 500))
+    held_out = torch.arange(500, 600)
+    assert idm.error(dataset, held_out, dataset.actions[held_out]) < 0.05  # chance: 0.75
