@@ -26,13 +26,12 @@ from offrl_bench.algorithms.nn import (
     CheckpointedAttributes,
     FusedMLPEnsemble,
     ObservationNormalizer,
-    TanhGaussianActor,
     adam,
     as_observation_tensor,
     seeded_init,
-    soft_update,
     state_action_values,
 )
+from offrl_bench.algorithms.soft_actor_critic import SoftActorCritic
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
@@ -63,31 +62,28 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
     name = "cql"
     action_spaces = ("discrete", "continuous")
     config_class = CQLConfig
-    checkpointed = ("actor", "critic", "critic_target", "log_alpha", "log_alpha_prime", "actor_optimizer",
-                    "critic_optimizer", "alpha_optimizer", "alpha_prime_optimizer", "normalizer", "updates")
+    checkpointed = ("sac", "critic", "critic_target", "critic_optimizer", "log_alpha_prime", "alpha_prime_optimizer",
+                    "normalizer", "updates")
 
     def __init__(self, spec: EnvSpec, config: CQLConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"
         obs_dim, action_dim = spec.observation_dim, spec.action_dim
         with seeded_init(seed):
-            if self.discrete:
-                self.actor = nn.Identity()  # the greedy policy of Q
+            if self.discrete:  # the greedy policy of Q
+                self.sac = None
                 self.critic = FusedMLPEnsemble(1, obs_dim, action_dim, config.width, config.depth).to(self.device)
+                self.critic_target = copy.deepcopy(self.critic)
+                self.critic_optimizer = adam(self.critic.parameters(), lr=config.discrete_lr)
             else:
-                self.actor = TanhGaussianActor(obs_dim, action_dim, config.width, config.depth).to(self.device)
-                self.critic = FusedMLPEnsemble(2, obs_dim + action_dim, 1, config.width, config.depth).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic)
-        self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
+                self.sac = SoftActorCritic(obs_dim, action_dim, config.width, config.depth, config.actor_lr,
+                                           config.critic_lr, config.alpha_lr, self.device)
+                self.critic, self.critic_target = self.sac.critic, self.sac.critic_target
+                self.critic_optimizer = self.sac.critic_optimizer
         self.log_alpha_prime = nn.Parameter(torch.zeros((), device=self.device))
-        critic_lr = config.discrete_lr if self.discrete else config.critic_lr
-        self.critic_optimizer = adam(self.critic.parameters(), lr=critic_lr)
-        self.actor_optimizer = None if self.discrete else adam(self.actor.parameters(), lr=config.actor_lr)
-        self.alpha_optimizer = adam([self.log_alpha], lr=config.alpha_lr)
         self.alpha_prime_optimizer = adam([self.log_alpha_prime], lr=config.critic_lr)
         self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
-        self.target_entropy = -float(action_dim)
         self.updates = 0
 
     def setup(self, dataset) -> None:
@@ -125,28 +121,9 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         actions = self.scaler.to_unit(batch.actions)
         batch_size, action_dim = actions.shape
 
-        # entropy temperature (SAC)
-        new_actions, log_prob = self.actor(observations)
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optimizer.step()
-        alpha = self.log_alpha.exp().detach()
-
-        # actor: SAC objective
-        q_new = state_action_values(self.critic, observations, new_actions).min(0).values
-        actor_loss = (alpha * log_prob - q_new).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-
-        # critic: TD target from the target critics at policy actions
-        with torch.no_grad():
-            next_actions, _ = self.actor(next_observations)
-            next_q = state_action_values(self.critic_target, next_observations, next_actions).min(0).values
-            target = batch.rewards + cfg.discount * (1 - batch.terminals) * next_q
-        q_data = state_action_values(self.critic, observations, actions)  # (2, B)
-        td_loss = F.mse_loss(q_data, target.expand_as(q_data)) * 2
+        actor_loss, alpha = self.sac.update_temperature_and_actor(observations)
+        target = self.sac.td_target(next_observations, batch.rewards, batch.terminals, cfg.discount)
+        td_loss, q_data = self.sac.td_loss(observations, actions, target)
 
         # conservative term: logsumexp over uniform, current-policy and next-policy actions, all
         # critics and samples in one batched forward pass
@@ -154,8 +131,8 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         repeated = lambda x: x.unsqueeze(1).expand(-1, n, -1).reshape(batch_size * n, -1)  # noqa: E731
         obs_rep, next_obs_rep = repeated(observations), repeated(next_observations)
         with torch.no_grad():
-            current, current_log_prob = self.actor(obs_rep)
-            following, following_log_prob = self.actor(next_obs_rep)
+            current, current_log_prob = self.sac.actor(obs_rep)
+            following, following_log_prob = self.sac.actor(next_obs_rep)
         uniform = torch.rand(batch_size * n, action_dim, device=self.device) * 2 - 1
         sampled = torch.cat([uniform, current, following])
         q_sampled = state_action_values(self.critic, obs_rep.repeat(3, 1), sampled).view(2, 3, batch_size, n)
@@ -174,12 +151,8 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
             conservative = (alpha_prime.detach() * cfg.cql_alpha * (gap - cfg.target_action_gap)).sum()
         else:
             conservative = (cfg.cql_alpha * gap).sum()
-        critic_loss = td_loss + conservative
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        return {"td_loss": td_loss.item(), "cql_loss": conservative.item(), "actor_loss": actor_loss.item(),
+        self.sac.step_critic(td_loss + conservative, cfg.tau)
+        return {"td_loss": td_loss.item(), "cql_loss": conservative.item(), "actor_loss": actor_loss,
                 "alpha": alpha.item()}
 
     @torch.no_grad()
@@ -187,5 +160,5 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         observations = self.normalizer(as_observation_tensor(observations, self.device))
         if self.discrete:
             return self.critic(observations)[0].argmax(-1).cpu().numpy()
-        unit, _ = self.actor(observations, deterministic=True)
+        unit, _ = self.sac.actor(observations, deterministic=True)
         return self.scaler.from_unit(unit).reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()

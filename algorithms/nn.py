@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -59,9 +59,11 @@ class FusedMLPEnsemble(nn.Module):
     Members are initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), independently.
     """
 
-    def __init__(self, n: int, in_dim: int, out_dim: int, width: int = 256, depth: int = 2) -> None:
+    def __init__(self, n: int, in_dim: int, out_dim: int, width: int = 256, depth: int = 2,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = torch.relu) -> None:
         super().__init__()
         self.n = n
+        self.activation = activation
         dims = [in_dim] + [width] * depth + [out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -77,7 +79,7 @@ class FusedMLPEnsemble(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
             if i < last:
-                x = torch.relu(x)
+                x = self.activation(x)
         return x
 
 
@@ -87,7 +89,7 @@ class FusedMLPEnsemble(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.addmm(bias[index], x, weight[index])
             if i < last:
-                x = torch.relu(x)
+                x = self.activation(x)
         return x
 
 

@@ -1,0 +1,98 @@
+"""True one-step error of model rollouts, unfiltered against MOREC-filtered, on Pendulum-v1.
+
+Trains MOPO's dynamics ensemble and MOREC's dynamics reward on a local dataset (what
+``--algo mopo --set filter=morec`` does in setup), then rolls the model out from dataset states with
+uniformly random actions, twice from the same starts: taking a random elite's sample at every step
+(MOPO) and taking the candidate MOREC's filter picks. Every model transition is checked against
+the simulator: Pendulum's state (angle, angular velocity) is set to the model's state and the real
+environment steps with the same action. Prints the mean error per rollout step, the model-training
+times, and how many steps MOREC's threshold keeps.
+
+    python benchmarks/morec_one_step_error.py [--dataset offrl/pendulum/medium-v0] [--starts 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl_bench import registry
+from offrl_bench.config import build_config
+from offrl_bench.data.datasets import load_dataset
+
+
+def true_step(env, observation: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pendulum's real next observation and reward from the state the observation encodes."""
+    cos, sin, velocity = observation
+    env.state = np.array([np.arctan2(sin, cos), np.clip(velocity, -env.max_speed, env.max_speed)])
+    next_observation, reward, *_ = env.step(action)
+    return next_observation, reward
+
+
+def rollout_errors(mopo, starts: torch.Tensor, actions: torch.Tensor, filtered: bool, env) -> dict:
+    observations = starts
+    alive = torch.ones(len(starts), dtype=torch.bool)
+    errors, reward_errors, kept = [], [], []
+    for step in range(actions.shape[0]):
+        unit = actions[step]
+        with torch.no_grad():
+            if filtered:
+                next_obs, rewards, _, _, keep = mopo.dynamics_reward.filter(mopo.model, observations, unit)
+            else:
+                candidates, rewards, _ = mopo.model.sample(observations, unit, 1)
+                choice = torch.randint(len(candidates), (len(starts),))
+                rows = torch.arange(len(starts))
+                next_obs, rewards, keep = candidates[choice, rows], rewards[choice, rows], torch.ones_like(alive)
+        env_actions = mopo.scaler.from_unit(unit).numpy()
+        truth = [true_step(env, o, a) for o, a in zip(observations.numpy(), env_actions)]
+        true_next = torch.tensor(np.array([t[0] for t in truth]), dtype=torch.float32)
+        true_reward = torch.tensor([t[1] for t in truth], dtype=torch.float32)
+        counted = alive & keep
+        errors.append(float((next_obs - true_next).norm(dim=1)[counted].mean()))
+        reward_errors.append(float((rewards - true_reward).abs()[counted].mean()))
+        kept.append(float(counted.float().mean()))
+        alive = counted
+        observations = next_obs
+    return {"state_error": errors, "reward_error": reward_errors, "kept": kept}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="offrl/pendulum/medium-v0")
+    parser.add_argument("--starts", type=int, default=1000)
+    parser.add_argument("--horizon", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    dataset = load_dataset(args.dataset)
+    if not dataset.spec.env_id.startswith("Pendulum"):
+        raise SystemExit("error: the simulator check sets Pendulum's state; give a Pendulum-v1 dataset")
+    cls = registry.algorithm_class("mopo")
+    mopo = cls(dataset.spec, build_config(cls, (("filter", "morec"),)), args.seed)
+    started = time.perf_counter()
+    mopo.setup(dataset)
+    print(f"dataset {args.dataset}: {len(dataset)} transitions; ensemble + dynamics reward trained in "
+          f"{time.perf_counter() - started:.1f} s ({mopo.model.epochs} epochs; discriminator accuracy real/model "
+          f"after the last round {mopo.dynamics_reward.history[-1][1]:.2f}/{mopo.dynamics_reward.history[-1][2]:.2f})")
+    generator = torch.Generator().manual_seed(args.seed)
+    starts = dataset.observations[torch.randint(len(dataset), (args.starts,), generator=generator)]
+    actions = torch.rand(args.horizon, args.starts, dataset.spec.action_dim, generator=generator) * 2 - 1
+    env = gym.make("Pendulum-v1").unwrapped
+    env.reset(seed=args.seed)
+    torch.manual_seed(args.seed)
+    results = {name: rollout_errors(mopo, starts, actions, name == "MOREC", env) for name in ("MOPO", "MOREC")}
+    print(f"{'step':>4} {'MOPO |s-s*|':>12} {'MOREC |s-s*|':>13} {'ratio':>6} {'MOPO |r-r*|':>12} "
+          f"{'MOREC |r-r*|':>13} {'MOREC kept':>11}")
+    for step in range(args.horizon):
+        mopo_err, morec_err = results["MOPO"]["state_error"][step], results["MOREC"]["state_error"][step]
+        print(f"{step + 1:>4} {mopo_err:>12.4f} {morec_err:>13.4f} {morec_err / mopo_err:>6.2f} "
+              f"{results['MOPO']['reward_error'][step]:>12.4f} {results['MOREC']['reward_error'][step]:>13.4f} "
+              f"{results['MOREC']['kept'][step]:>11.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""MOPO and MOREC: the dynamics ensemble, the dynamics reward, the rollout filter, runs through the runner."""
+
+import numpy as np
+import pytest
+import torch
+
+from offrl_bench import registry
+from offrl_bench.algorithms.dynamics_model import DynamicsModel, DynamicsSettings
+from offrl_bench.algorithms.morec import DynamicsReward, MORECSettings
+from offrl_bench.config import build_config
+from offrl_bench.results import RunStore
+from offrl_bench.runner import RunSpec, execute_run
+from tests.conftest import assert_usage_error
+from tests.test_ssorl import toy_dataset
+
+SMALL_MODEL = DynamicsSettings(members=4, elites=2, width=64, depth=2, max_epochs=300, patience=20)
+TINY_MOPO = (("width", "32"), ("model_width", "32"), ("model_depth", "2"), ("model_max_epochs", "2"),
+             ("rollout_batch", "64"), ("rollout_every", "20"), ("morec_rounds", "2"))
+
+
+def fitted_model(settings=SMALL_MODEL, seed=0):
+    dataset = toy_dataset("continuous", n_episodes=20, length=40, seed=seed)
+    dataset.rewards = dataset.observations[:, 0].clone()  # something to predict
+    torch.manual_seed(seed)
+    model = DynamicsModel(4, 2, settings, torch.device("cpu"))
+    model.fit(dataset, dataset.actions, torch.Generator().manual_seed(seed))
+    return dataset, model
+
+
+def test_ensemble_predicts_the_dynamics_and_keeps_its_best_members_as_elites():
+    dataset, model = fitted_model()
+    assert model.epochs >= 1 and len(model.holdout_mse) == 4
+    assert model.elites.tolist() == torch.argsort(model.holdout_mse)[:2].tolist()
+    observations, actions = dataset.observations[:10], dataset.actions[:10]
+    candidates, rewards, uncertainty = model.sample(observations, actions, 3)
+    assert candidates.shape == (6, 10, 4) and rewards.shape == (6, 10) and uncertainty.shape == (10,)
+    # learnt: the elites' samples are close to s' = s + B a (the data's spread of s' - s is ~1)
+    assert (candidates - dataset.next_observations[:10]).norm(dim=-1).mean() < 0.3
+    # a member whose output layer is wrecked drops out of the elites at the next ranking
+    best = int(model.elites[0])
+    with torch.no_grad():
+        model.ensemble.net.weights[-1][best] += 5.0
+    model.select_elites()
+    assert best not in model.elites.tolist()
+
+
+def test_dynamics_reward_separates_real_from_corrupted_transitions():
+    # a model trained one epoch makes clearly wrong transitions for the discriminator to learn from
+    dataset, model = fitted_model(DynamicsSettings(members=4, elites=2, width=32, depth=2, max_epochs=1))
+    reward = DynamicsReward(4, 2, MORECSettings(width=64, rounds=10, model_steps=0), torch.device("cpu"))
+    reward.fit(dataset, dataset.actions, model, torch.Generator().manual_seed(0))
+    pick = torch.arange(0, 800, 4)
+    observations, actions = dataset.observations[pick], dataset.actions[pick]
+    with torch.no_grad():
+        real = reward.score(observations, actions, dataset.next_observations[pick])
+        noise = 2 * torch.randn(len(pick), 4, generator=torch.Generator().manual_seed(0))
+        corrupted = reward.score(observations, actions, dataset.next_observations[pick] + noise)
+    # at MOREC's threshold: real transitions pass, most corrupted ones are stopped
+    assert (real >= 0.6).float().mean() > 0.95 and (corrupted < 0.6).float().mean() > 0.5
+    assert corrupted.mean() < 0.6 * real.mean()
+
+
+def test_filter_keeps_the_best_candidate_and_flags_those_below_the_threshold():
+    dataset, model = fitted_model()
+    reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=3, threshold=0.6), torch.device("cpu"))
+    truth = dataset.next_observations[:50]
+    # a stand-in dynamics reward: closeness to the true next state
+    reward.score = lambda observations, actions, candidates: torch.exp(-10 * (candidates - truth).norm(dim=-1))
+    torch.manual_seed(0)
+    next_observations, rewards, _, best, keep = reward.filter(model, dataset.observations[:50], dataset.actions[:50])
+    torch.manual_seed(0)
+    candidates, candidate_rewards, _ = model.sample(dataset.observations[:50], dataset.actions[:50], 3)
+    scores = torch.exp(-10 * (candidates - truth).norm(dim=-1))
+    assert torch.equal(best, scores.max(0).values)
+    assert torch.equal(next_observations, candidates[scores.argmax(0), torch.arange(50)])
+    assert torch.equal(rewards, candidate_rewards[scores.argmax(0), torch.arange(50)])
+    assert torch.equal(keep, best >= 0.6)
+
+
+@pytest.mark.parametrize("level, expected_length", [(0.5, 0.0), (0.7, 5.0)])
+def test_rollouts_end_where_the_dynamics_reward_falls_below_the_threshold(level, expected_length):
+    dataset = toy_dataset("continuous")
+    cls = registry.algorithm_class("mopo")
+    mopo = cls(dataset.spec, build_config(cls, (*TINY_MOPO, ("filter", "morec"))), 0)
+    mopo.setup(dataset)
+    mopo.dynamics_reward.score = lambda o, a, candidates: torch.full(candidates.shape[:-1], level)
+    mopo._rollout(torch.Generator().manual_seed(0))
+    assert mopo.rollout_stats["rollout_length"] == expected_length
+    assert mopo.buffer_size == int(64 * expected_length)
+    # rows stop independently: a rollout ends once its own best candidate scores below 0.6
+    mopo.buffer_size = mopo.buffer_next = 0
+    mopo.dynamics_reward.score = lambda o, a, candidates: torch.where(o[..., 0] > 0, 0.9, 0.1).expand(
+        candidates.shape[:-1])
+    mopo._rollout(torch.Generator().manual_seed(1))
+    stored = mopo.buffer[: mopo.buffer_size, 0]
+    assert (stored > 0).all()  # only transitions from states the stand-in reward accepts
+
+
+def test_mopo_resumes_to_the_same_numbers(pendulum_expert, tmp_path):
+    spec = RunSpec("mopo", pendulum_expert, 2, updates=60, eval_every=60, checkpoint_every=20, eval_episodes=2,
+                   overrides=(*TINY_MOPO, ("filter", "morec")))
+    reference = execute_run(spec, RunStore(tmp_path / "a"))
+
+    def interrupt_at_50(run_id, done, total):
+        if done == 50:
+            raise KeyboardInterrupt
+
+    store = RunStore(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, store, interrupt_at_50)
+    resumed = execute_run(spec, store)
+    assert resumed["final_losses"] == reference["final_losses"]
+    assert resumed["eval_returns"] == reference["eval_returns"]
+    assert reference["algorithm_label"] == "mopo+morec"
+    assert {"rollout_length", "dynamics_reward", "model_holdout_mse"} <= set(reference["final_losses"])
+
+
+@pytest.mark.parametrize("option, fragment", [
+    ("filter=gail", "unknown filter 'gail'; one of: morec, none"),
+    ("model_elites=9", "model_elites (9) cannot exceed model_members (7)"),
+    ("morec_threshold=1.5", "expected a float in [0, 1]"),
+    ("real_ratio=0", "expected a float in (0, 1]"),
+])
+def test_bad_mopo_settings_are_usage_errors(option, fragment, cli, pendulum_expert, tmp_path):
+    assert_usage_error(cli("run", "--algo", "mopo", "--dataset", pendulum_expert, "--set", option,
+                           "--out", str(tmp_path)), fragment)
+
+
+def test_mopo_refuses_discrete_actions(cli, cartpole_expert, tmp_path):
+    assert_usage_error(cli("run", "--algo", "mopo", "--dataset", cartpole_expert, "--out", str(tmp_path)),
+                       "does not support discrete actions")
+
+
+def test_mopo_numbers_are_reproducible(pendulum_expert, tmp_path):
+    spec = RunSpec("mopo", pendulum_expert, 1, updates=30, eval_every=30, eval_episodes=1, overrides=TINY_MOPO)
+    first, second = execute_run(spec, RunStore(tmp_path / "a")), execute_run(spec, RunStore(tmp_path / "b"))
+    assert first["final_losses"] == second["final_losses"] and np.isfinite(first["final_losses"]["td_loss"])
