@@ -6,6 +6,7 @@ saving checkpoints, and re-running the same command resumes.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -227,8 +228,37 @@ def leaderboard_(directory: Path, output: Path | None) -> None:
     _write_and_show_leaderboard(directory, output or directory / "leaderboard.csv", quiet=False)
 
 
+@app.command("compare")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--algos", required=True, help="two or more leaderboard algorithm names, comma-separated "
+              "(e.g. 'iql,ssorl(iql)')")
+@click.option("--n", "n", type=int, default=5, show_default=True, help="runs per algorithm per AdaStop interim")
+@click.option("--interims", type=int, default=5, show_default=True, help="at most this many interims (AdaStop's K)")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="family-wise error of the test")
+def compare_(directory: Path, algos: str, n: int, interims: int, alpha: float) -> None:
+    """Decide with AdaStop which algorithm scores higher, from the run records in DIRECTORY; say how
+    many more seeds it needs when the records are not enough."""
+    from offrl_bench.comparison import compare
+    from offrl_bench.results import RunStore
+
+    if not (directory / "runs.jsonl").exists():
+        raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
+    names = [name.strip() for name in algos.split(",") if name.strip()]
+    result = compare(list(RunStore(directory).records().values()), names, n, interims, alpha)
+    say = functools.partial(out.print, markup=False, highlight=False)  # names hold brackets, e.g. [label_fraction=0.1]
+    say(f"AdaStop (alpha {alpha}, {n} runs per interim, at most {interims} interims) on the mean normalised "
+              f"score over {len(result.tasks)} task(s): {', '.join(result.tasks)}")
+    for (a, b), decision in result.decisions.items():
+        verdict = {"larger": f"{a} > {b}", "smaller": f"{a} < {b}", "equal": f"{a} = {b} (no difference found)",
+                   "undecided": f"{a} ? {b}: undecided"}[decision]
+        say(f"  {verdict}")
+    say(f"runs used per algorithm: {result.runs_used}")
+    for name, seeds in result.next_seeds.items():
+        say(f"AdaStop asks for {len(seeds)} more run(s) of {name}: seeds {','.join(map(str, seeds))}")
+
+
 def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) -> None:
-    from offrl_bench.results import RunStore, leaderboard, write_leaderboard
+    from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
 
     frame = leaderboard(list(RunStore(directory).records().values()))
     try:
@@ -239,17 +269,20 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) ->
         return
     fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
     show_wrapper = not frame["wrapper"].isin(["none", "ALL"]).all()
+    variant_columns = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS + list(DERIVED_COLUMNS)]
     for suite, rows in frame.groupby("suite", sort=False):
         table = Table(title=f"suite {suite}", caption=f"normalized: 0 = random, 100 = expert; IQM with 95% "
                       f"stratified-bootstrap CI; written to {csv_path}")
         drops = "drop_from_default" in frame
-        columns = ["dataset", *(["wrapper"] if show_wrapper else []), "algo", "n", "return", "norm.", "IQM [95% CI]",
+        columns = ["dataset", *(["wrapper"] if show_wrapper else []), "algo", *variant_columns, "n", "return", "norm.",
+                   "IQM [95% CI]",
                    *(["drop"] if drops else []), "upd/s"]
         for column in columns:
             table.add_column(column, justify="right" if column in ("n", "norm.", "drop", "upd/s") else "left",
                              no_wrap=column == "dataset")
         for row in rows.itertuples():
-            table.add_row(row.dataset, *([row.wrapper] if show_wrapper else []), row.algorithm, str(row.n_seeds),
+            table.add_row(row.dataset, *([row.wrapper] if show_wrapper else []), row.algorithm,
+                          *(fmt(getattr(row, c), "g") for c in variant_columns), str(row.n_seeds),
                           f"{fmt(row.return_mean)} ± {fmt(row.return_std)}" if row.dataset != "ALL" else "-",
                           fmt(row.normalized_mean),
                           f"{fmt(row.normalized_iqm)} [{fmt(row.ci_low)}, {fmt(row.ci_high)}]",

@@ -28,6 +28,8 @@ LEADERBOARD_COLUMNS = [
     "suite", "dataset", "wrapper", "algorithm", "n_seeds", "return_mean", "return_std", "normalized_mean",
     "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
 ]
+#: Extra columns the leaderboard computes itself (after any algorithm's variant columns).
+DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap")
 BOOTSTRAP_REPS = 2_000
 ALL = "ALL"
 NO_WRAPPER = "none"
