@@ -257,6 +257,17 @@ def compare_(directory: Path, algos: str, n: int, interims: int, alpha: float) -
         say(f"AdaStop asks for {len(seeds)} more run(s) of {name}: seeds {','.join(map(str, seeds))}")
 
 
+@app.command("plot")
+@click.argument("directory", type=click.Path(path_type=Path))
+def plot_(directory: Path) -> None:
+    """Write figures (learning curves, aggregate IQM/mean/median/optimality gap with CIs, performance
+    profiles, probability of improvement, generalization gap, STORI drops) to DIRECTORY/plots/."""
+    from offrl_bench.plots import plot_directory
+
+    for path in plot_directory(directory):
+        out.print(f"wrote {path}", markup=False, highlight=False)
+
+
 def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) -> None:
     from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from offrl_bench.errors import UsageError, one_of
+from offrl_bench.results import variant_name
 
 
 @dataclass(frozen=True)
@@ -35,24 +36,16 @@ class Comparison:
         return not self.next_seeds
 
 
-def record_name(record: dict) -> str:
-    """The leaderboard name of a run's algorithm with its variant columns, e.g. ``td3_bc`` or
-    ``ssorl(iql)[label_fraction=0.1]``."""
-    name = record.get("algorithm_label") or record["algorithm"]
-    columns = record.get("columns") or {}
-    return name + (f"[{','.join(f'{k}={v}' for k, v in sorted(columns.items()))}]" if columns else "")
-
-
 def per_seed_scores(records: list[dict], algorithms: list[str]) -> tuple[dict[str, dict[int, float]], tuple[str, ...]]:
     """For every algorithm, its score per seed: the mean normalised score over the tasks
     (dataset x wrapper) that every compared algorithm has, counting only seeds that ran all of them."""
-    known = sorted({record_name(r) for r in records})
+    known = sorted({variant_name(r) for r in records})
     missing = [a for a in algorithms if a not in known]
     if missing:
         raise UsageError(f"no runs of {', '.join(repr(m) for m in missing)} in these records; {one_of(known)}")
     by_algorithm: dict[str, dict[tuple[str, str], dict[int, float]]] = {a: {} for a in algorithms}
     for record in records:
-        name = record_name(record)
+        name = variant_name(record)
         if name in by_algorithm:
             task = (record["dataset"], record["wrapper"] or "none")
             by_algorithm[name].setdefault(task, {})[record["seed"]] = float(record["normalized_score"])

@@ -15,12 +15,13 @@ import math
 import os
 import socket
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from offrl_bench.statistics import interval_estimates
 
 #: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow
 #: (``drop_from_default`` is added when any row ran under a wrapper).
@@ -30,7 +31,6 @@ LEADERBOARD_COLUMNS = [
 ]
 #: Extra columns the leaderboard computes itself (after any algorithm's variant columns).
 DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap")
-BOOTSTRAP_REPS = 2_000
 ALL = "ALL"
 NO_WRAPPER = "none"
 
@@ -143,25 +143,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 def _iqm_with_ci(scores: np.ndarray) -> tuple[float, float, float]:
     """IQM over runs of a (runs x tasks) score matrix and its 95% stratified-bootstrap CI (rliable)."""
-    from rliable import library as rly
-    from rliable import metrics
-
     if np.isnan(scores).any():
         return math.nan, math.nan, math.nan
-    # rliable 1.2's StratifiedBootstrap.update_indices draws from the *global* NumPy RNG and ignores
-    # random_state, so the interval is made reproducible by seeding that RNG for this call only.
-    saved = np.random.get_state()
-    np.random.seed(0)
-    try:
-        with warnings.catch_warnings():  # arch deprecates the RandomState that rliable hands it
-            warnings.simplefilter("ignore", FutureWarning)
-            point, interval = rly.get_interval_estimates(
-                {"a": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=BOOTSTRAP_REPS,
-                random_state=np.random.RandomState(0),
-            )
-    finally:
-        np.random.set_state(saved)
-    return float(point["a"][0]), float(interval["a"][0, 0]), float(interval["a"][1, 0])
+    return interval_estimates({"a": scores}, "iqm")["a"]
 
 
 def _row(suite: str, dataset: str, wrapper: str, algorithm: str, runs: list[dict], scores: np.ndarray) -> dict:
@@ -179,6 +163,13 @@ def _row(suite: str, dataset: str, wrapper: str, algorithm: str, runs: list[dict
         "updates": updates, "train_seconds": seconds,
         "updates_per_second": updates / seconds if seconds > 0 else math.nan,
     }
+
+
+def variant_name(record: dict) -> str:
+    """The leaderboard name of a run's algorithm with its variant columns, e.g. ``td3_bc`` or
+    ``ssorl(iql)[label_fraction=0.1]``: one name per differently configured variant."""
+    name, columns = _variant(record)
+    return name + (f"[{','.join(f'{k}={v}' for k, v in columns)}]" if columns else "")
 
 
 def _variant(record: dict) -> tuple[str, tuple]:

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from offrl_bench.comparison import compare, record_name
+from offrl_bench.comparison import compare
+from offrl_bench.results import variant_name
 from tests.conftest import assert_usage_error
 
 
@@ -41,7 +42,7 @@ def test_variants_are_named_with_their_columns():
     records = runs("ssorl", 80, range(5), columns={"label_fraction": 0.1})
     for r in records:
         r["algorithm_label"] = "ssorl(iql)"
-    assert record_name(records[0]) == "ssorl(iql)[label_fraction=0.1]"
+    assert variant_name(records[0]) == "ssorl(iql)[label_fraction=0.1]"
     result = compare(records + runs("iql", 30, range(5)), ["ssorl(iql)[label_fraction=0.1]", "iql"], n=5, interims=1)
     assert result.decisions[("ssorl(iql)[label_fraction=0.1]", "iql")] == "larger"
 

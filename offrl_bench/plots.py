@@ -1,0 +1,245 @@
+"""``offrl-bench plot DIR``: figures and aggregate statistics from an output directory's run records.
+
+Writes into ``DIR/plots/``:
+
+- ``learning_curves.png``: normalised score against updates per task, mean over seeds with a 95%
+  bootstrap band (from ``runs/<id>/metrics.jsonl``; skipped when the run directories are absent);
+- ``aggregates.png`` and ``aggregates.csv``: IQM, mean, median and optimality gap with 95%
+  stratified-bootstrap intervals per algorithm (rliable), per suite and level split;
+- ``performance_profiles.png``: fraction of runs above each normalised score, with 95% bands;
+- ``probability_of_improvement.png`` and ``.csv``: P(X > Y) for every pair (up to 8 algorithms);
+- ``generalization_gap.png`` when runs were evaluated on level splits, ``stori_drops.png`` when
+  they ran under wrappers next to the plain environment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from offrl_bench.errors import UsageError
+from offrl_bench.results import ALL, NO_WRAPPER, RunStore, leaderboard, split_of, variant_name, write_atomic
+from offrl_bench.statistics import aggregate_table, performance_profiles, probability_of_improvement
+
+MAX_PAIRWISE = 8
+THRESHOLDS = np.linspace(0, 110, 56)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=plt.get_cmap("tab20").colors)  # 20 distinct colours
+    return plt
+
+
+ScoresByTask = dict[str, dict[str, dict[tuple[str, str], dict[int, float]]]]  # group -> variant -> task -> seed
+
+
+def scores_by_task(records: list[dict]) -> ScoresByTask:
+    """Normalised scores grouped per "suite" or "suite, levels:split" (level splits answer different
+    questions and are never pooled), then per algorithm variant, task (dataset, wrapper) and seed."""
+    groups: ScoresByTask = {}
+    for record in records:
+        split = split_of(record["wrapper"] or NO_WRAPPER)
+        group = record["suite"] + (f", levels:{split}" if split else "")
+        task = (record["dataset"], record["wrapper"] or NO_WRAPPER)
+        per_task = groups.setdefault(group, {}).setdefault(variant_name(record), {})
+        per_task.setdefault(task, {})[record["seed"]] = record["normalized_score"]
+    return dict(sorted(groups.items()))
+
+
+def score_matrix(per_task: dict[tuple[str, str], dict[int, float]], tasks: list[tuple[str, str]]) -> np.ndarray:
+    """(runs x tasks), lowest seeds first, as many runs as the task with the fewest seeds has (a
+    stratified bootstrap needs a full matrix; the leaderboard's ALL rows do the same)."""
+    ordered = {task: [score for _, score in sorted(per_task[task].items())] for task in tasks}
+    n = min(len(scores) for scores in ordered.values())
+    return np.array([[ordered[task][i] for task in tasks] for i in range(n)], dtype=float)
+
+
+def score_matrices(groups: ScoresByTask, common_tasks: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Per group, each variant's score matrix over its own tasks, or (``common_tasks``) over the tasks
+    every variant of the group ran; groups without any such task are left out."""
+    matrices = {}
+    for group, variants in groups.items():
+        shared = sorted(set.intersection(*(set(per_task) for per_task in variants.values())))
+        if common_tasks and not shared:
+            continue
+        matrices[group] = {name: score_matrix(per_task, shared if common_tasks else sorted(per_task))
+                           for name, per_task in sorted(variants.items())}
+    return matrices
+
+
+def _legend_outside(figure, axis) -> None:
+    """One legend right of the figure: with many algorithm variants an inner legend hides the lines."""
+    handles, labels = axis.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+
+
+def _learning_curves(store: RunStore, records: list[dict], path: Path) -> bool:
+    curves: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
+    for record in records:
+        metrics = store.run_dir(record["run_id"]) / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        task = (record["dataset"], record["wrapper"] or NO_WRAPPER)
+        per_update = curves.setdefault(task, {}).setdefault(variant_name(record), {})
+        for line in metrics.read_text().splitlines():
+            if line.strip():
+                point = json.loads(line)
+                per_update.setdefault(point["updates"], []).append(point["normalized_score"])
+    if not curves:
+        return False
+    plt = _pyplot()
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for axis, ((dataset, wrapper), variants) in zip(axes.flat, sorted(curves.items())):
+        for name, per_update in sorted(variants.items()):
+            updates = sorted(per_update)
+            means = np.array([np.mean(per_update[u]) for u in updates])
+            bands = np.array([np.percentile(rng.choice(per_update[u], (1000, len(per_update[u]))).mean(1), [2.5, 97.5])
+                              for u in updates])
+            axis.plot(updates, means, marker="o", markersize=3, label=name)
+            axis.fill_between(updates, bands[:, 0], bands[:, 1], alpha=0.2)
+        axis.set_title(dataset + ("" if wrapper == NO_WRAPPER else f"\n{wrapper}"), fontsize=9)
+        axis.set_xlabel("updates")
+        axis.set_ylabel("normalised score")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(curves):]:
+        axis.axis("off")
+    figure.suptitle("Learning curves: mean over seeds, 95% bootstrap band")
+    figure.tight_layout()
+    _legend_outside(figure, axes.flat[0])
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True
+
+
+def _aggregates(matrices: dict[str, dict[str, np.ndarray]], png: Path, csv: Path) -> None:
+    tables = []
+    for group, scores in matrices.items():
+        table = aggregate_table(scores)
+        table.insert(0, "group", group)
+        tables.append(table)
+    frame = pd.concat(tables, ignore_index=True)
+    write_atomic(csv, frame.to_csv(index=False, float_format="%.6g"))
+    plt = _pyplot()
+    metrics = ["iqm", "mean", "median", "optimality_gap"]
+    figure, axes = plt.subplots(len(matrices), 4, figsize=(16, 0.5 + 0.45 * max(len(s) for s in matrices.values())
+                                                           * len(matrices) + 1.2), squeeze=False)
+    for row, (group, scores) in zip(axes, matrices.items()):
+        names = sorted(scores)
+        for axis, metric in zip(row, metrics):
+            part = frame[(frame.group == group) & (frame.metric == metric)].set_index("algorithm").loc[names]
+            value, low, high = (part[c].to_numpy() for c in ("value", "ci_low", "ci_high"))
+            axis.barh(range(len(names)), value, xerr=[value - low, high - value], color="tab:blue", alpha=0.7,
+                      capsize=3)
+            axis.set_yticks(range(len(names)), names if metric == "iqm" else [""] * len(names), fontsize=8)
+            axis.set_title(f"{group}: {metric.replace('_', ' ')}", fontsize=9)
+            axis.grid(axis="x", alpha=0.3)
+    figure.suptitle("Aggregate normalised scores, 95% stratified-bootstrap CIs (rliable)")
+    figure.tight_layout()
+    figure.savefig(png, dpi=110)
+    plt.close(figure)
+
+
+def _profiles(matrices: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(matrices), figsize=(6 * len(matrices), 4), squeeze=False)
+    for axis, (group, scores) in zip(axes[0], matrices.items()):
+        profiles, bands = performance_profiles(scores, THRESHOLDS)
+        for name in sorted(scores):
+            axis.plot(THRESHOLDS, profiles[name], label=name)
+            axis.fill_between(THRESHOLDS, bands[name][0], bands[name][1], alpha=0.2)
+        axis.set_title(group, fontsize=9)
+        axis.set_xlabel("normalised score τ")
+        axis.set_ylabel("fraction of runs with score > τ")
+        axis.grid(alpha=0.3)
+    figure.suptitle("Performance profiles, 95% bands (rliable)")
+    figure.tight_layout()
+    _legend_outside(figure, axes[0][0])
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _improvement(matrices: dict[str, dict[str, np.ndarray]], png: Path, csv: Path) -> bool:
+    tables = []
+    for group, scores in matrices.items():
+        if 2 <= len(scores) <= MAX_PAIRWISE:
+            table = probability_of_improvement(scores)
+            table.insert(0, "group", group)
+            tables.append(table)
+    if not tables:
+        return False
+    frame = pd.concat(tables, ignore_index=True)
+    write_atomic(csv, frame.to_csv(index=False, float_format="%.6g"))
+    shown = frame[frame.x < frame.y]  # P(Y > X) = 1 - P(X > Y): one of each pair
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 0.5 + 0.35 * len(shown)))
+    labels = [f"{g}: P({x} > {y})" for g, x, y in zip(shown.group, shown.x, shown.y)]
+    value, low, high = (shown[c].to_numpy() for c in ("probability", "ci_low", "ci_high"))
+    axis.barh(range(len(shown)), value, xerr=[value - low, high - value], alpha=0.7, capsize=3)
+    axis.axvline(0.5, color="black", linewidth=0.8)
+    axis.set_yticks(range(len(shown)), labels, fontsize=7)
+    axis.set_xlim(0, 1)
+    axis.set_title("Probability of improvement, 95% CIs (rliable)")
+    figure.tight_layout()
+    figure.savefig(png, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def _bars(frame: pd.DataFrame, column: str, title: str, path: Path) -> None:
+    plt = _pyplot()
+    pivot = frame.pivot_table(index="algorithm", columns="label", values=column, aggfunc="mean")
+    axis = pivot.plot.bar(figsize=(max(6, 1.2 * len(pivot)), 4), rot=30, alpha=0.8)
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set_ylabel(column.replace("_", " ") + " (normalised points)")
+    axis.set_title(f"{title} (mean over datasets)", fontsize=10)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.figure.tight_layout()
+    axis.figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(axis.figure)
+
+
+def plot_directory(directory: Path) -> list[Path]:
+    """Write every figure the records of ``directory`` support; returns the files written."""
+    store = RunStore(directory)
+    records = list(store.records().values())
+    if not records:
+        raise UsageError(f"no run records in '{directory}' (expected {store.records_path})")
+    out = Path(directory) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if _learning_curves(store, records, out / "learning_curves.png"):
+        written.append(out / "learning_curves.png")
+    groups = scores_by_task([r for r in records if np.isfinite(r["normalized_score"])])
+    if groups:
+        own_tasks = score_matrices(groups, common_tasks=False)
+        _aggregates(own_tasks, out / "aggregates.png", out / "aggregates.csv")
+        _profiles(own_tasks, out / "performance_profiles.png")
+        written += [out / "aggregates.png", out / "aggregates.csv", out / "performance_profiles.png"]
+        if _improvement(score_matrices(groups, common_tasks=True), out / "probability_of_improvement.png",
+                        out / "probability_of_improvement.csv"):
+            written += [out / "probability_of_improvement.png", out / "probability_of_improvement.csv"]
+    board = leaderboard(records)
+    if "generalization_gap" in board:
+        rows = board[(board.dataset != ALL) & (board.split == "test")].assign(label=lambda f: f.dataset)
+        if rows.generalization_gap.notna().any():
+            _bars(rows, "generalization_gap", "Generalization gap: train-level minus test-level score",
+                  out / "generalization_gap.png")
+            written.append(out / "generalization_gap.png")
+    if "drop_from_default" in board:
+        rows = board[(board.dataset != ALL) & (board.wrapper != NO_WRAPPER)].assign(label=lambda f: f.wrapper)
+        if rows.drop_from_default.notna().any():
+            _bars(rows, "drop_from_default", "Score lost under each wrapper (STORI type) vs the plain env",
+                  out / "stori_drops.png")
+            written.append(out / "stori_drops.png")
+    return written

@@ -1,0 +1,94 @@
+"""Aggregate statistics over runs and tasks with rliable (Agarwal et al., 2021, "Deep RL at the Edge
+of the Statistical Precipice"): IQM, mean, median and optimality gap with 95% stratified-bootstrap
+intervals, probability of improvement, and performance profiles.
+
+Scores are normalised scores (0 = random, 100 = expert), arranged per algorithm as a (runs x tasks)
+matrix; the optimality gap is measured against 100.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+BOOTSTRAP_REPS = 2_000
+METRICS = ("iqm", "mean", "median", "optimality_gap")
+
+
+@contextlib.contextmanager
+def seeded_bootstrap() -> Iterator[np.random.RandomState]:
+    """rliable 1.2's stratified bootstrap draws from NumPy's *global* RNG whatever random_state it
+    is given, so the global RNG is seeded for the duration and restored after: the same scores
+    always give the same intervals, and the caller's global RNG is untouched."""
+    saved = np.random.get_state()
+    np.random.seed(0)
+    try:
+        with warnings.catch_warnings():  # arch deprecates the RandomState that rliable hands it
+            warnings.simplefilter("ignore", FutureWarning)
+            yield np.random.RandomState(0)
+    finally:
+        np.random.set_state(saved)
+
+
+def _aggregate(name: str) -> Callable[[np.ndarray], float]:
+    from rliable import metrics
+
+    return {"iqm": metrics.aggregate_iqm, "mean": metrics.aggregate_mean, "median": metrics.aggregate_median,
+            "optimality_gap": lambda scores: metrics.aggregate_optimality_gap(scores, gamma=100)}[name]
+
+
+def interval_estimates(scores: dict[str, np.ndarray], metric: str) -> dict[str, tuple[float, float, float]]:
+    """(point, low, high) of ``metric`` for each algorithm's (runs x tasks) score matrix."""
+    from rliable import library as rly
+
+    if any(np.isnan(matrix).any() for matrix in scores.values()):
+        raise ValueError("scores contain NaN (datasets without reference scores cannot be aggregated)")
+    aggregate = _aggregate(metric)
+    with seeded_bootstrap() as random_state:
+        point, interval = rly.get_interval_estimates(scores, lambda x: np.array([aggregate(x)]), reps=BOOTSTRAP_REPS,
+                                                     random_state=random_state)
+    return {name: (float(point[name][0]), float(interval[name][0, 0]), float(interval[name][1, 0]))
+            for name in scores}
+
+
+def aggregate_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (algorithm, metric) with its point estimate and 95% CI."""
+    rows = []
+    for metric in METRICS:
+        for name, (point, low, high) in interval_estimates(scores, metric).items():
+            rows.append({"algorithm": name, "metric": metric, "value": point, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def probability_of_improvement(scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """P(X > Y) for every ordered pair of algorithms (X, Y), with its 95% CI. Needs the same task set."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    names = sorted(scores)
+    ordered = [(x, y) for x in names for y in names if x != y]
+    if not ordered:
+        return pd.DataFrame(columns=["x", "y", "probability", "ci_low", "ci_high"])
+    pairs = {str(i): (scores[x], scores[y]) for i, (x, y) in enumerate(ordered)}
+    with seeded_bootstrap() as random_state:
+        point, interval = rly.get_interval_estimates(pairs, metrics.probability_of_improvement,
+                                                     reps=BOOTSTRAP_REPS, random_state=random_state)
+    rows = []
+    for i, (x, y) in enumerate(ordered):
+        low, high = np.ravel(interval[str(i)])
+        rows.append({"x": x, "y": y, "probability": float(np.ravel(point[str(i)])[0]), "ci_low": float(low),
+                     "ci_high": float(high)})
+    return pd.DataFrame(rows)
+
+
+def performance_profiles(scores: dict[str, np.ndarray], thresholds: np.ndarray
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fraction of runs scoring above each threshold, and its 95% CI, per algorithm (rliable)."""
+    from rliable import library as rly
+
+    with seeded_bootstrap():
+        return rly.create_performance_profile(scores, thresholds, reps=BOOTSTRAP_REPS)

@@ -1,0 +1,102 @@
+"""`offrl-bench plot`: figures and rliable aggregates from run records."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from offrl_bench.plots import plot_directory, score_matrices, scores_by_task
+from offrl_bench.results import leaderboard
+from offrl_bench.statistics import aggregate_table, probability_of_improvement
+from tests.conftest import assert_usage_error
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_runs(directory, algorithms=(("good", 80), ("bad", 40)), datasets=("d1", "d2"), wrappers=("",),
+               seeds=range(3)):
+    rng = np.random.default_rng(0)
+    records = []
+    for name, level in algorithms:
+        for dataset in datasets:
+            for wrapper in wrappers:
+                for seed in seeds:
+                    run_id = f"{name}-{dataset}-{wrapper}-{seed}"
+                    curve = [level * (k + 1) / 3 + rng.normal(0, 3) for k in range(3)]
+                    run_dir = directory / "runs" / run_id
+                    run_dir.mkdir(parents=True)
+                    (run_dir / "metrics.jsonl").write_text("".join(
+                        json.dumps({"updates": 100 * (k + 1), "normalized_score": score}) + "\n"
+                        for k, score in enumerate(curve)))
+                    penalty = 10 if wrapper.startswith("stori") or wrapper == "levels:test" else 0
+                    records.append({"run_id": run_id, "suite": "s", "dataset": dataset, "wrapper": wrapper,
+                                    "algorithm": name, "seed": seed, "normalized_score": curve[-1] - penalty,
+                                    "return_mean": curve[-1], "updates": 300, "train_seconds": 1.0})
+    (directory / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def test_plots_and_aggregates_agree_with_the_leaderboard(tmp_path):
+    records = write_runs(tmp_path)
+    written = {path.name for path in plot_directory(tmp_path)}
+    assert written == {"learning_curves.png", "aggregates.png", "aggregates.csv", "performance_profiles.png",
+                       "probability_of_improvement.png", "probability_of_improvement.csv"}
+    for name in written:
+        if name.endswith(".png"):
+            assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG
+    aggregates = pd.read_csv(tmp_path / "plots" / "aggregates.csv")
+    board = leaderboard(records)
+    for algorithm in ("good", "bad"):
+        iqm = aggregates[(aggregates.algorithm == algorithm) & (aggregates.metric == "iqm")].iloc[0]
+        row = board[(board.dataset == "ALL") & (board.algorithm == algorithm)].iloc[0]
+        assert (iqm.value, iqm.ci_low, iqm.ci_high) == pytest.approx((row.normalized_iqm, row.ci_low, row.ci_high),
+                                                                     rel=1e-5)  # the CSV keeps 6 digits
+    improvement = pd.read_csv(tmp_path / "plots" / "probability_of_improvement.csv")
+    good_over_bad = improvement[(improvement.x == "good") & (improvement.y == "bad")].iloc[0]
+    assert good_over_bad.probability == 1.0 and good_over_bad.ci_low > 0.9
+
+
+def test_statistics_match_rliable_definitions():
+    scores = {"a": np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0], [70.0, 80.0]]), "b": np.full((4, 2), 45.0)}
+    table = aggregate_table(scores).set_index(["algorithm", "metric"]).value
+    assert table["a", "mean"] == pytest.approx(45.0) and table["a", "median"] == pytest.approx(45.0)
+    assert table["a", "iqm"] == pytest.approx(45.0)  # middle half: 30, 40, 50, 60
+    assert table["b", "optimality_gap"] == pytest.approx(55.0)  # against a normalised score of 100
+    assert aggregate_table(scores).equals(aggregate_table(scores))  # seeded bootstrap
+    pairs = probability_of_improvement(scores).set_index(["x", "y"]).probability
+    assert pairs["a", "b"] + pairs["b", "a"] == pytest.approx(1.0)
+
+
+def test_wrapper_and_level_split_figures(tmp_path):
+    write_runs(tmp_path / "stori", wrappers=("", "stori:action:p=0.3"))
+    assert "stori_drops.png" in {p.name for p in plot_directory(tmp_path / "stori")}
+    write_runs(tmp_path / "levels", wrappers=("levels:train", "levels:test"))
+    names = {p.name for p in plot_directory(tmp_path / "levels")}
+    assert "generalization_gap.png" in names
+    groups = scores_by_task(write_runs(tmp_path / "again", wrappers=("levels:train", "levels:test")))
+    assert set(score_matrices(groups, common_tasks=False)) == {"s, levels:test", "s, levels:train"}  # never pooled
+
+
+def test_algorithms_with_different_tasks_aggregate_over_their_own(tmp_path):
+    """Like the leaderboard's ALL rows; probability of improvement needs tasks in common."""
+    records = write_runs(tmp_path / "a", algorithms=(("td3_bc", 70),), datasets=("pendulum",))
+    records += write_runs(tmp_path / "b", algorithms=(("bcq", 60),), datasets=("cartpole",))
+    groups = scores_by_task(records)
+    own = score_matrices(groups, common_tasks=False)["s"]
+    assert own["td3_bc"].shape == (3, 1) and own["bcq"].shape == (3, 1)
+    assert score_matrices(groups, common_tasks=True) == {}
+
+
+def test_runs_without_metrics_files_still_get_the_aggregate_figures(tmp_path):
+    write_runs(tmp_path)
+    for metrics in tmp_path.glob("runs/*/metrics.jsonl"):
+        metrics.unlink()
+    assert "learning_curves.png" not in {p.name for p in plot_directory(tmp_path)}
+
+
+def test_plot_command(cli, tmp_path):
+    write_runs(tmp_path)
+    result = cli("plot", str(tmp_path))
+    assert result.code == 0 and "aggregates.png" in result.out
+    assert_usage_error(cli("plot", str(tmp_path / "empty")), "no run records")
