@@ -13,6 +13,7 @@ from offrl_bench.algorithms.nn import FusedMLPEnsemble, mlp, soft_update
 from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run, preflight
+from tests.conftest import assert_resumes_exactly
 
 SMALL = (("width", "64"),)
 
@@ -79,18 +80,7 @@ def test_resumed_run_equals_uninterrupted(algo, dataset, request, tmp_path):
     overrides = RESUME_OVERRIDES.get(algo, SMALL)
     spec = RunSpec(algo, dataset_id, 5, updates=120, eval_every=120, checkpoint_every=20, eval_episodes=2,
                    overrides=overrides)
-    reference = execute_run(spec, RunStore(tmp_path / "a"))
-
-    def interrupt_at_50(run_id, done, total):  # progress is reported every 50 updates
-        if done == 50:
-            raise KeyboardInterrupt
-
-    store = RunStore(tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store, interrupt_at_50)
-    resumed = execute_run(spec, store)
-    assert resumed["final_losses"] == reference["final_losses"]
-    assert resumed["eval_returns"] == reference["eval_returns"]
+    assert_resumes_exactly(spec, tmp_path)
 
 
 @pytest.mark.parametrize("algo, dataset, kind", [("td3_bc", "cartpole", "discrete"), ("bcq", "pendulum", "continuous")])

@@ -10,7 +10,7 @@ from offrl_bench.algorithms.morec import DynamicsReward, MORECSettings
 from offrl_bench.config import build_config
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run
-from tests.conftest import assert_usage_error
+from tests.conftest import assert_resumes_exactly, assert_usage_error
 from tests.test_ssorl import toy_dataset
 
 SMALL_MODEL = DynamicsSettings(members=4, elites=2, width=64, depth=2, max_epochs=300, patience=20)
@@ -99,18 +99,7 @@ def test_rollouts_end_where_the_dynamics_reward_falls_below_the_threshold(level,
 def test_mopo_resumes_to_the_same_numbers(pendulum_expert, tmp_path):
     spec = RunSpec("mopo", pendulum_expert, 2, updates=60, eval_every=60, checkpoint_every=20, eval_episodes=2,
                    overrides=(*TINY_MOPO, ("filter", "morec")))
-    reference = execute_run(spec, RunStore(tmp_path / "a"))
-
-    def interrupt_at_50(run_id, done, total):
-        if done == 50:
-            raise KeyboardInterrupt
-
-    store = RunStore(tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store, interrupt_at_50)
-    resumed = execute_run(spec, store)
-    assert resumed["final_losses"] == reference["final_losses"]
-    assert resumed["eval_returns"] == reference["eval_returns"]
+    reference = assert_resumes_exactly(spec, tmp_path)
     assert reference["algorithm_label"] == "mopo+morec"
     assert {"rollout_length", "dynamics_reward", "model_holdout_mse"} <= set(reference["final_losses"])
 

@@ -17,7 +17,7 @@ from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.rollout import Episode
 from offrl_bench.runner import RunSpec, execute_run, preflight
-from tests.conftest import assert_usage_error
+from tests.conftest import assert_resumes_exactly, assert_usage_error
 
 SMALL_IDM = (("idm_width", "64"), ("idm_updates", "1500"), ("idm_eval_every", "100"))
 
@@ -211,18 +211,7 @@ def test_resumed_ssorl_run_equals_uninterrupted(pendulum_expert, tmp_path):
     spec = RunSpec("ssorl", pendulum_expert, 3, updates=120, eval_every=120, checkpoint_every=20, eval_episodes=2,
                    overrides=(("base", "td3_bc"), ("base_set", "width=64"), ("idm_updates", "200"),
                               ("idm_width", "32")))
-    reference = execute_run(spec, RunStore(tmp_path / "a"))
-
-    def interrupt_at_50(run_id, done, total):
-        if done == 50:
-            raise KeyboardInterrupt
-
-    store = RunStore(tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store, interrupt_at_50)
-    resumed = execute_run(spec, store)
-    assert resumed["final_losses"] == reference["final_losses"]
-    assert resumed["eval_returns"] == reference["eval_returns"]
+    assert_resumes_exactly(spec, tmp_path)
 
 
 def write_action_free_copy(source_id: str, target_id: str, hidden: list[int], use_metadata: bool) -> None:
