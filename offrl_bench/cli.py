@@ -6,6 +6,7 @@ saving checkpoints, and re-running the same command resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -165,11 +166,17 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--device", default="cpu", show_default=True, help="torch device")
 @click.option("--precision", default="fp32", show_default=True,
               help="fp32, or bf16: updates under bfloat16 autocast (faster where the CPU/GPU supports it)")
+@click.option("--adastop", default=None, metavar="A,B[,...]",
+              help="with --suite: run only these algorithms, seeds in AdaStop batches, until AdaStop decides")
+@click.option("--adastop-n", type=int, default=5, show_default=True, help="seeds per AdaStop batch")
+@click.option("--adastop-interims", type=int, default=5, show_default=True, help="at most this many batches")
+@click.option("--adastop-alpha", type=float, default=0.05, show_default=True, help="family-wise error of the test")
 @click.option("--quiet", is_flag=True, help="no progress output")
 def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, seeds: str, updates: int,
         eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
         backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float, max_retries: int,
-        retry_failed: bool, out_dir: str | None, device: str, precision: str, quiet: bool) -> None:
+        retry_failed: bool, out_dir: str | None, device: str, precision: str, adastop: str | None, adastop_n: int,
+        adastop_interims: int, adastop_alpha: float, quiet: bool) -> None:
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
     from offrl_bench import scheduler
     from offrl_bench.config import parse_set_options
@@ -195,17 +202,66 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         out = out or Path("results") / "custom"
     else:
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
-    preflight(specs)
-    outcome = scheduler.execute(specs, out, workers=workers, console=err, quiet=quiet, backend=backend,
-                                address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                retry_failed=retry_failed, max_retries=max_retries)
+    if adastop and not suite:
+        raise UsageError("--adastop runs the seeds of a suite in batches: give it with --suite")
+
+    def execute(batch: list) -> None:
+        preflight(batch)
+        outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
+                                    address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                    retry_failed=retry_failed, max_retries=max_retries)
+        failed = outcome.failed + outcome.failed_earlier
+        if failed:
+            first = failed[0]
+            raise OffrlBenchError(f"{len(failed)} of {len(batch)} runs failed, e.g. {first['run_id']}: "
+                                  f"{first['reason']} (all reasons in {out / 'failures.jsonl'}; fix the cause, then "
+                                  "re-run with --retry-failed)")
+
+    if adastop:
+        _run_adastop_batches(specs, [a.strip() for a in adastop.split(",") if a.strip()], out, execute, adastop_n,
+                             adastop_interims, adastop_alpha)
+    else:
+        execute(specs)
     _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet)
-    failed = outcome.failed + outcome.failed_earlier
-    if failed:
-        first = failed[0]
-        raise OffrlBenchError(f"{len(failed)} of {len(specs)} runs failed, e.g. {first['run_id']}: {first['reason']} "
-                              f"(all reasons in {out / 'failures.jsonl'}; fix the cause, then re-run with "
-                              "--retry-failed)")
+
+
+def _spec_variant(spec) -> str:
+    from offrl_bench.config import build_config
+    from offrl_bench.results import variant_name
+
+    cls = registry.algorithm_class(spec.algo)
+    config = build_config(cls, spec.overrides)
+    return variant_name({"algorithm": spec.algo, "algorithm_label": cls.leaderboard_name(config),
+                         "columns": cls.leaderboard_columns(config)})
+
+
+def _run_adastop_batches(specs: list, names: list[str], out: Path, execute, n: int, interims: int,
+                         alpha: float) -> None:
+    """The suite's runs of ``names``, seeds 0..n-1, then n..2n-1, ...: after each batch AdaStop
+    replays every recorded seed and the loop stops once it has decided every pair."""
+    from offrl_bench.comparison import compare
+    from offrl_bench.results import RunStore
+
+    by_name = {}
+    for spec in specs:
+        by_name.setdefault(_spec_variant(spec), {})[dataclasses.replace(spec, seed=0)] = None
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise UsageError(f"--adastop names {', '.join(repr(u) for u in unknown)} not in this suite; "
+                         f"one of: {', '.join(sorted(by_name))}")
+    if len(set(names)) < 2 or n < 2 or interims < 1 or not 0 < alpha < 1:
+        raise UsageError("--adastop needs two or more algorithms, --adastop-n >= 2, --adastop-interims >= 1 "
+                         "and 0 < --adastop-alpha < 1")
+    templates = [template for name in names for template in by_name[name]]
+    for interim in range(interims):
+        seeds = range(interim * n, (interim + 1) * n)
+        execute([dataclasses.replace(template, seed=seed) for template in templates for seed in seeds])
+        result = compare(list(RunStore(out).records().values()), names, n, interims, alpha)
+        decided = ", ".join(f"{a} {dict(larger='>', smaller='<', equal='=').get(d, '?')} {b}"
+                            for (a, b), d in result.decisions.items())
+        err.print(f"AdaStop after {result.runs_used} seeds per algorithm: {decided}", markup=False, highlight=False)
+        if result.finished:
+            return
 
 
 def _prepare_datasets(suite, quiet: bool) -> None:

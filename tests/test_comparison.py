@@ -71,3 +71,25 @@ def test_compare_usage_errors(args, fragment, cli, tmp_path):
 
 def test_compare_without_records_is_a_usage_error(cli, tmp_path):
     assert_usage_error(cli("compare", str(tmp_path), "--algos", "a,b"), "no run records")
+
+
+def test_suite_seeds_run_in_adastop_batches_until_decided(cli, cartpole_expert, tmp_path, monkeypatch):
+    from offrl_bench import registry
+    from offrl_bench.data.make import DatasetRequest
+    from offrl_bench.suites import Suite
+
+    tiny = Suite(name="tiny", description="bc against random", algorithms=("bc", "random"), seeds=(0,),
+                 datasets=(DatasetRequest("CartPole-v1", "expert", name=cartpole_expert),), updates=300,
+                 eval_every=300, eval_episodes=3, checkpoint_every=300)
+    monkeypatch.setattr(registry, "suite", lambda name: tiny)
+    result = cli("run", "--suite", "tiny", "--adastop", "bc,random", "--adastop-n", "5", "--adastop-interims", "3",
+                 "--out", str(tmp_path), "--quiet")
+    assert result.code == 0, result.err
+    assert "AdaStop after 5 seeds per algorithm: bc > random" in result.err
+    records = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["algorithm"], r["seed"]) for r in records) == sorted(
+        (a, s) for a in ("bc", "random") for s in range(5))  # decided after the first batch: no more runs
+    assert_usage_error(cli("run", "--suite", "tiny", "--adastop", "bc,dt", "--out", str(tmp_path)),
+                       "--adastop names 'dt' not in this suite; one of: bc, random")
+    assert_usage_error(cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--adastop", "bc,random"),
+                       "give it with --suite")
