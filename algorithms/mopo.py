@@ -108,7 +108,6 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         self.buffer = torch.zeros(capacity, 2 * obs_dim + action_dim + 1, device=self.device)
         self.buffer_size, self.buffer_next, self.updates = 0, 0, 0
         self.rollout_stats: dict[str, float] = {}
-        self.dataset: TransitionDataset | None = None
         self.model_diagnostics: dict[str, float] = {}
 
     @classmethod
@@ -119,7 +118,6 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         if bool(dataset.terminals.any()):
             raise UsageError(f"mopo: dataset '{dataset.dataset_id}' has terminal transitions, and model rollouts "
                              "here have no termination function; use a dataset whose episodes end by time limit")
-        self.dataset = dataset
         self.normalizer.fit(dataset.observations)
         unit_actions = self.scaler.to_unit(dataset.actions)
         seed = self.seed + _MODEL_SEED_OFFSET
@@ -132,10 +130,10 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
                                   "model_holdout_mse": float(self.model.holdout_mse[self.model.elites.cpu()].mean())}
 
     @torch.no_grad()
-    def _rollout(self, generator: torch.Generator) -> None:
+    def _rollout(self, dataset: TransitionDataset, generator: torch.Generator) -> None:
         cfg = self.config
-        starts = torch.randint(len(self.dataset), (cfg.rollout_batch,), generator=generator, device=self.device)
-        observations = self.dataset.observations[starts]
+        starts = torch.randint(len(dataset), (cfg.rollout_batch,), generator=generator, device=self.device)
+        observations = dataset.observations[starts]
         alive = torch.ones(cfg.rollout_batch, dtype=torch.bool, device=self.device)
         added, uncertainties, scores = 0, [], []
         for _ in range(cfg.rollout_length):
@@ -170,12 +168,13 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
 
     def sample(self, dataset: TransitionDataset, batch_size: int, generator: torch.Generator) -> Batch:
         if self.updates % self.config.rollout_every == 0:
-            self._rollout(generator)
-        real = dataset.sample(max(1, round(self.config.real_ratio * batch_size)), generator)
-        n_model = batch_size - len(real)
-        if self.buffer_size == 0:  # every rollout ended at once: train on real data only
-            return dataset.sample(batch_size, generator)
-        rows = self.buffer[torch.randint(self.buffer_size, (n_model,), generator=generator, device=self.device)]
+            self._rollout(dataset, generator)
+        # With MOREC every rollout may end at its first step: then the batch is all dataset transitions.
+        n_real = max(1, round(self.config.real_ratio * batch_size)) if self.buffer_size else batch_size
+        real = dataset.sample(n_real, generator)
+        n_model = batch_size - n_real
+        model_rows = torch.randint(max(self.buffer_size, 1), (n_model,), generator=generator, device=self.device)
+        rows = self.buffer[model_rows]
         obs_dim, action_dim = self.spec.observation_dim, self.spec.action_dim
         observations, actions, rewards, next_observations = rows.split([obs_dim, action_dim, 1, obs_dim], dim=1)
         return Batch(

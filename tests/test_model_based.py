@@ -84,16 +84,30 @@ def test_rollouts_end_where_the_dynamics_reward_falls_below_the_threshold(level,
     mopo = cls(dataset.spec, build_config(cls, (*TINY_MOPO, ("filter", "morec"))), 0)
     mopo.setup(dataset)
     mopo.dynamics_reward.score = lambda o, a, candidates: torch.full(candidates.shape[:-1], level)
-    mopo._rollout(torch.Generator().manual_seed(0))
+    mopo._rollout(dataset, torch.Generator().manual_seed(0))
     assert mopo.rollout_stats["rollout_length"] == expected_length
     assert mopo.buffer_size == int(64 * expected_length)
     # rows stop independently: a rollout ends once its own best candidate scores below 0.6
     mopo.buffer_size = mopo.buffer_next = 0
     mopo.dynamics_reward.score = lambda o, a, candidates: torch.where(o[..., 0] > 0, 0.9, 0.1).expand(
         candidates.shape[:-1])
-    mopo._rollout(torch.Generator().manual_seed(1))
+    mopo._rollout(dataset, torch.Generator().manual_seed(1))
     stored = mopo.buffer[: mopo.buffer_size, 0]
     assert (stored > 0).all()  # only transitions from states the stand-in reward accepts
+
+
+def test_batches_are_all_dataset_transitions_in_unit_actions_when_every_rollout_ends(pendulum_expert):
+    from offrl_bench.data.datasets import load_dataset
+
+    dataset = load_dataset(pendulum_expert)
+    assert dataset.actions.abs().max() > 1  # Pendulum's torque is in [-2, 2]
+    cls = registry.algorithm_class("mopo")
+    mopo = cls(dataset.spec, build_config(cls, (*TINY_MOPO, ("filter", "morec"))), 0)
+    mopo.setup(dataset)
+    mopo.dynamics_reward.score = lambda o, a, candidates: torch.full(candidates.shape[:-1], 0.5)  # below 0.6
+    batch = mopo.sample(dataset, 256, torch.Generator().manual_seed(0))
+    assert mopo.buffer_size == 0 and len(batch) == 256
+    assert batch.actions.abs().max() <= 1  # the [-1, 1] units SAC trains in, like model transitions
 
 
 def test_mopo_resumes_to_the_same_numbers(pendulum_expert, tmp_path):
