@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from offrl_bench.errors import UsageError, one_of
-from offrl_bench.results import variant_name
+from offrl_bench.results import scores_by_variant
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,11 @@ class Comparison:
 def per_seed_scores(records: list[dict], algorithms: list[str]) -> tuple[dict[str, dict[int, float]], tuple[str, ...]]:
     """For every algorithm, its score per seed: the mean normalised score over the tasks
     (dataset x wrapper) that every compared algorithm has, counting only seeds that ran all of them."""
-    known = sorted({variant_name(r) for r in records})
-    missing = [a for a in algorithms if a not in known]
+    recorded = scores_by_variant(records)
+    missing = [a for a in algorithms if a not in recorded]
     if missing:
-        raise UsageError(f"no runs of {', '.join(repr(m) for m in missing)} in these records; {one_of(known)}")
-    by_algorithm: dict[str, dict[tuple[str, str], dict[int, float]]] = {a: {} for a in algorithms}
-    for record in records:
-        name = variant_name(record)
-        if name in by_algorithm:
-            task = (record["dataset"], record["wrapper"] or "none")
-            by_algorithm[name].setdefault(task, {})[record["seed"]] = float(record["normalized_score"])
+        raise UsageError(f"no runs of {', '.join(repr(m) for m in missing)} in these records; {one_of(recorded)}")
+    by_algorithm = {name: recorded[name] for name in algorithms}
     shared = set.intersection(*(set(tasks) for tasks in by_algorithm.values()))
     if not shared:
         raise UsageError(f"{', '.join(algorithms)} have no dataset and wrapper in common to compare on")

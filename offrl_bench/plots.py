@@ -21,7 +21,17 @@ import numpy as np
 import pandas as pd
 
 from offrl_bench.errors import UsageError
-from offrl_bench.results import ALL, NO_WRAPPER, RunStore, leaderboard, split_of, variant_name, write_atomic
+from offrl_bench.results import (
+    ALL,
+    NO_WRAPPER,
+    RunStore,
+    Task,
+    leaderboard,
+    scores_by_variant,
+    split_of,
+    variant_name,
+    write_atomic,
+)
 from offrl_bench.statistics import aggregate_table, performance_profiles, probability_of_improvement
 
 MAX_PAIRWISE = 8
@@ -38,23 +48,20 @@ def _pyplot():
     return plt
 
 
-ScoresByTask = dict[str, dict[str, dict[tuple[str, str], dict[int, float]]]]  # group -> variant -> task -> seed
+ScoresByTask = dict[str, dict[str, dict[Task, dict[int, float]]]]  # group -> variant -> task -> seed
 
 
 def scores_by_task(records: list[dict]) -> ScoresByTask:
     """Normalised scores grouped per "suite" or "suite, levels:split" (level splits answer different
     questions and are never pooled), then per algorithm variant, task (dataset, wrapper) and seed."""
-    groups: ScoresByTask = {}
+    groups: dict[str, list[dict]] = {}
     for record in records:
         split = split_of(record["wrapper"] or NO_WRAPPER)
-        group = record["suite"] + (f", levels:{split}" if split else "")
-        task = (record["dataset"], record["wrapper"] or NO_WRAPPER)
-        per_task = groups.setdefault(group, {}).setdefault(variant_name(record), {})
-        per_task.setdefault(task, {})[record["seed"]] = record["normalized_score"]
-    return dict(sorted(groups.items()))
+        groups.setdefault(record["suite"] + (f", levels:{split}" if split else ""), []).append(record)
+    return {group: scores_by_variant(members) for group, members in sorted(groups.items())}
 
 
-def score_matrix(per_task: dict[tuple[str, str], dict[int, float]], tasks: list[tuple[str, str]]) -> np.ndarray:
+def score_matrix(per_task: dict[Task, dict[int, float]], tasks: list[Task]) -> np.ndarray:
     """(runs x tasks), lowest seeds first, as many runs as the task with the fewest seeds has (a
     stratified bootstrap needs a full matrix; the leaderboard's ALL rows do the same)."""
     ordered = {task: [score for _, score in sorted(per_task[task].items())] for task in tasks}

@@ -172,6 +172,18 @@ def variant_name(record: dict) -> str:
     return name + (f"[{','.join(f'{k}={v}' for k, v in columns)}]" if columns else "")
 
 
+Task = tuple[str, str]  # (dataset, wrapper)
+
+
+def scores_by_variant(records: list[dict]) -> dict[str, dict[Task, dict[int, float]]]:
+    """Normalised scores by algorithm variant (:func:`variant_name`), task and seed."""
+    scores: dict[str, dict[Task, dict[int, float]]] = {}
+    for record in records:
+        task = (record["dataset"], record["wrapper"] or NO_WRAPPER)
+        scores.setdefault(variant_name(record), {}).setdefault(task, {})[record["seed"]] = record["normalized_score"]
+    return scores
+
+
 def _variant(record: dict) -> tuple[str, tuple]:
     """The leaderboard name of a run's algorithm and its extra columns, as a hashable key (records made
     before algorithms could name their variants have neither)."""
