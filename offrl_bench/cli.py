@@ -228,11 +228,10 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
 def _spec_variant(spec) -> str:
     from offrl_bench.config import build_config
     from offrl_bench.results import variant_name
+    from offrl_bench.runner import variant_fields
 
     cls = registry.algorithm_class(spec.algo)
-    config = build_config(cls, spec.overrides)
-    return variant_name({"algorithm": spec.algo, "algorithm_label": cls.leaderboard_name(config),
-                         "columns": cls.leaderboard_columns(config)})
+    return variant_name({"algorithm": spec.algo, **variant_fields(cls, build_config(cls, spec.overrides))})
 
 
 def _run_adastop_batches(specs: list, names: list[str], out: Path, execute, n: int, interims: int,

@@ -146,6 +146,12 @@ def preflight(specs: list[RunSpec]) -> None:
             environments.add((env_id, spec.wrapper))
 
 
+def variant_fields(cls: type[Algorithm], config) -> dict:
+    """The record fields that name a configured algorithm on the leaderboard (see
+    :func:`offrl_bench.results.variant_name`)."""
+    return {"algorithm_label": cls.leaderboard_name(config), "columns": cls.leaderboard_columns(config)}
+
+
 def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
     cls = registry.algorithm_class(spec.algo)
     config = build_config(cls, spec.overrides)
@@ -276,8 +282,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score, dataset.ref_max_score)),
         "perturbation_rates": rates, "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
         "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
-        "algorithm_label": type(algorithm).leaderboard_name(algorithm.config),
-        "columns": type(algorithm).leaderboard_columns(algorithm.config),
+        **variant_fields(type(algorithm), algorithm.config),
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     store.append(record)
