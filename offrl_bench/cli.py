@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -218,11 +219,17 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
                                   "re-run with --retry-failed)")
 
     if adastop:
-        _run_adastop_batches(specs, [a.strip() for a in adastop.split(",") if a.strip()], out, execute, adastop_n,
+        _run_adastop_batches(specs, _algorithm_names(adastop), out, execute, adastop_n,
                              adastop_interims, adastop_alpha)
     else:
         execute(specs)
     _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet)
+
+
+def _algorithm_names(*texts: str) -> list[str]:
+    """Algorithm variant names given as separate words and/or comma-separated; a comma inside a
+    variant's brackets (``x[a=1,b=2]``) is part of its name."""
+    return [name.strip() for text in texts for name in re.split(r",(?![^\[]*\])", text) if name.strip()]
 
 
 def _spec_variant(spec) -> str:
@@ -285,12 +292,13 @@ def leaderboard_(directory: Path, output: Path | None) -> None:
 
 @app.command("compare")
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--algos", required=True, help="two or more leaderboard algorithm names, comma-separated "
-              "(e.g. 'iql,ssorl(iql)')")
+@click.option("--algos", required=True, help="two or more leaderboard algorithm names: --algos A B, or "
+              "--algos A,B (e.g. 'iql (labelled only)[label_fraction=0.1]' 'ssorl(iql)[label_fraction=0.1]')")
+@click.argument("more_algos", nargs=-1)
 @click.option("--n", "n", type=int, default=5, show_default=True, help="runs per algorithm per AdaStop interim")
 @click.option("--interims", type=int, default=5, show_default=True, help="at most this many interims (AdaStop's K)")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="family-wise error of the test")
-def compare_(directory: Path, algos: str, n: int, interims: int, alpha: float) -> None:
+def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, interims: int, alpha: float) -> None:
     """Decide with AdaStop which algorithm scores higher, from the run records in DIRECTORY; say how
     many more seeds it needs when the records are not enough."""
     from offrl_bench.comparison import compare
@@ -298,11 +306,11 @@ def compare_(directory: Path, algos: str, n: int, interims: int, alpha: float) -
 
     if not (directory / "runs.jsonl").exists():
         raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
-    names = [name.strip() for name in algos.split(",") if name.strip()]
+    names = _algorithm_names(algos, *more_algos)
     result = compare(list(RunStore(directory).records().values()), names, n, interims, alpha)
     say = functools.partial(out.print, markup=False, highlight=False)  # names hold brackets, e.g. [label_fraction=0.1]
     say(f"AdaStop (alpha {alpha}, {n} runs per interim, at most {interims} interims) on the mean normalised "
-              f"score over {len(result.tasks)} task(s): {', '.join(result.tasks)}")
+        f"score over {len(result.tasks)} task(s): {', '.join(result.tasks)}")
     for (a, b), decision in result.decisions.items():
         verdict = {"larger": f"{a} > {b}", "smaller": f"{a} < {b}", "equal": f"{a} = {b} (no difference found)",
                    "undecided": f"{a} ? {b}: undecided"}[decision]

@@ -55,6 +55,17 @@ def test_compare_command(cli, tmp_path):
     assert "td3_bc > bc[x]" in result.out and "runs used per algorithm: 5" in result.out
     more = cli("compare", str(tmp_path), "--algos", "td3_bc,bc[x]", "--n", "8")
     assert "AdaStop asks for 3 more run(s) of td3_bc: seeds 5,6,7" in more.out
+    # DESIGN.md's form: --algos A B
+    spaced = cli("compare", str(tmp_path), "--algos", "td3_bc", "bc[x]", "--n", "5", "--interims", "2")
+    assert spaced.code == 0 and "td3_bc > bc[x]" in spaced.out
+
+
+def test_names_with_several_variant_columns_keep_their_commas(cli, tmp_path):
+    records = runs("td3_bc", 80, range(5)) + runs("mine", 40, range(5), columns={"a": 1, "b": 2})
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = cli("compare", str(tmp_path), "--algos", "td3_bc,mine[a=1,b=2]", "--n", "5", "--interims", "2")
+    assert result.code == 0, result.err
+    assert "td3_bc > mine[a=1,b=2]" in result.out
 
 
 @pytest.mark.parametrize("args, fragment", [
