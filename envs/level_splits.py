@@ -14,6 +14,7 @@ level of the episode, and datasets record it for every episode.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import gymnasium as gym
@@ -90,3 +91,17 @@ def split_of(wrapper: str) -> str:
         if call.name == "levels":
             return str(call.params.get("split") or (call.args[0] if call.args else ""))
     return ""
+
+
+_POSITIONAL_SPLIT = re.compile(r"^(\s*levels:)(?:train|val|test)(?=\s*$|:)")
+_KEYWORD_SPLIT = re.compile(r"(?<=[:,])split=(?:train|val|test)\b")
+
+
+def training_wrapper(wrapper: str) -> str:
+    """``wrapper`` with its level split replaced by ``train`` (ranges and other wrappers kept): agents
+    that learn online train on the train levels and are scored on the split the spec names."""
+    parts = wrapper.split("+")
+    for i, part in enumerate(parts):
+        if part.strip().startswith("levels"):
+            parts[i] = _KEYWORD_SPLIT.sub("split=train", _POSITIONAL_SPLIT.sub(r"\1train", part))
+    return "+".join(parts)

@@ -8,6 +8,7 @@ talks to algorithms through this interface.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -156,3 +157,30 @@ class OfflineAlgorithm(Algorithm):
     @abc.abstractmethod
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on ``batch``; returns scalar losses/diagnostics by name."""
+
+
+class OnlineAlgorithm(Algorithm):
+    """An algorithm that learns by acting in environments, optionally warm-started from the run's
+    dataset (offline-to-online). Its budget is counted in environment steps.
+
+    The runner calls :meth:`learn` once per stretch between evaluations / checkpoints. Each call
+    builds fresh environments and seeds every random source from ``seed``, so a run resumed from a
+    checkpoint between two calls continues exactly as an uninterrupted one; the cost is that an
+    episode still running at the end of a call is cut there (the next call resets).
+    """
+
+    paradigm: ClassVar[Paradigm] = "online"
+    needs_actions: ClassVar[bool] = False  # a pure online algorithm ignores the dataset's transitions
+
+    def setup(self, dataset: TransitionDataset) -> None:
+        """Called with the run's dataset before learning (and again before a resumed run continues).
+        The dataset names the task (environment, reference scores); offline-to-online algorithms
+        also learn from its transitions. Must be cheap and deterministic. Default: nothing."""
+
+    @abc.abstractmethod
+    def learn(self, env_fn: Callable[[], gym.Env], steps: int, seed: int,
+              total_steps: int) -> tuple[int, dict[str, float]]:
+        """Train for about ``steps`` more environment steps in environments made by ``env_fn``,
+        drawing all randomness from ``seed``. ``total_steps`` is the run's whole budget (for
+        schedules). Returns the environment steps actually taken (algorithms that collect fixed-size
+        rollouts may overshoot) and diagnostics by name."""

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from offrl_bench import registry
-from offrl_bench.api import Algorithm, OfflineAlgorithm, action_kind
+from offrl_bench.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset, project_metadata
 from offrl_bench.envs import make_env
+from offrl_bench.envs.level_splits import training_wrapper
 from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
 from offrl_bench.results import RunStore, write_atomic
@@ -117,8 +118,11 @@ def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: 
         name = cls.leaderboard_name(config)
         raise UsageError(f"algorithm '{name}' does not support {action_kind} actions (dataset '{spec.dataset}'); "
                          f"it supports: {', '.join(supported)}")
-    if cls.paradigm != "offline" or not issubclass(cls, OfflineAlgorithm):
-        raise UsageError(f"algorithm '{spec.algo}' is {cls.paradigm}; 'run --dataset' trains offline algorithms")
+    if not issubclass(cls, (OfflineAlgorithm, OnlineAlgorithm)):
+        raise PluginError(f"algorithm '{spec.algo}' must subclass OfflineAlgorithm or OnlineAlgorithm "
+                          "(offrl_bench.api)")
+    if spec.precision != "fp32" and issubclass(cls, OnlineAlgorithm):
+        raise UsageError(f"--precision {spec.precision} applies to offline updates; '{spec.algo}' is {cls.paradigm}")
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -194,9 +198,11 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     setup_started = time.perf_counter()
     algorithm.setup(dataset)
     setup_seconds = time.perf_counter() - setup_started  # e.g. SS-ORL's inverse dynamics model
+    online = isinstance(algorithm, OnlineAlgorithm)
     batch_size = int(getattr(algorithm.config, "batch_size", DEFAULT_BATCH_SIZE))
-    total = spec.updates if algorithm.trains else 0
+    total = spec.updates if online or algorithm.trains else 0  # online: environment steps
     env_id = dataset.spec.env_id
+    train_wrapper = training_wrapper(spec.wrapper)  # online agents train on train levels only
 
     sampler = torch.Generator(device=spec.device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)  # for plugins that draw from the global torch RNG
@@ -229,32 +235,62 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     # through: never half an update (the sampler already advanced) or a skipped evaluation.
     at_boundary = True
     stop = _StopRequest()
+
+    def update_until(chunk_end: int) -> None:
+        """Offline: gradient updates up to ``chunk_end``, stopping between two of them on a signal."""
+        nonlocal done, at_boundary, losses
+        while done < chunk_end:
+            if stop.requested:
+                raise KeyboardInterrupt
+            at_boundary = False
+            try:
+                batch = algorithm.sample(dataset, batch_size, sampler)
+                with autocast:
+                    raw_losses = algorithm.update(batch)
+            except (KeyboardInterrupt, OffrlBenchError):
+                raise
+            except Exception as exc:
+                raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in update {done}: "
+                                  f"{exc}") from exc
+            losses = _checked_losses(spec.algo, raw_losses, done)
+            done += 1
+            at_boundary = done < chunk_end  # at a chunk's end its evaluation is still due
+            if progress and done % 50 == 0:
+                progress(spec.run_id, done, total)
+
+    def learn_until(chunk_end: int) -> None:
+        """Online: one ``learn`` call for the environment steps up to ``chunk_end`` (a signal stops
+        the run after it); its seed depends only on the run's seed and the steps done so far."""
+        nonlocal done, at_boundary, losses
+        if stop.requested:
+            raise KeyboardInterrupt
+        at_boundary = False
+        seed = int(np.random.SeedSequence([spec.seed, done]).generate_state(1)[0])
+        try:
+            taken, raw_losses = algorithm.learn(lambda: make_env(env_id, train_wrapper), chunk_end - done, seed, total)
+        except (KeyboardInterrupt, OffrlBenchError):
+            raise
+        except Exception as exc:
+            raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in learn at step {done}: "
+                              f"{exc}") from exc
+        if taken < 1:
+            raise PluginError(f"algorithm '{spec.algo}' learn() took {taken} environment steps, expected at least 1")
+        losses = _checked_losses(spec.algo, raw_losses, done)
+        done += taken
+        if progress:
+            progress(spec.run_id, min(done, total), total)
+
+    advance = learn_until if online else update_until
     try:
         with stop.deferring_signals():
             while done < total:
                 started = time.perf_counter()
                 chunk_end = min(total, (done // spec.checkpoint_every + 1) * spec.checkpoint_every,
                                 (done // spec.eval_every + 1) * spec.eval_every)
-                while done < chunk_end:
-                    if stop.requested:
-                        raise KeyboardInterrupt
-                    at_boundary = False
-                    try:
-                        batch = algorithm.sample(dataset, batch_size, sampler)
-                        with autocast:
-                            raw_losses = algorithm.update(batch)
-                    except (KeyboardInterrupt, OffrlBenchError):
-                        raise
-                    except Exception as exc:
-                        raise PluginError(f"algorithm '{spec.algo}' raised {type(exc).__name__} in update {done}: "
-                                          f"{exc}") from exc
-                    losses = _checked_losses(spec.algo, raw_losses, done)
-                    done += 1
-                    at_boundary = done < chunk_end  # at a chunk's end its evaluation is still due
-                    if progress and done % 50 == 0:
-                        progress(spec.run_id, done, total)
+                previous = done
+                advance(chunk_end)
                 seconds += time.perf_counter() - started
-                if done % spec.eval_every == 0 or done == total:
+                if done // spec.eval_every > previous // spec.eval_every or done >= total:
                     returns, rates = evaluate_now()
                     line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
                             "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
@@ -274,7 +310,8 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
 
     record = {
         "run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
-        "wrapper": spec.wrapper, "seed": spec.seed, "env_id": env_id, "updates": done,
+        "wrapper": spec.wrapper, "seed": spec.seed, "env_id": env_id, "paradigm": algorithm.paradigm,
+        "updates": done, **({"env_steps": done} if online else {}),
         "train_seconds": seconds, "updates_per_second": done / seconds if seconds > 0 else None,
         "setup_seconds": setup_seconds,
         "eval_episodes": spec.eval_episodes, "eval_returns": returns.tolist(),

@@ -97,21 +97,22 @@ def assert_usage_error(result, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def assert_resumes_exactly(spec, tmp_path: Path) -> dict:
-    """Interrupt a run at update 50 (progress is reported every 50 updates), resume it, and check it
-    ends with exactly the numbers of an uninterrupted run of the same spec; returns that run's record."""
+def assert_resumes_exactly(spec, tmp_path: Path, interrupt_at: int = 50) -> dict:
+    """Interrupt a run when its progress first reaches ``interrupt_at`` (offline runs report every 50
+    updates, online runs after every ``learn``), resume it, and check it ends with exactly the
+    numbers of an uninterrupted run of the same spec; returns that run's record."""
     from offrl_bench.results import RunStore
     from offrl_bench.runner import execute_run
 
     reference = execute_run(spec, RunStore(tmp_path / "uninterrupted"))
 
-    def interrupt_at_50(run_id, done, total):
-        if done == 50:
+    def interrupt(run_id, done, total):
+        if done >= interrupt_at:
             raise KeyboardInterrupt
 
     store = RunStore(tmp_path / "interrupted")
     with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store, interrupt_at_50)
+        execute_run(spec, store, interrupt)
     resumed = execute_run(spec, store)
     assert resumed["final_losses"] == reference["final_losses"]
     assert resumed["eval_returns"] == reference["eval_returns"]

@@ -1,0 +1,213 @@
+"""Online baselines: Stable-Baselines3's PPO, DQN and SAC as plugins with an environment-step budget.
+
+The runner trains them in stretches between evaluations (``learn(steps)``), evaluates them with the
+same seeded episodes as offline agents and records them on the same leaderboard. The run's dataset
+only names the task (environment and reference scores); its transitions are not used. Under a
+level-split wrapper they train on the train levels and are scored on the wrapper's split.
+
+Exact resume: every :meth:`SB3Algorithm.learn` call builds fresh environments and seeds Python,
+NumPy, torch, the action space and the environments from its ``seed``; the checkpoint holds the
+SB3 model (weights, optimisers, counters, schedules) and, for off-policy methods, the replay buffer.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from offrl_bench.api import EnvSpec, OnlineAlgorithm
+from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
+
+
+@dataclass
+class PPOConfig:
+    # rl-baselines3-zoo's MiniGrid PPO with larger rollouts and fewer epochs (the recipe that trains
+    # this project's MiniGrid behaviour policies in CPU minutes); SB3's 64x64 tanh MLPs.
+    n_envs: PositiveInt = 8
+    n_steps: PositiveInt = 256  # per environment and rollout
+    batch_size: PositiveInt = 256
+    n_epochs: PositiveInt = 4
+    lr: PositiveFloat = 7e-4
+    gamma: UnitFloat = 0.99
+    gae_lambda: UnitFloat = 0.95
+    clip_range: PositiveFloat = 0.2
+    ent_coef: NonNegativeFloat = 0.01
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+
+
+@dataclass
+class DQNConfig:
+    # rl-baselines3-zoo, CartPole-v1.
+    lr: PositiveFloat = 2.3e-3
+    batch_size: PositiveInt = 64
+    buffer_size: PositiveInt = 100_000
+    learning_starts: NonNegativeInt = 1_000
+    gamma: UnitFloat = 0.99
+    target_update_interval: PositiveInt = 10
+    train_freq: PositiveInt = 256
+    gradient_steps: PositiveInt = 128
+    exploration_fraction: UnitFloat = 0.16
+    exploration_final_eps: UnitFloat = 0.04
+    width: PositiveInt = 256
+    depth: PositiveInt = 2
+
+
+@dataclass
+class SACConfig:
+    # rl-baselines3-zoo, Pendulum-v1 (learning rate 1e-3, otherwise SB3's defaults), with the 64x64
+    # networks of this project's Pendulum behaviour policy and a replay buffer sized for CPU budgets.
+    lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 256
+    buffer_size: PositiveInt = 100_000
+    learning_starts: NonNegativeInt = 100
+    gamma: UnitFloat = 0.99
+    tau: UnitFloat = 0.005
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+
+
+class _LastValues(KVWriter):
+    """Keeps the last value SB3 logged under each ``train/`` and ``rollout/`` key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        for key, value in key_values.items():
+            if key.startswith(("train/", "rollout/")) and isinstance(value, (int, float, np.number)):
+                self.values[key.split("/", 1)[1]] = float(value)
+
+
+class _WholeRunSchedule(BaseCallback):
+    """``learn`` runs once per stretch of the budget; SB3 would spread its schedules (learning rate,
+    exploration) over that stretch alone. This stretches them over the whole run again."""
+
+    def __init__(self, total_steps: int) -> None:
+        super().__init__()
+        self.total_steps = total_steps
+
+    def _on_training_start(self) -> None:
+        self.model._total_timesteps = self.total_steps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class _SpacesOnly(gym.Env):
+    """Gives SB3 the spaces to build a model before any real environment exists."""
+
+    def __init__(self, spec: EnvSpec) -> None:
+        self.observation_space, self.action_space = spec.observation_space, spec.action_space
+
+    def reset(self, *, seed=None, options=None):
+        raise RuntimeError("placeholder environment: learn() supplies the real ones")
+
+    def step(self, action):
+        raise RuntimeError("placeholder environment: learn() supplies the real ones")
+
+
+class SB3Algorithm(OnlineAlgorithm):
+    """One Stable-Baselines3 algorithm behind the plugin API; subclasses name it and map their config."""
+
+    sb3_class: ClassVar[type[BaseAlgorithm]]
+
+    def __init__(self, spec: EnvSpec, config: Any, seed: int, device: str = "cpu") -> None:
+        super().__init__(spec, config, seed, device)
+        self.model = self.sb3_class("MlpPolicy", self._placeholder_envs(), seed=seed, device=self.device, verbose=0,
+                                    policy_kwargs={"net_arch": [config.width] * config.depth}, **self.sb3_kwargs())
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """The SB3 constructor's keyword arguments for :attr:`config` (besides the network)."""
+        raise NotImplementedError
+
+    @property
+    def n_envs(self) -> int:
+        return getattr(self.config, "n_envs", 1)
+
+    def _placeholder_envs(self) -> DummyVecEnv:
+        return DummyVecEnv([lambda: _SpacesOnly(self.spec)] * self.n_envs)
+
+    def learn(self, env_fn: Callable[[], gym.Env], steps: int, seed: int,
+              total_steps: int) -> tuple[int, dict[str, float]]:
+        envs = make_vec_env(env_fn, n_envs=self.n_envs, seed=seed)
+        self.model.set_env(envs)  # also forgets the last observation: the new environments reset
+        self.model.set_random_seed(seed)  # Python, NumPy and torch RNGs, action space, environments
+        writer = _LastValues()
+        self.model.set_logger(Logger(folder=None, output_formats=[writer]))
+        before = self.model.num_timesteps
+        try:
+            self.model.learn(steps, reset_num_timesteps=False, callback=_WholeRunSchedule(total_steps))
+            self.model.logger.dump(self.model.num_timesteps)
+        finally:
+            envs.close()
+        return self.model.num_timesteps - before, writer.values
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        actions, _ = self.model.policy.predict(observations, deterministic=True)
+        return actions
+
+    def state_dict(self) -> dict:
+        model = io.BytesIO()
+        self.model.save(model)
+        state = {"model": model.getvalue()}
+        if isinstance(self.model, OffPolicyAlgorithm):
+            replay = io.BytesIO()
+            self.model.save_replay_buffer(replay)
+            state["replay_buffer"] = replay.getvalue()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model = self.sb3_class.load(io.BytesIO(state["model"]), env=self._placeholder_envs(), device=self.device)
+        if "replay_buffer" in state:
+            self.model.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
+
+
+class PPOAlgorithm(SB3Algorithm):
+    name = "ppo"
+    action_spaces = ("discrete", "continuous")
+    config_class = PPOConfig
+    sb3_class = PPO
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(n_steps=c.n_steps, batch_size=c.batch_size, n_epochs=c.n_epochs, learning_rate=c.lr,
+                    gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range, ent_coef=c.ent_coef)
+
+
+class DQNAlgorithm(SB3Algorithm):
+    name = "dqn"
+    action_spaces = ("discrete",)
+    config_class = DQNConfig
+    sb3_class = DQN
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(learning_rate=c.lr, batch_size=c.batch_size, buffer_size=c.buffer_size,
+                    learning_starts=c.learning_starts, gamma=c.gamma, target_update_interval=c.target_update_interval,
+                    train_freq=c.train_freq, gradient_steps=c.gradient_steps,
+                    exploration_fraction=c.exploration_fraction, exploration_final_eps=c.exploration_final_eps)
+
+
+class SACAlgorithm(SB3Algorithm):
+    name = "sac"
+    action_spaces = ("continuous",)
+    config_class = SACConfig
+    sb3_class = SAC
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(learning_rate=c.lr, batch_size=c.batch_size, buffer_size=c.buffer_size,
+                    learning_starts=c.learning_starts, gamma=c.gamma, tau=c.tau)
