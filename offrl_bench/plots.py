@@ -2,8 +2,10 @@
 
 Writes into ``DIR/plots/``:
 
-- ``learning_curves.png``: normalised score against updates per task, mean over seeds with a 95%
-  bootstrap band (from ``runs/<id>/metrics.jsonl``; skipped when the run directories are absent);
+- ``learning_curves.png``: normalised score against gradient updates per task (offline runs), mean
+  over seeds with a 95% bootstrap band (from ``runs/<id>/metrics.jsonl``; skipped when the run
+  directories are absent); ``sample_efficiency.png``: the same against environment steps for
+  online and offline-to-online runs;
 - ``aggregates.png`` and ``aggregates.csv``: IQM, mean, median and optimality gap with 95%
   stratified-bootstrap intervals per algorithm (rliable), per suite and level split;
 - ``performance_profiles.png``: fraction of runs above each normalised score, with 95% bands;
@@ -88,7 +90,8 @@ def _legend_outside(figure, axis) -> None:
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
 
 
-def _learning_curves(store: RunStore, records: list[dict], path: Path) -> bool:
+def _learning_curves(store: RunStore, records: list[dict], path: Path, steps: str) -> bool:
+    """Curves of ``records`` against ``steps`` ("updates" or "environment steps")."""
     curves: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
     for record in records:
         metrics = store.run_dir(record["run_id"]) / "metrics.jsonl"
@@ -116,7 +119,7 @@ def _learning_curves(store: RunStore, records: list[dict], path: Path) -> bool:
             axis.plot(updates, means, marker="o", markersize=3, label=name)
             axis.fill_between(updates, bands[:, 0], bands[:, 1], alpha=0.2)
         axis.set_title(dataset + ("" if wrapper == NO_WRAPPER else f"\n{wrapper}"), fontsize=9)
-        axis.set_xlabel("updates")
+        axis.set_xlabel(steps)
         axis.set_ylabel("normalised score")
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(curves):]:
@@ -225,8 +228,12 @@ def plot_directory(directory: Path) -> list[Path]:
     out = Path(directory) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    if _learning_curves(store, records, out / "learning_curves.png"):
-        written.append(out / "learning_curves.png")
+    online = [r for r in records if r.get("paradigm", "offline") != "offline"]
+    offline = [r for r in records if r.get("paradigm", "offline") == "offline"]
+    for runs, name, steps in ((offline, "learning_curves.png", "updates"),
+                              (online, "sample_efficiency.png", "environment steps")):
+        if _learning_curves(store, runs, out / name, steps):
+            written.append(out / name)
     groups = scores_by_task([r for r in records if np.isfinite(r["normalized_score"])])
     if groups:
         own_tasks = score_matrices(groups, common_tasks=False)
