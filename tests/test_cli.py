@@ -35,7 +35,8 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
     "args, fragments",
     [
         (["run", "--algo", "nope", "--dataset", "{ds}"],
-         ["unknown algorithm 'nope'", "one of: bc, bcq, cql, dt, iql, mopo, random, ssorl, td3_bc"]),
+         ["unknown algorithm 'nope'",
+          "one of: bc, bc_ppo, bcq, cql, dqn, dt, iql, mopo, ppo, random, sac, ssorl, td3_bc"]),
         (["run", "--algo", "bc", "--dataset", "xx/missing-v0"], ["dataset 'xx/missing-v0' not found", "data make"]),
         (["run", "--algo", "bc", "--dataset", "not an id"], ["invalid dataset id 'not an id'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "nowrap:p=1"], ["unknown wrapper 'nowrap'"]),
@@ -43,7 +44,7 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p=1:mode"],
          ["positional 'mode' after key=value"]),
         (["run", "--suite", "nosuite"],
-         ["unknown suite 'nosuite'", "one of: generalization, offline, quick, ssorl, stori"]),
+         ["unknown suite 'nosuite'", "one of: default, generalization, offline, online, quick, ssorl, stori"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr"], ["malformed --set 'lr'", "key=value"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr=abc"], ["invalid value 'abc' for bc.lr"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "depth=2.5"], ["expected int"]),

@@ -16,6 +16,7 @@ from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import Suite
 
 ENV_ID = "MiniGrid-DoorKey-5x5-v0"
+SMALL_DT = (("context", "10"), ("embedding_dim", "64"), ("layers", "2"))  # see above
 
 GENERALIZATION = Suite(
     name="generalization",
@@ -28,5 +29,5 @@ GENERALIZATION = Suite(
     eval_every=1_000,
     eval_episodes=20,
     checkpoint_every=1_000,
-    overrides={"dt": (("context", "10"), ("embedding_dim", "64"), ("layers", "2"))},
+    overrides={"dt": SMALL_DT},
 )

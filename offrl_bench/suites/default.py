@@ -1,0 +1,54 @@
+"""The published default leaderboard: every axis of the benchmark at CPU scale, in one suite.
+
+- **Data quality**: BC, TD3+BC, IQL, CQL on Pendulum-v1 medium and mixed data; BC, IQL, CQL, BCQ
+  and DT on CartPole-v1 medium data.
+- **STORI stochasticity**: BC and IQL trained on Pendulum-v1 expert data, evaluated on the default
+  environment and under types 1 (action noise), 2.1 (random events), 2.2 (concept drift) and 3.2
+  (dropped frames).
+- **Level splits**: BC, BCQ and IQL on MiniGrid-DoorKey-5x5 train-level expert data, scored on the
+  train levels and on unseen test levels.
+- **Label fractions**: SS-ORL (IQL on IDM proxy labels) against IQL on the labelled episodes alone,
+  at 10% labels of the 200-episode Pendulum mixed dataset.
+- **MOREC**: MOPO and MOPO with MOREC's dynamics-reward filter on Pendulum medium, next to the
+  model-free rows above.
+- **Offline-to-online**: PPO from scratch against BC -> PPO from 2 expert demonstrations on the
+  MiniGrid train levels, scored on test levels.
+
+Offline runs take 2,000 updates (CQL with the offline suite's CPU settings, DT with the
+generalization suite's smaller transformer), online runs 40,960 environment steps; 3 seeds each.
+"""
+
+from offrl_bench.data.make import DatasetRequest
+from offrl_bench.suites import CombinedSuite, Suite
+from offrl_bench.suites.generalization import ENV_ID as MINIGRID
+from offrl_bench.suites.generalization import SMALL_DT
+from offrl_bench.suites.ssorl import SSORL
+from offrl_bench.suites.stori import STORI_WRAPPERS
+
+SCALE = dict(seeds=(0, 1, 2), updates=2_000, eval_every=1_000, checkpoint_every=1_000, eval_episodes=10)
+CQL_SETTINGS = (("actor_lr", "3e-4"), ("n_actions", "4"))  # see suites/offline.py
+MINIGRID_EXPERT = DatasetRequest(MINIGRID, "expert", wrapper="levels:train")
+
+DEFAULT = CombinedSuite(
+    name="default",
+    description="Every axis at CPU scale: data quality, STORI types, level splits, label fractions, MOREC, "
+                "offline-to-online",
+    parts=(
+        Suite("quality", "", datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed"),
+                                       DatasetRequest("CartPole-v1", "medium")),
+              algorithms=("bc", "td3_bc", "iql", "cql", "bcq", "dt"), overrides={"cql": CQL_SETTINGS, "dt": SMALL_DT},
+              **SCALE),
+        Suite("stori", "", datasets=(DatasetRequest("Pendulum-v1", "expert"),), algorithms=("bc", "iql"),
+              wrappers=STORI_WRAPPERS[:5], **SCALE),
+        Suite("levels", "", datasets=(MINIGRID_EXPERT,), algorithms=("bc", "bcq", "iql"),
+              wrappers=("levels:train", "levels:test"), **{**SCALE, "eval_episodes": 20}),
+        Suite("labels", "", datasets=SSORL.datasets, algorithms=(),
+              variants=(("ssorl", (("base", "iql"), ("label_fraction", "0.1"))),
+                        ("ssorl", (("base", "iql"), ("label_fraction", "0.1"), ("unlabelled", "drop")))), **SCALE),
+        Suite("morec", "", datasets=(DatasetRequest("Pendulum-v1", "medium"),), algorithms=("mopo",),
+              variants=(("mopo", (("filter", "morec"),)),), **SCALE),
+        Suite("online", "", datasets=(MINIGRID_EXPERT,), algorithms=("ppo",),
+              variants=(("bc_ppo", (("demonstrations", "2"),)),), wrappers=("levels:test",),
+              env_steps=40_960, env_steps_eval_every=4_096, **{**SCALE, "eval_episodes": 20}),
+    ),
+)
