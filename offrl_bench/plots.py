@@ -5,7 +5,8 @@ Writes into ``DIR/plots/``:
 - ``learning_curves.png``: normalised score against gradient updates per task (offline runs), mean
   over seeds with a 95% bootstrap band (from ``runs/<id>/metrics.jsonl``; skipped when the run
   directories are absent); ``sample_efficiency.png``: the same against environment steps for
-  online and offline-to-online runs;
+  online and offline-to-online runs, and ``sample_efficiency.csv``: their mean score over training
+  and the steps each seed took to reach a normalised score of 90;
 - ``aggregates.png`` and ``aggregates.csv``: IQM, mean, median and optimality gap with 95%
   stratified-bootstrap intervals per algorithm (rliable), per suite and level split;
 - ``performance_profiles.png``: fraction of runs above each normalised score, with 95% bands;
@@ -84,25 +85,70 @@ def score_matrices(groups: ScoresByTask, common_tasks: bool) -> dict[str, dict[s
     return matrices
 
 
+#: The normalised score whose first crossing ``sample_efficiency.csv`` reports.
+REACHED = 90.0
+
+
+def _sample_efficiency(curves: Curves, path: Path) -> bool:
+    """Per task and variant: the mean normalised score over all evaluations of a run (the area under
+    its sample-efficiency curve, divided by its length), averaged over seeds with a 95% bootstrap
+    interval; and the environment steps each seed took to first reach a score of 90."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for (dataset, wrapper), variants in sorted(curves.items()):
+        for name, seeds in sorted(variants.items()):
+            seeds = {seed: points for seed, points in seeds.items() if points}
+            if not seeds:
+                continue
+            areas = np.array([np.mean(list(points.values())) for points in seeds.values()])
+            band = np.percentile(rng.choice(areas, (1000, len(areas))).mean(1), [2.5, 97.5])
+            reached = [min((step for step, score in points.items() if score >= REACHED), default=None)
+                       for points in seeds.values()]
+            steps = [step for step in reached if step is not None]
+            rows.append({"dataset": dataset, "wrapper": wrapper, "algorithm": name, "n_seeds": len(seeds),
+                         "mean_score_over_training": areas.mean(), "ci_low": band[0], "ci_high": band[1],
+                         "median_steps_to_90": float(np.median(steps)) if len(steps) == len(reached) else np.nan,
+                         "seeds_reaching_90": len(steps),
+                         "steps_to_90_per_seed": " ".join("never" if s is None else str(s) for s in reached)})
+    if rows:
+        write_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    return bool(rows)
+
+
 def _legend_outside(figure, axis) -> None:
     """One legend right of the figure: with many algorithm variants an inner legend hides the lines."""
     handles, labels = axis.get_legend_handles_labels()
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
 
 
-def _learning_curves(store: RunStore, records: list[dict], path: Path, steps: str) -> bool:
-    """Curves of ``records`` against ``steps`` ("updates" or "environment steps")."""
-    curves: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
+Curves = dict[tuple[str, str], dict[str, dict[int, dict[int, float]]]]  # task -> variant -> seed -> step -> score
+
+
+def _curves(store: RunStore, records: list[dict]) -> Curves:
+    """Every evaluation of ``records`` (``runs/<id>/metrics.jsonl``) by task, variant and seed."""
+    curves: Curves = {}
     for record in records:
         metrics = store.run_dir(record["run_id"]) / "metrics.jsonl"
         if not metrics.exists():
             continue
         task = (record["dataset"], record["wrapper"] or NO_WRAPPER)
-        per_update = curves.setdefault(task, {}).setdefault(variant_name(record), {})
+        points = curves.setdefault(task, {}).setdefault(variant_name(record), {}).setdefault(record["seed"], {})
         for line in metrics.read_text().splitlines():
             if line.strip():
                 point = json.loads(line)
-                per_update.setdefault(point["updates"], []).append(point["normalized_score"])
+                points[point["updates"]] = point["normalized_score"]
+    return curves
+
+
+def _learning_curves(by_seed: Curves, path: Path, steps: str) -> bool:
+    """Curves against ``steps`` ("updates" or "environment steps")."""
+    curves: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
+    for task, variants in by_seed.items():
+        for name, seeds in variants.items():
+            per_update = curves.setdefault(task, {}).setdefault(name, {})
+            for points in seeds.values():
+                for step, score in points.items():
+                    per_update.setdefault(step, []).append(score)
     if not curves:
         return False
     plt = _pyplot()
@@ -112,6 +158,8 @@ def _learning_curves(store: RunStore, records: list[dict], path: Path, steps: st
     rng = np.random.default_rng(0)
     for axis, ((dataset, wrapper), variants) in zip(axes.flat, sorted(curves.items())):
         for name, per_update in sorted(variants.items()):
+            if not per_update:  # nothing to learn (e.g. ``random``): evaluated once, no curve
+                continue
             updates = sorted(per_update)
             means = np.array([np.mean(per_update[u]) for u in updates])
             bands = np.array([np.percentile(rng.choice(per_update[u], (1000, len(per_update[u]))).mean(1), [2.5, 97.5])
@@ -124,7 +172,8 @@ def _learning_curves(store: RunStore, records: list[dict], path: Path, steps: st
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(curves):]:
         axis.axis("off")
-    figure.suptitle("Learning curves: mean over seeds, 95% bootstrap band")
+    kind = "Learning curves" if steps == "updates" else "Sample efficiency"
+    figure.suptitle(f"{kind}: mean over seeds, 95% bootstrap band")
     figure.tight_layout()
     _legend_outside(figure, axes.flat[0])
     figure.savefig(path, dpi=110, bbox_inches="tight")
@@ -232,8 +281,10 @@ def plot_directory(directory: Path) -> list[Path]:
     offline = [r for r in records if r.get("paradigm", "offline") == "offline"]
     for runs, name, steps in ((offline, "learning_curves.png", "updates"),
                               (online, "sample_efficiency.png", "environment steps")):
-        if _learning_curves(store, runs, out / name, steps):
+        if _learning_curves(_curves(store, runs), out / name, steps):
             written.append(out / name)
+    if online and _sample_efficiency(_curves(store, online), out / "sample_efficiency.csv"):
+        written.append(out / "sample_efficiency.csv")
     groups = scores_by_task([r for r in records if np.isfinite(r["normalized_score"])])
     if groups:
         own_tasks = score_matrices(groups, common_tasks=False)
