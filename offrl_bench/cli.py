@@ -10,7 +10,9 @@ import dataclasses
 import functools
 import math
 import re
+import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -32,6 +34,8 @@ def data_app() -> None:
 
 out = Console()
 err = Console(stderr=True)
+#: The arguments of this invocation, recorded in the output directory by ``run``.
+_arguments: list[str] = []
 
 LISTABLE = ("algorithms", "datasets", "wrappers", "suites")
 
@@ -205,9 +209,17 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
     if adastop and not suite:
         raise UsageError("--adastop runs the seeds of a suite in batches: give it with --suite")
+    command = shlex.join(["offrl-bench", *_arguments])
+
+    from offrl_bench.results import RunStore
+
+    recorded = []  # the command is recorded once, when its first batch passed the checks
 
     def execute(batch: list) -> None:
         preflight(batch)
+        if not recorded:
+            RunStore(out).append_command(command, datetime.now(timezone.utc).isoformat())
+            recorded.append(command)
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                                     retry_failed=retry_failed, max_retries=max_retries)
@@ -331,6 +343,18 @@ def plot_(directory: Path) -> None:
         out.print(f"wrote {path}", markup=False, highlight=False)
 
 
+@app.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="HTML path (default DIRECTORY/report.html)")
+def report_(directory: Path, output: Path | None) -> None:
+    """Write a self-contained HTML report: sortable, filterable leaderboard, aggregate IQM bars, the
+    figures, and the configs, seeds, versions and commands behind every row."""
+    from offrl_bench.report import build_report
+
+    out.print(f"wrote {build_report(directory, output)}", markup=False, highlight=False)
+
+
 def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) -> None:
     from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
 
@@ -365,6 +389,7 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) ->
 
 
 def main(argv: list[str] | None = None) -> None:
+    _arguments[:] = sys.argv[1:] if argv is None else argv
     try:
         app.main(args=argv, prog_name="offrl-bench", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # a bare command: show its help

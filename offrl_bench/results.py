@@ -3,7 +3,8 @@
 ``runs.jsonl`` in an output directory holds one JSON line per finished run and is the source of
 truth; ``leaderboard.csv`` is derived from it and can always be rebuilt (``offrl-bench leaderboard``).
 ``failures.jsonl`` holds one line per failed attempt (reason and traceback); a run that later
-finishes is no longer counted as failed.
+finishes is no longer counted as failed. ``commands.jsonl`` holds every ``offrl-bench run`` command
+that wrote into the directory, with its start time (the report shows them).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RunStore:
         self.records_path = self.out_dir / "runs.jsonl"
         self.failures_path = self.out_dir / "failures.jsonl"
         self.lock_path = self.out_dir / "runs.jsonl.lock"
+        self.commands_path = self.out_dir / "commands.jsonl"
 
     def run_dir(self, run_id: str) -> Path:
         return self.out_dir / "runs" / run_id
@@ -107,6 +109,13 @@ class RunStore:
     def append_failure(self, failure: dict) -> None:
         with self.locked():
             _append_line(self.failures_path, failure)
+
+    def append_command(self, command: str, started_at: str) -> None:
+        with self.locked():
+            _append_line(self.commands_path, {"command": command, "started_at": started_at})
+
+    def commands(self) -> list[dict]:
+        return list(_read_jsonl(self.commands_path))
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
@@ -191,14 +200,15 @@ def _variant(record: dict) -> tuple[str, tuple]:
     return record.get("algorithm_label") or record["algorithm"], tuple(sorted(columns.items()))
 
 
-def leaderboard(records: list[dict]) -> pd.DataFrame:
+def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
 
     "Algorithm" is the algorithm's leaderboard name plus its extra columns (e.g. ``ssorl(iql)`` at
     ``label_fraction`` 0.1), so each configured variant has rows of its own.
     The aggregate uses the same number of runs for every task (the smallest seed count, lowest seeds
-    first) because a stratified bootstrap needs a runs x tasks matrix.
+    first) because a stratified bootstrap needs a runs x tasks matrix. ``with_run_ids`` adds a last
+    column ``run_ids``: the runs behind each row (not part of the CSV).
     """
     if not records:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -210,7 +220,8 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
     for (suite, dataset, wrapper, (algorithm, columns)), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
         rows.append({**_row(suite, dataset, wrapper, algorithm, runs,
-                            np.array([[r["normalized_score"]] for r in runs], dtype=float)), **dict(columns)})
+                            np.array([[r["normalized_score"]] for r in runs], dtype=float)), **dict(columns),
+                     "run_ids": tuple(r["run_id"] for r in runs)})
     # Aggregates over a suite's tasks, separately per level split: train- and test-level scores
     # answer different questions and must not be averaged together.
     aggregates: dict[tuple, list[list[dict]]] = {}
@@ -219,9 +230,10 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
     for (suite, (algorithm, columns), split), tasks in sorted(aggregates.items()):
         n = min(len(runs) for runs in tasks)
         scores = np.array([[runs[i]["normalized_score"] for runs in tasks] for i in range(n)], dtype=float)
-        rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm,
-                            [r for runs in tasks for r in runs[:n]], scores), **dict(columns)})
-    extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS))
+        used = [r for runs in tasks for r in runs[:n]]
+        rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm, used, scores),
+                     **dict(columns), "run_ids": tuple(r["run_id"] for r in used)})
+    extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS) - {"run_ids"})
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS + extra)
     wrappers = frame.wrapper[frame.dataset != ALL]
     if (wrappers == NO_WRAPPER).any() and (wrappers != NO_WRAPPER).any():
@@ -230,6 +242,8 @@ def leaderboard(records: list[dict]) -> pd.DataFrame:
     if (splits != "").any():
         frame["split"] = splits
         frame["generalization_gap"] = _generalization_gap(frame, extra)
+    if with_run_ids:
+        frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame
 
 
@@ -265,5 +279,10 @@ def _drop_from_default(frame: pd.DataFrame, variant_columns: list[str]) -> pd.Se
                      index=frame.index)
 
 
+def leaderboard_csv(frame: pd.DataFrame) -> str:
+    """The CSV text of a leaderboard, as ``leaderboard.csv`` holds it."""
+    return frame.to_csv(index=False, float_format="%.6g")
+
+
 def write_leaderboard(frame: pd.DataFrame, path: Path) -> None:
-    write_atomic(Path(path), frame.to_csv(index=False, float_format="%.6g"))
+    write_atomic(Path(path), leaderboard_csv(frame))

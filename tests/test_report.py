@@ -1,0 +1,163 @@
+"""``offrl-bench report``: a self-contained HTML page whose numbers equal leaderboard.csv, and whose
+sorting and filtering work in a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_usage_error
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+class _Page(HTMLParser):
+    """The leaderboard table's header, each row's cells (data-value and shown text) and row
+    attributes, and every URL the page references."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header: list[str] = []
+        self.rows: list[dict] = []
+        self.urls: list[str] = []
+        self._in_table = self._in_header = False
+        self._cell: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.urls += [attrs[key] for key in ("src", "href") if key in attrs]
+        if tag == "table" and attrs.get("id") == "leaderboard":
+            self._in_table = True
+        elif self._in_table and tag == "th":
+            self._in_header = True
+            self.header.append("")
+        elif self._in_table and tag == "tr" and "data-row" in attrs:
+            self.rows.append({"attributes": attrs, "values": [], "shown": []})
+        elif self._in_table and tag == "td":
+            self._cell = {"value": attrs["data-value"], "text": ""}
+
+    def handle_data(self, data):
+        if self._in_header:
+            self.header[-1] += data
+        elif self._cell is not None:
+            self._cell["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "th":
+            self._in_header = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1]["values"].append(self._cell["value"])
+            self.rows[-1]["shown"].append(self._cell["text"])
+            self._cell = None
+        elif tag == "table":
+            self._in_table = False
+
+
+def _command(*args: str) -> None:
+    """Run the CLI in this process; ``main`` returns normally on success."""
+    from offrl_bench.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        raise AssertionError(f"offrl-bench {' '.join(args)} failed with exit code {exc.code}") from None
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory, cartpole_expert) -> Path:
+    """Eight small runs: BC and random, two seeds, default env and STORI action noise."""
+    out = tmp_path_factory.mktemp("report") / "results"
+    for wrapper in ("", "stori:action:p=0.3"):
+        for algo in ("bc", "random"):
+            _command("run", "--algo", algo, "--dataset", cartpole_expert, "--seeds", "0,1", "--updates", "100",
+                     "--eval-every", "100", "--checkpoint-every", "100", "--eval-episodes", "3",
+                     "--wrapper", wrapper, "--out", str(out), "--quiet")
+    _command("report", str(out))
+    return out
+
+
+def _page(results_dir: Path) -> _Page:
+    page = _Page()
+    page.feed((results_dir / "report.html").read_text())
+    return page
+
+
+def test_report_numbers_equal_the_leaderboard_csv(results_dir):
+    page = _page(results_dir)
+    with open(results_dir / "leaderboard.csv") as f:
+        table = list(csv.reader(f))
+    assert page.header == table[0]
+    assert [row["values"] for row in page.rows] == table[1:]
+    for row in page.rows:  # what is shown is the same number, rounded
+        for column, value, shown in zip(page.header, row["values"], row["shown"]):
+            if value == "":
+                assert shown == "-"
+            elif column in ("normalized_mean", "normalized_iqm", "ci_low", "ci_high", "return_mean"):
+                assert float(shown.replace(",", "")) == pytest.approx(float(value), abs=0.051), (column, value, shown)
+
+
+def test_report_is_self_contained_and_shows_commands_figures_and_runs(results_dir):
+    text = (results_dir / "report.html").read_text()
+    page = _page(results_dir)
+    assert page.urls and all(url.startswith("data:image/png;base64,") for url in page.urls)  # no network
+    assert "<link" not in text and "@import" not in text
+    assert "learning_curves.png" in text and "aggregates.png" in text
+    assert text.count("offrl-bench run --algo bc --dataset") == 2  # commands.jsonl, one per wrapper
+    assert '"seed": 1' in text and '"versions"' in text and '"config"' in text
+    assert {row["attributes"]["data-algorithm"] for row in page.rows} == {"bc", "random"}
+
+
+def test_report_of_an_empty_directory_is_a_usage_error(cli, tmp_path):
+    assert_usage_error(cli("report", str(tmp_path)), "no run records in", "runs.jsonl")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("headless Chromium not found: install the Debian packages chromium and chromium-driver "
+                    "(.ci/run does) to run the browser test")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extras")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_sorting_and_filtering_in_headless_chromium(browser, results_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get((results_dir / "report.html").as_uri())
+    header = browser.find_elements(By.CSS_SELECTOR, "#leaderboard th")
+    column = [h.text for h in header].index("normalized_mean")
+
+    def visible(index: int) -> list[str]:
+        return [row.find_elements(By.TAG_NAME, "td")[index].get_attribute("data-value")
+                for row in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr") if row.is_displayed()]
+
+    before = visible(column)
+    header[column].click()
+    ascending = visible(column)
+    assert ascending == sorted(before, key=float) and ascending != before
+    header[column].click()
+    assert visible(column) == sorted(before, key=float, reverse=True)
+
+    algorithm = [h.text for h in header].index("algorithm")
+    Select(browser.find_element(By.CSS_SELECTOR, "select[name=algorithm]")).select_by_value("random")
+    shown = visible(algorithm)
+    assert shown and set(shown) == {"random"} and len(shown) < len(before)
+    assert browser.find_element(By.ID, "shown").text == f"{len(shown)} of {len(before)} rows"
+
+    browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr:not([hidden])")[0].click()
+    assert "random" in browser.find_element(By.ID, "details-title").text
+    assert '"seed": 0' in browser.find_element(By.ID, "details").text
+    assert browser.save_screenshot(str(tmp_path / "report.png"))
