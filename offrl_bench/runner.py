@@ -99,13 +99,16 @@ def _environment_versions() -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
+    here = Path(__file__).resolve().parent
     try:
-        versions["git_revision"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
+        versions["git_revision"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                                  timeout=5, cwd=here).stdout.strip() or None
+        # True: the code that ran differs from that revision (uncommitted changes to tracked files)
+        versions["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                                    capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
+                                     ) if versions["git_revision"] else None
     except (OSError, subprocess.SubprocessError):
-        versions["git_revision"] = None
+        versions["git_revision"] = versions["git_dirty"] = None
     return versions
 
 
