@@ -147,6 +147,9 @@ def write_atomic(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(f.fileno(), 0o666 & ~umask)  # as open() would make it; temporary files start private
     os.replace(f.name, path)
 
 
