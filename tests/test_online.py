@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +114,30 @@ def test_online_agents_train_on_train_levels_and_are_scored_on_the_wrapper_split
     record = execute_run(spec, RunStore(tmp_path))
     assert seen == ["train", "train"]
     assert record["wrapper"] == "levels:test"
+
+
+def test_online_agents_train_and_are_scored_under_stori_wrappers(cartpole_expert, tmp_path, monkeypatch):
+    """A STORI wrapper perturbs both the training environments and the evaluation episodes."""
+    perturbed = []
+    learn = PPOAlgorithm.learn
+
+    def spy(self, env_fn, steps, seed, total_steps):
+        env, flags = env_fn(), []
+        env.reset(seed=0)
+        for _ in range(300):
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            flags.append(info["stori"]["action_replaced"])
+            if terminated or truncated:
+                env.reset()
+        perturbed.append(np.mean(flags))
+        return learn(self, env_fn, steps, seed, total_steps)
+
+    monkeypatch.setattr(PPOAlgorithm, "learn", spy)
+    spec = RunSpec("ppo", cartpole_expert, 0, wrapper="stori:action:p=0.3", updates=256, eval_every=256,
+                   checkpoint_every=256, eval_episodes=3, overrides=SMALL_PPO)
+    record = execute_run(spec, RunStore(tmp_path))
+    assert 0.15 < perturbed[0] < 0.45
+    assert 0.15 < record["perturbation_rates"]["action_replaced"] < 0.45
 
 
 @pytest.mark.parametrize("args, fragments", [
