@@ -152,8 +152,10 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--dataset", default=None, help="Minari dataset id (see 'list datasets')")
 @click.option("--wrapper", default="", help="evaluation wrapper spec, e.g. 'stori:action:p=0.3'")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds")
-@click.option("--updates", type=int, default=5_000, show_default=True, help="gradient updates per run")
-@click.option("--eval-every", type=int, default=1_000, show_default=True, help="evaluate every N updates")
+@click.option("--updates", type=int, default=5_000, show_default=True,
+              help="gradient updates per run (environment steps for online algorithms)")
+@click.option("--eval-every", type=int, default=1_000, show_default=True,
+              help="evaluate every N updates (or environment steps)")
 @click.option("--eval-episodes", type=int, default=10, show_default=True, help="episodes per evaluation")
 @click.option("--checkpoint-every", type=int, default=1_000, show_default=True, help="checkpoint every N updates")
 @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="algorithm config field (repeatable)")
