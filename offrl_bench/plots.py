@@ -85,6 +85,7 @@ def score_matrices(groups: ScoresByTask, common_tasks: bool) -> dict[str, dict[s
     return matrices
 
 
+Curves = dict[tuple[str, str], dict[str, dict[int, dict[int, float]]]]  # task -> variant -> seed -> step -> score
 #: The normalised score whose first crossing ``sample_efficiency.csv`` reports.
 REACHED = 90.0
 
@@ -119,9 +120,6 @@ def _legend_outside(figure, axis) -> None:
     """One legend right of the figure: with many algorithm variants an inner legend hides the lines."""
     handles, labels = axis.get_legend_handles_labels()
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
-
-
-Curves = dict[tuple[str, str], dict[str, dict[int, dict[int, float]]]]  # task -> variant -> seed -> step -> score
 
 
 def _curves(store: RunStore, records: list[dict]) -> Curves:
@@ -279,11 +277,12 @@ def plot_directory(directory: Path) -> list[Path]:
     written = []
     online = [r for r in records if r.get("paradigm", "offline") != "offline"]
     offline = [r for r in records if r.get("paradigm", "offline") == "offline"]
-    for runs, name, steps in ((offline, "learning_curves.png", "updates"),
-                              (online, "sample_efficiency.png", "environment steps")):
-        if _learning_curves(_curves(store, runs), out / name, steps):
+    online_curves = _curves(store, online)
+    for curves, name, steps in ((_curves(store, offline), "learning_curves.png", "updates"),
+                                (online_curves, "sample_efficiency.png", "environment steps")):
+        if _learning_curves(curves, out / name, steps):
             written.append(out / name)
-    if online and _sample_efficiency(_curves(store, online), out / "sample_efficiency.csv"):
+    if _sample_efficiency(online_curves, out / "sample_efficiency.csv"):
         written.append(out / "sample_efficiency.csv")
     groups = scores_by_task([r for r in records if np.isfinite(r["normalized_score"])])
     if groups:

@@ -100,3 +100,24 @@ def test_plot_command(cli, tmp_path):
     result = cli("plot", str(tmp_path))
     assert result.code == 0 and "aggregates.png" in result.out
     assert_usage_error(cli("plot", str(tmp_path / "empty")), "no run records")
+
+
+def test_sample_efficiency_of_online_runs(tmp_path):
+    """Online runs get a curve against environment steps and, per seed, the steps to reach 90."""
+    curves = {0: [10, 95, 99], 1: [50, 60, 92], 2: [0, 20, 40]}
+    records = []
+    for seed, scores in curves.items():
+        run_dir = tmp_path / "runs" / f"ppo-{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.jsonl").write_text("".join(
+            json.dumps({"updates": 1000 * (k + 1), "normalized_score": s}) + "\n" for k, s in enumerate(scores)))
+        records.append({"run_id": f"ppo-{seed}", "suite": "s", "dataset": "d", "wrapper": "", "algorithm": "ppo",
+                        "paradigm": "online", "seed": seed, "normalized_score": scores[-1],
+                        "return_mean": scores[-1], "updates": 3000, "train_seconds": 1.0})
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    written = {path.name for path in plot_directory(tmp_path)}
+    assert {"sample_efficiency.png", "sample_efficiency.csv"} <= written and "learning_curves.png" not in written
+    row = pd.read_csv(tmp_path / "plots" / "sample_efficiency.csv").iloc[0]
+    assert row.mean_score_over_training == pytest.approx(np.mean([np.mean(c) for c in curves.values()]))
+    assert row.steps_to_90_per_seed == "2000 3000 never" and row.seeds_reaching_90 == 2
+    assert np.isnan(row.median_steps_to_90)  # not every seed got there
