@@ -22,11 +22,11 @@ from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import CombinedSuite, Suite
 from offrl_bench.suites.generalization import ENV_ID as MINIGRID
 from offrl_bench.suites.generalization import SMALL_DT
+from offrl_bench.suites.offline import CQL_CPU_SETTINGS
 from offrl_bench.suites.ssorl import SSORL
 from offrl_bench.suites.stori import STORI_WRAPPERS
 
 SCALE = dict(seeds=(0, 1, 2), updates=2_000, eval_every=1_000, checkpoint_every=1_000, eval_episodes=10)
-CQL_SETTINGS = (("actor_lr", "3e-4"), ("n_actions", "4"))  # see suites/offline.py
 MINIGRID_EXPERT = DatasetRequest(MINIGRID, "expert", wrapper="levels:train")
 
 DEFAULT = CombinedSuite(
@@ -36,8 +36,8 @@ DEFAULT = CombinedSuite(
     parts=(
         Suite("quality", "", datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed"),
                                        DatasetRequest("CartPole-v1", "medium")),
-              algorithms=("bc", "td3_bc", "iql", "cql", "bcq", "dt"), overrides={"cql": CQL_SETTINGS, "dt": SMALL_DT},
-              **SCALE),
+              algorithms=("bc", "td3_bc", "iql", "cql", "bcq", "dt"),
+              overrides={"cql": CQL_CPU_SETTINGS, "dt": SMALL_DT}, **SCALE),
         Suite("stori", "", datasets=(DatasetRequest("Pendulum-v1", "expert"),), algorithms=("bc", "iql"),
               wrappers=STORI_WRAPPERS[:5], **SCALE),
         Suite("levels", "", datasets=(MINIGRID_EXPERT,), algorithms=("bc", "bcq", "iql"),

@@ -9,6 +9,9 @@ of the papers' 1M, so CQL's actor learning rate is raised from CORL's 3e-5 (tune
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import Suite
 
+#: CQL at CPU scale (see above); the other suites that run CQL use it too.
+CQL_CPU_SETTINGS = (("actor_lr", "3e-4"), ("n_actions", "4"))
+
 OFFLINE = Suite(
     name="offline",
     description="BC, TD3+BC, IQL, CQL, BCQ on Pendulum-v1 and CartPole-v1 expert/medium/mixed data (3 seeds)",
@@ -20,5 +23,5 @@ OFFLINE = Suite(
     eval_every=1_000,
     eval_episodes=10,
     checkpoint_every=1_000,
-    overrides={"cql": (("actor_lr", "3e-4"), ("n_actions", "4"))},
+    overrides={"cql": CQL_CPU_SETTINGS},
 )

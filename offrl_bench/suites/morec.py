@@ -1,0 +1,26 @@
+"""Model-based offline RL with and without MOREC's dynamics-reward filter, next to model-free
+baselines (MOREC paper, Table 1 style), at CPU scale on Pendulum-v1 medium and mixed data.
+
+MOPO and MOPO+MOREC use the defaults of ``algorithms/mopo.py`` (7-member ensemble, h = 5, lambda =
+1, real ratio 0.05, MOREC's 10 candidates and threshold 0.6); TD3+BC, IQL and CQL (the offline
+suite's CPU settings) are the model-free reference. 4,000 updates, 3 seeds. The leaderboard row
+names are ``mopo`` and ``mopo+morec``.
+"""
+
+from offrl_bench.data.make import DatasetRequest
+from offrl_bench.suites import Suite
+from offrl_bench.suites.offline import CQL_CPU_SETTINGS
+
+MOREC = Suite(
+    name="morec",
+    description="MOPO vs MOPO+MOREC vs TD3+BC, IQL, CQL on Pendulum-v1 medium and mixed data",
+    datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed")),
+    algorithms=("td3_bc", "iql", "cql", "mopo"),
+    variants=(("mopo", (("filter", "morec"),)),),
+    seeds=(0, 1, 2),
+    updates=4_000,
+    eval_every=1_000,
+    eval_episodes=10,
+    checkpoint_every=1_000,
+    overrides={"cql": CQL_CPU_SETTINGS},
+)
