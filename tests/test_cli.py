@@ -44,7 +44,7 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
         (["run", "--algo", "bc", "--dataset", "{ds}", "--wrapper", "x:p=1:mode"],
          ["positional 'mode' after key=value"]),
         (["run", "--suite", "nosuite"],
-         ["unknown suite 'nosuite'", "one of: default, generalization, offline, online, quick, ssorl, stori"]),
+         ["unknown suite 'nosuite'", "one of: default, generalization, morec, offline, online, quick, ssorl, stori"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr"], ["malformed --set 'lr'", "key=value"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr=abc"], ["invalid value 'abc' for bc.lr"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "depth=2.5"], ["expected int"]),
