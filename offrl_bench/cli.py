@@ -220,6 +220,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     def execute(batch: list) -> None:
         preflight(batch)
         if not recorded:
+            scheduler.check_writable(out)
             RunStore(out).append_command(command, datetime.now(timezone.utc).isoformat())
             recorded.append(command)
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
