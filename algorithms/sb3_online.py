@@ -12,6 +12,7 @@ SB3 model (weights, optimisers, counters, schedules) and, for off-policy methods
 
 from __future__ import annotations
 
+import abc
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,9 +130,9 @@ class SB3Algorithm(OnlineAlgorithm):
         self.model = self.sb3_class("MlpPolicy", self._placeholder_envs(), seed=seed, device=self.device, verbose=0,
                                     policy_kwargs={"net_arch": [config.width] * config.depth}, **self.sb3_kwargs())
 
+    @abc.abstractmethod
     def sb3_kwargs(self) -> dict[str, Any]:
         """The SB3 constructor's keyword arguments for :attr:`config` (besides the network)."""
-        raise NotImplementedError
 
     @property
     def n_envs(self) -> int:
