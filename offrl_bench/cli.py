@@ -12,7 +12,6 @@ import math
 import re
 import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -211,21 +210,15 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
     if adastop and not suite:
         raise UsageError("--adastop runs the seeds of a suite in batches: give it with --suite")
-    command = shlex.join(["offrl-bench", *_arguments])
-
-    from offrl_bench.results import RunStore
-
-    recorded = []  # the command is recorded once, when its first batch passed the checks
+    command: str | None = shlex.join(["offrl-bench", *_arguments])  # recorded with the first batch
 
     def execute(batch: list) -> None:
+        nonlocal command
         preflight(batch)
-        if not recorded:
-            scheduler.check_writable(out)
-            RunStore(out).append_command(command, datetime.now(timezone.utc).isoformat())
-            recorded.append(command)
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                    retry_failed=retry_failed, max_retries=max_retries)
+                                    retry_failed=retry_failed, max_retries=max_retries, command=command)
+        command = None
         failed = outcome.failed + outcome.failed_earlier
         if failed:
             first = failed[0]

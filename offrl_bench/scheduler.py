@@ -194,11 +194,15 @@ class Sink:
 def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Console | None = None,
             quiet: bool = False, backend: str = "local", address: str | None = None,
             cpus_per_run: float | None = None, gpus_per_run: float = 0.0, retry_failed: bool = False,
-            max_retries: int = DEFAULT_MAX_RETRIES) -> Outcome:
+            max_retries: int = DEFAULT_MAX_RETRIES, command: str | None = None) -> Outcome:
+    """Run ``specs`` not finished yet into ``out_dir``; ``command``, when given, is appended to its
+    ``commands.jsonl`` once the directory is known to be writable."""
     console = console or Console(stderr=True)
     check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
     check_writable(out_dir)
     store = RunStore(out_dir)
+    if command:
+        store.append_command(command, datetime.now(timezone.utc).isoformat())
     finished, failures = store.records(), store.failures()
     todo = [spec for spec in specs if spec.run_id not in finished]
     outcome = Outcome(skipped=len(specs) - len(todo))
