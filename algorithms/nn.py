@@ -20,6 +20,21 @@ def seeded_init(seed: int) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Leave ``module``'s parameters out of the autograd graphs built inside the block.
+
+    An actor loss back-propagates through the critic to the actions only; with the critic frozen the
+    backward pass skips the critic's weight gradients (a third of its backward matmuls), which the
+    critic's next step would discard anyway.
+    """
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
 def mlp(in_dim: int, out_dim: int, width: int = 256, depth: int = 2) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(depth):
@@ -52,8 +67,12 @@ def as_observation_tensor(observations: np.ndarray, device: torch.device) -> tor
 
 
 class FusedMLPEnsemble(nn.Module):
-    """``n`` independent MLPs evaluated together: each layer's weights are stacked to (n, in, out) and
-    applied with one batched matmul, instead of a Python loop over ensemble members.
+    """``n`` independent MLPs whose layers are stacked to (n, in, out) weights.
+
+    On an accelerator all members run as one batched matmul per layer rather than one kernel launch
+    per member. On a CPU there is no launch cost to save and MKL's batched matmul is the slower
+    kernel: one ``addmm`` per member is faster, by 8% for two 256x256 critics on 256 rows and by 30%
+    on CQL's 7,680 sampled-action rows (forward and backward, one thread), so the CPU path loops.
 
     Input (B, in) is shared by all members; (n, B, in) gives each member its own. Output (n, B, out).
     Members are initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), independently.
@@ -73,6 +92,12 @@ class FusedMLPEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return torch.stack([self.forward_member(x if x.dim() == 2 else x[m], m) for m in range(self.n)])
+        return self.forward_batched(x)
+
+    def forward_batched(self, x: torch.Tensor) -> torch.Tensor:
+        """All members in one batched matmul per layer (the accelerator path of :meth:`forward`)."""
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.n, -1, -1)
         last = len(self.weights) - 1
@@ -81,7 +106,6 @@ class FusedMLPEnsemble(nn.Module):
             if i < last:
                 x = self.activation(x)
         return x
-
 
     def forward_member(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Output (B, out) of member ``index`` alone (e.g. TD3's actor loss uses only the first critic)."""

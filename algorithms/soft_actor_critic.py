@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offrl_bench.algorithms.nn import FusedMLPEnsemble, TanhGaussianActor, adam, soft_update, state_action_values
+from offrl_bench.algorithms.nn import (
+    FusedMLPEnsemble,
+    TanhGaussianActor,
+    adam,
+    frozen,
+    soft_update,
+    state_action_values,
+)
 
 
 class SoftActorCritic:
@@ -41,7 +48,8 @@ class SoftActorCritic:
         self.alpha_optimizer.step()
         alpha = self.log_alpha.exp().detach()
 
-        q_new = state_action_values(self.critic, observations, new_actions).min(0).values
+        with frozen(self.critic):
+            q_new = state_action_values(self.critic, observations, new_actions).min(0).values
         actor_loss = (alpha * log_prob - q_new).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

@@ -21,6 +21,7 @@ from offrl_bench.algorithms.nn import (
     ObservationNormalizer,
     adam,
     as_observation_tensor,
+    frozen,
     mlp,
     seeded_init,
     soft_update,
@@ -92,7 +93,8 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
         self.updates += 1
         if self.updates % cfg.policy_freq == 0:
             policy_actions = torch.tanh(self.actor(observations))
-            q_pi = self.critic.forward_member(torch.cat([observations, policy_actions], -1), 0).squeeze(-1)
+            with frozen(self.critic):
+                q_pi = self.critic.forward_member(torch.cat([observations, policy_actions], -1), 0).squeeze(-1)
             lam = cfg.alpha / q_pi.abs().mean().detach()
             actor_loss = -lam * q_pi.mean() + F.mse_loss(policy_actions, actions)
             self.actor_optimizer.zero_grad(set_to_none=True)

@@ -8,7 +8,8 @@ first use (``--d3rlpy-venv``, default ``.venv-d3rlpy``) with ``pip install -c co
     python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--threads 2]
 
 Prints updates/s of d3rlpy and of offrl-bench in fp32 and with ``--precision bf16`` (bfloat16
-autocast), and the ratios offrl-bench / d3rlpy per algorithm.
+autocast), and the ratios offrl-bench / d3rlpy per algorithm. Then, from the torch profiler, the time
+each side's update spends in matrix multiplications, and the updates/s that bounds in fp32.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np, torch, d3rlpy
 from d3rlpy.models.encoders import VectorEncoderFactory
 from d3rlpy.preprocessing import StandardObservationScaler, MinMaxActionScaler
 
-path, algos, updates, threads = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4])
+path, algos, updates, threads, profiled = sys.argv[1], sys.argv[2].split(","), *map(int, sys.argv[3:6])
 torch.set_num_threads(threads)
 data = np.load(path)
 dataset = d3rlpy.dataset.MDPDataset(data["observations"], data["actions"], data["rewards"], data["terminals"],
@@ -63,9 +64,23 @@ for name in algos:
     started = time.perf_counter()
     for _ in range(updates):
         algo.update(buffer.sample_transition_batch(256))
-    results[name] = updates / (time.perf_counter() - started)
+    rate = updates / (time.perf_counter() - started)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(profiled):
+            algo.update(buffer.sample_transition_batch(256))
+    op_seconds = {e.key: e.self_cpu_time_total / 1e6 / profiled for e in prof.key_averages()}
+    results[name] = (rate, op_seconds)
 print(json.dumps(results))
 """
+
+#: The matrix multiplications of an MLP update: the compute no implementation of the same networks avoids.
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+#: Updates run under the torch profiler to time each operator (after the timed updates).
+PROFILED_UPDATES = 50
+
+
+def matmul_seconds(op_seconds: dict[str, float]) -> float:
+    return sum(op_seconds.get(op, 0.0) for op in MATMUL_OPS)
 
 
 def ensure_d3rlpy_venv(venv: Path) -> Path:
@@ -78,7 +93,9 @@ def ensure_d3rlpy_venv(venv: Path) -> Path:
     return python
 
 
-def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str) -> dict[str, float]:
+def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str
+                      ) -> dict[str, tuple[float, dict[str, float]]]:
+    """Per algorithm: (updates/s, seconds per update in each torch operator)."""
     from offrl_bench.data.datasets import load_dataset
     from offrl_bench.runner import RunSpec, build_algorithm
 
@@ -95,7 +112,11 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision
             started = time.perf_counter()
             for _ in range(updates):
                 algorithm.update(dataset.sample(256, generator))
-        rates[name] = updates / (time.perf_counter() - started)
+            rate = updates / (time.perf_counter() - started)
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(PROFILED_UPDATES):
+                    algorithm.update(dataset.sample(256, generator))
+        rates[name] = (rate, {e.key: e.self_cpu_time_total / 1e6 / PROFILED_UPDATES for e in prof.key_averages()})
     return rates
 
 
@@ -127,7 +148,8 @@ def main() -> None:
                  action_high=dataset.spec.action_space.high)
         python = ensure_d3rlpy_venv(args.d3rlpy_venv)
         theirs = json.loads(subprocess.run(
-            [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates), str(args.threads)],
+            [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates), str(args.threads),
+             str(PROFILED_UPDATES)],
             check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip().splitlines()[-1])
     fp32 = offrl_bench_rates(request.dataset_id, algos, args.updates, "fp32")
     bf16 = offrl_bench_rates(request.dataset_id, algos, args.updates, "bf16")
@@ -136,8 +158,16 @@ def main() -> None:
           f"{args.threads} torch threads, {args.updates} timed updates each; d3rlpy runs fp32")
     print(f"{'algorithm':10} {'d3rlpy':>8} {'ours fp32':>10} {'ratio':>7} {'ours bf16':>10} {'ratio':>7}  (updates/s)")
     for name in algos:
-        print(f"{name:10} {theirs[name]:8.1f} {fp32[name]:10.1f} {fp32[name] / theirs[name]:6.2f}x "
-              f"{bf16[name]:10.1f} {bf16[name] / theirs[name]:6.2f}x")
+        print(f"{name:10} {theirs[name][0]:8.1f} {fp32[name][0]:10.1f} {fp32[name][0] / theirs[name][0]:6.2f}x "
+              f"{bf16[name][0]:10.1f} {bf16[name][0] / theirs[name][0]:6.2f}x")
+    # The matmul bound: updates/s if an update cost nothing but its matrix multiplications. Where
+    # 2x d3rlpy lies above our fp32 bound, no amount of overhead removal reaches it in fp32.
+    print("\nmatrix multiplications per update (ms), fp32, and the bound they set (updates/s):")
+    print(f"{'algorithm':10} {'d3rlpy':>8} {'ours':>8} {'our bound':>10} {'2x d3rlpy':>10}")
+    for name in algos:
+        ours_matmul = matmul_seconds(fp32[name][1])
+        print(f"{name:10} {matmul_seconds(theirs[name][1]) * 1e3:8.2f} {ours_matmul * 1e3:8.2f} "
+              f"{1 / ours_matmul:10.1f} {2 * theirs[name][0]:10.1f}")
 
 
 if __name__ == "__main__":

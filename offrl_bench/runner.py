@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from offrl_bench import registry
+from offrl_bench.allocator import keep_freed_memory
 from offrl_bench.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset, project_metadata
@@ -160,6 +161,9 @@ def variant_fields(cls: type[Algorithm], config) -> dict:
 
 
 def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
+    """The run's algorithm, configured and checked against the dataset, in a process whose allocator
+    is tuned for training (so benchmarks that build algorithms measure what runs do)."""
+    keep_freed_memory()
     cls = registry.algorithm_class(spec.algo)
     config = build_config(cls, spec.overrides)
     _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from offrl_bench.algorithms.nn import FusedMLPEnsemble, mlp, soft_update
+from offrl_bench.algorithms.nn import FusedMLPEnsemble, frozen, mlp, soft_update
 from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run, preflight
@@ -38,6 +38,39 @@ def test_fused_ensemble_members_are_independent_mlps():
     per_member = ensemble(torch.randn(3, 7, 5))
     per_member[1].sum().backward()
     assert ensemble.weights[0].grad[0].abs().sum() == 0 and ensemble.weights[0].grad[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_fused_ensemble_batched_path_matches_the_per_member_path(shared_input):
+    """The CPU loops over members; accelerators take one batched matmul per layer. Same function."""
+    torch.manual_seed(0)
+    ensemble = FusedMLPEnsemble(4, 5, 3, width=16, depth=3)
+    x = torch.randn(9, 5) if shared_input else torch.randn(4, 9, 5)
+    looped = ensemble(x)
+    looped.square().sum().backward()
+    looped_grads = [p.grad.clone() for p in ensemble.parameters()]
+    ensemble.zero_grad()
+    batched = ensemble.forward_batched(x)
+    batched.square().sum().backward()
+    assert torch.allclose(looped, batched, atol=1e-6)
+    for looped_grad, parameter in zip(looped_grads, ensemble.parameters()):
+        assert torch.allclose(looped_grad, parameter.grad, atol=1e-5)
+
+
+def test_frozen_critic_passes_gradients_to_actions_only():
+    torch.manual_seed(0)
+    critic = FusedMLPEnsemble(2, 4, 1, width=16)
+    actions = torch.randn(8, 4, requires_grad=True)
+    critic(actions).sum().backward()
+    expected = actions.grad.clone()
+    critic.zero_grad(set_to_none=True)
+    actions.grad = None
+    with frozen(critic):
+        value = critic(actions).sum()
+    value.backward()
+    assert torch.equal(actions.grad, expected)
+    assert all(p.grad is None for p in critic.parameters())
+    assert all(p.requires_grad for p in critic.parameters())  # unfrozen after the block
 
 
 def test_soft_update():
