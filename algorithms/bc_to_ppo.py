@@ -23,7 +23,6 @@ from offrl_bench.api import Batch
 from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from offrl_bench.data.action_free import select_episodes
 from offrl_bench.data.datasets import TransitionDataset
-from offrl_bench.errors import UsageError
 
 
 @dataclass
@@ -68,11 +67,13 @@ class BCToPPO(PPOAlgorithm):
     def leaderboard_columns(cls, config: BCPPOConfig) -> dict[str, int]:
         return {"demonstrations": config.demonstrations} if config.demonstrations else {}
 
+    @classmethod
+    def check_dataset(cls, config: BCPPOConfig, episodes: int) -> None:
+        if config.demonstrations > episodes:
+            raise ValueError(f"demonstrations={config.demonstrations} but the dataset has {episodes} episodes")
+
     def setup(self, dataset: TransitionDataset) -> None:
         if self.config.demonstrations:
-            if self.config.demonstrations > dataset.n_episodes:
-                raise UsageError(f"bc_ppo: demonstrations={self.config.demonstrations} but the dataset has "
-                                 f"{dataset.n_episodes} episodes")
             dataset = select_episodes(dataset, np.arange(self.config.demonstrations))
         self.dataset = dataset
         self.pretrained = False

@@ -102,6 +102,12 @@ class Algorithm(abc.ABC):
         return cls.action_spaces
 
     @classmethod
+    def check_dataset(cls, config: Any, episodes: int) -> None:
+        """Refuse a config the dataset cannot serve (e.g. more demonstrations than it has episodes) by
+        raising ``ValueError`` with a one-line reason. ``preflight`` calls it before any run starts,
+        so the mistake is a usage error rather than a failed run. Default: accept."""
+
+    @classmethod
     def leaderboard_name(cls, config: Any) -> str:
         """The ``algorithm`` column of this algorithm's leaderboard rows for ``config``. Meta-algorithms
         name their variants here (e.g. ``ssorl(iql)``) so that differently configured runs get rows

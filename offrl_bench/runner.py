@@ -113,7 +113,8 @@ def _environment_versions() -> dict:
     return versions
 
 
-def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: str, action_free: bool) -> None:
+def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: str, action_free: bool,
+                      episodes: int) -> None:
     if action_free and cls.needs_actions:
         raise UsageError(f"dataset '{spec.dataset}' has action-free episodes and algorithm '{spec.algo}' needs "
                          f"actions; train with --algo ssorl --set base={spec.algo} (inverse-dynamics proxy labels)")
@@ -127,6 +128,10 @@ def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: 
                           "(offrl_bench.api)")
     if spec.precision != "fp32" and issubclass(cls, OnlineAlgorithm):
         raise UsageError(f"--precision {spec.precision} applies to offline updates; '{spec.algo}' is {cls.paradigm}")
+    try:
+        cls.check_dataset(config, episodes)
+    except ValueError as exc:
+        raise UsageError(f"algorithm '{spec.algo}' on dataset '{spec.dataset}': {exc}") from exc
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -135,7 +140,7 @@ PRECISIONS = ("fp32", "bf16")
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
-    datasets: dict[str, tuple[str, str, bool]] = {}  # dataset id -> (env id, action kind, action-free)
+    datasets: dict[str, tuple[str, str, bool, int]] = {}  # id -> (env id, action kind, action-free, episodes)
     environments: set[tuple[str, str]] = set()
     for spec in specs:
         if spec.precision not in PRECISIONS:
@@ -146,9 +151,10 @@ def preflight(specs: list[RunSpec]) -> None:
             dataset = open_dataset(spec.dataset)
             datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "",
                                       action_kind(dataset.action_space),
-                                      bool(project_metadata(dataset).get("action_free_episodes")))
-        env_id, kind, action_free = datasets[spec.dataset]
-        _check_compatible(cls, config, spec, kind, action_free)
+                                      bool(project_metadata(dataset).get("action_free_episodes")),
+                                      dataset.total_episodes)
+        env_id, kind, action_free, episodes = datasets[spec.dataset]
+        _check_compatible(cls, config, spec, kind, action_free, episodes)
         if (env_id, spec.wrapper) not in environments:  # unknown wrappers and bad parameters fail here
             make_env(env_id, spec.wrapper).close()
             environments.add((env_id, spec.wrapper))
@@ -166,7 +172,7 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
     keep_freed_memory()
     cls = registry.algorithm_class(spec.algo)
     config = build_config(cls, spec.overrides)
-    _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free)
+    _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free, dataset.n_episodes)
     env_spec = dataclasses.replace(dataset.spec, wrapper=spec.wrapper)
     try:
         return cls(env_spec, config, spec.seed, spec.device)

@@ -146,6 +146,8 @@ def test_online_agents_train_and_are_scored_under_stori_wrappers(cartpole_expert
     (("--algo", "ppo", "--dataset", "{cartpole}", "--precision", "bf16"), ("--precision bf16", "'ppo' is online")),
     (("--algo", "ppo", "--dataset", "{cartpole}", "--set", "n_steps=0"), ("ppo.n_steps", ">= 1")),
     (("--algo", "bc_ppo", "--dataset", "{cartpole}", "--set", "imitation_coef=-1"), ("bc_ppo.imitation_coef",)),
+    (("--algo", "bc_ppo", "--dataset", "{cartpole}", "--set", "demonstrations=9999"),
+     ("'bc_ppo' on dataset", "demonstrations=9999 but the dataset has 10 episodes")),
 ])
 def test_online_usage_errors(args, fragments, cli, cartpole_expert, pendulum_expert, tmp_path):
     args = [a.format(cartpole=cartpole_expert, pendulum=pendulum_expert) for a in args]
