@@ -1,12 +1,12 @@
-"""True one-step error of model rollouts, unfiltered against MOREC-filtered, on Pendulum-v1.
+"""True one-step error of model rollouts, unfiltered against MOREC-filtered (Pendulum-v1, Hopper-v5).
 
 Trains MOPO's dynamics ensemble and MOREC's dynamics reward on a local dataset (what
 ``--algo mopo --set filter=morec`` does in setup), then rolls the model out from dataset states with
 uniformly random actions, twice from the same starts: taking a random elite's sample at every step
 (MOPO) and taking the candidate MOREC's filter picks. Every model transition is checked against
-the simulator: Pendulum's state (angle, angular velocity) is set to the model's state and the real
-environment steps with the same action. Prints the mean error per rollout step, the model-training
-times, and how many steps MOREC's threshold keeps.
+the simulator: its state (Pendulum's angle and velocity; MuJoCo's qpos and qvel) is set to the
+model's state and the real environment steps with the same action. Prints the mean error per
+rollout step, the model-training times, and how many steps MOREC's threshold keeps.
 
     python benchmarks/morec_one_step_error.py [--dataset offrl/pendulum/medium-v0] [--starts 1000]
 """
@@ -24,11 +24,25 @@ from offrl_bench import registry
 from offrl_bench.config import build_config
 from offrl_bench.data.datasets import load_dataset
 
+#: Environments whose state the check can set from an observation.
+SIMULATORS = ("Pendulum", "Hopper", "Walker2d", "HalfCheetah")
+
 
 def true_step(env, observation: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, float]:
-    """Pendulum's real next observation and reward from the state the observation encodes."""
-    cos, sin, velocity = observation
-    env.state = np.array([np.arctan2(sin, cos), np.clip(velocity, -env.max_speed, env.max_speed)])
+    """The simulator's next observation and reward from the state an observation encodes.
+
+    Pendulum: (cos, sin, velocity) give the angle and velocity. MuJoCo locomotion (Hopper, Walker2d,
+    HalfCheetah): the observation is qpos without the x position, then qvel; x is set to 0, which
+    changes nothing since neither the dynamics nor the forward reward (a difference of x) depends on
+    it. (Hopper clips observed velocities to +-10, so the rare faster state is set clipped.)
+    """
+    if hasattr(env, "set_state"):
+        skipped = env.model.nq - len(observation) + env.model.nv  # leading qpos entries not observed
+        qpos = np.concatenate([np.zeros(skipped), observation[: env.model.nq - skipped]])
+        env.set_state(qpos, observation[env.model.nq - skipped:])
+    else:
+        cos, sin, velocity = observation
+        env.state = np.array([np.arctan2(sin, cos), np.clip(velocity, -env.max_speed, env.max_speed)])
     next_observation, reward, *_ = env.step(action)
     return next_observation, reward
 
@@ -69,8 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = load_dataset(args.dataset)
-    if not dataset.spec.env_id.startswith("Pendulum"):
-        raise SystemExit("error: the simulator check sets Pendulum's state; give a Pendulum-v1 dataset")
+    if not dataset.spec.env_id.startswith(SIMULATORS):
+        raise SystemExit(f"error: the simulator check can set the state of {', '.join(SIMULATORS)}; "
+                         f"{dataset.spec.env_id} is not one of them")
     cls = registry.algorithm_class("mopo")
     mopo = cls(dataset.spec, build_config(cls, (("filter", "morec"),)), args.seed)
     started = time.perf_counter()
@@ -81,7 +96,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     starts = dataset.observations[torch.randint(len(dataset), (args.starts,), generator=generator)]
     actions = torch.rand(args.horizon, args.starts, dataset.spec.action_dim, generator=generator) * 2 - 1
-    env = gym.make("Pendulum-v1").unwrapped
+    env = gym.make(dataset.spec.env_id).unwrapped
     env.reset(seed=args.seed)
     torch.manual_seed(args.seed)
     results = {name: rollout_errors(mopo, starts, actions, name == "MOREC", env) for name in ("MOPO", "MOREC")}
