@@ -11,8 +11,10 @@ dynamics-reward filter (``--set filter=morec``).
 3. SAC trains on batches with ``real_ratio`` dataset transitions and the rest from the model buffer.
 
 Step 1 runs in :meth:`setup`, seeded from the run's seed, so a resumed run retrains the same model;
-the model buffer is in the checkpoint. Continuous actions; rollouts never terminate, so datasets
-with terminal transitions (episodes that end other than by a time limit) are refused.
+the model buffer is in the checkpoint. Continuous actions. A rollout step ends its rollout where the
+environment's termination function (:mod:`offrl_bench.envs.termination`, e.g. Hopper's health
+check) says the real episode would end; datasets with terminal transitions from an environment
+without one are refused.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from offrl_bench.algorithms.soft_actor_critic import SoftActorCritic
 from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
 from offrl_bench.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from offrl_bench.data.datasets import TransitionDataset
+from offrl_bench.envs.termination import TERMINATION_FUNCTIONS, termination_function
 from offrl_bench.errors import UsageError, one_of
 
 FILTERS = ("none", "morec")
@@ -104,8 +107,9 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
         self.scaler = BoxScaler(spec.action_space, self.device)
         capacity = config.rollout_batch * config.rollout_length * config.retain_rollouts
-        # one row per model transition: observation, unit action, penalised reward, next observation
-        self.buffer = torch.zeros(capacity, 2 * obs_dim + action_dim + 1, device=self.device)
+        # one row per model transition: observation, unit action, penalised reward, next observation, terminal
+        self.buffer = torch.zeros(capacity, 2 * obs_dim + action_dim + 2, device=self.device)
+        self.terminated = termination_function(spec.env_id)
         self.buffer_size, self.buffer_next, self.updates = 0, 0, 0
         self.rollout_stats: dict[str, float] = {}
         self.model_diagnostics: dict[str, float] = {}
@@ -115,9 +119,10 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         return "mopo" if config.filter == "none" else f"mopo+{config.filter}"
 
     def setup(self, dataset: TransitionDataset) -> None:
-        if bool(dataset.terminals.any()):
-            raise UsageError(f"mopo: dataset '{dataset.dataset_id}' has terminal transitions, and model rollouts "
-                             "here have no termination function; use a dataset whose episodes end by time limit")
+        if bool(dataset.terminals.any()) and self.terminated is None:
+            raise UsageError(f"mopo: dataset '{dataset.dataset_id}' has terminal transitions, and no termination "
+                             f"function for model rollouts is known for {self.spec.env_id} (known: "
+                             f"{', '.join(TERMINATION_FUNCTIONS)}); use a dataset whose episodes end by time limit")
         self.normalizer.fit(dataset.observations)
         unit_actions = self.scaler.to_unit(dataset.actions)
         seed = self.seed + _MODEL_SEED_OFFSET
@@ -148,10 +153,13 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
                     self.model, observations, actions)
                 alive &= keep
                 scores.append(score.mean())
+            terminal = (torch.zeros_like(alive) if self.terminated is None
+                        else self.terminated(next_observations))
             rows = torch.cat([observations, actions, (rewards - cfg.penalty * uncertainty)[:, None],
-                              next_observations], dim=1)[alive]
+                              next_observations, terminal[:, None].float()], dim=1)[alive]
             self._store(rows)
             added += len(rows)
+            alive &= ~terminal
             uncertainties.append(uncertainty.mean())
             observations = next_observations
         self.rollout_stats = {"rollout_length": added / cfg.rollout_batch,
@@ -176,13 +184,14 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         model_rows = torch.randint(max(self.buffer_size, 1), (n_model,), generator=generator, device=self.device)
         rows = self.buffer[model_rows]
         obs_dim, action_dim = self.spec.observation_dim, self.spec.action_dim
-        observations, actions, rewards, next_observations = rows.split([obs_dim, action_dim, 1, obs_dim], dim=1)
+        observations, actions, rewards, next_observations, terminals = rows.split(
+            [obs_dim, action_dim, 1, obs_dim, 1], dim=1)
         return Batch(
             observations=torch.cat([real.observations, observations]),
             actions=torch.cat([self.scaler.to_unit(real.actions), actions]),  # unit actions throughout
             rewards=torch.cat([real.rewards, rewards.squeeze(1)]),
             next_observations=torch.cat([real.next_observations, next_observations]),
-            terminals=torch.cat([real.terminals, torch.zeros(n_model, device=self.device)]),
+            terminals=torch.cat([real.terminals, terminals.squeeze(1)]),
         )
 
     def update(self, batch: Batch) -> dict[str, float]:

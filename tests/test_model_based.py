@@ -8,6 +8,7 @@ from offrl_bench import registry
 from offrl_bench.algorithms.dynamics_model import DynamicsModel, DynamicsSettings
 from offrl_bench.algorithms.morec import DynamicsReward, MORECSettings
 from offrl_bench.config import build_config
+from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run
 from tests.conftest import assert_resumes_exactly, assert_usage_error
@@ -16,6 +17,7 @@ from tests.test_ssorl import toy_dataset
 SMALL_MODEL = DynamicsSettings(members=4, elites=2, width=64, depth=2, max_epochs=300, patience=20)
 TINY_MOPO = (("width", "32"), ("model_width", "32"), ("model_depth", "2"), ("model_max_epochs", "2"),
              ("rollout_batch", "64"), ("rollout_every", "20"), ("morec_rounds", "2"))
+TINY_MOPO_ROLLOUT_LENGTH = 5  # MOPO's default h
 
 
 def fitted_model(settings=SMALL_MODEL, seed=0):
@@ -94,6 +96,56 @@ def test_rollouts_end_where_the_dynamics_reward_falls_below_the_threshold(level,
     mopo._rollout(dataset, torch.Generator().manual_seed(1))
     stored = mopo.buffer[: mopo.buffer_size, 0]
     assert (stored > 0).all()  # only transitions from states the stand-in reward accepts
+
+
+def test_rollouts_stop_at_terminal_states_and_model_batches_carry_the_flag():
+    dataset = toy_dataset("continuous")
+    cls = registry.algorithm_class("mopo")
+    mopo = cls(dataset.spec, build_config(cls, TINY_MOPO), 0)
+    mopo.setup(dataset)
+    mopo.terminated = lambda next_observations: next_observations[:, 0] > 0  # a stand-in health check
+    mopo._rollout(dataset, torch.Generator().manual_seed(0))
+    obs_dim, action_dim = 4, 2
+    stored = mopo.buffer[: mopo.buffer_size]
+    next_first, terminal = stored[:, obs_dim + action_dim + 1], stored[:, -1]
+    assert torch.equal(terminal.bool(), next_first > 0)
+    assert 0.2 < terminal.mean() < 0.8
+    # a terminal transition ends its rollout: no stored transition starts from a terminal state
+    terminal_states = {tuple(row.tolist()) for row in stored[terminal.bool(), obs_dim + action_dim + 1: -1]}
+    assert not any(tuple(row.tolist()) in terminal_states for row in stored[:, :obs_dim])
+    assert mopo.rollout_stats["rollout_length"] < TINY_MOPO_ROLLOUT_LENGTH
+    batch = mopo.sample(dataset, 256, torch.Generator().manual_seed(1))
+    model_part = slice(max(1, round(mopo.config.real_ratio * 256)), None)
+    assert torch.equal(batch.terminals[model_part].bool(), batch.next_observations[model_part, 0] > 0)
+
+
+def test_mopo_refuses_terminal_data_from_environments_without_a_termination_function():
+    dataset = toy_dataset("continuous")
+    dataset.terminals[39] = 1.0
+    cls = registry.algorithm_class("mopo")
+    with pytest.raises(UsageError, match="no termination function for model rollouts is known"):
+        cls(dataset.spec, build_config(cls, TINY_MOPO), 0).setup(dataset)
+
+
+def test_hopper_termination_function_matches_the_environment():
+    pytest.importorskip("mujoco", reason="needs the 'mujoco' extra")
+    import gymnasium as gym
+
+    from offrl_bench.envs.termination import termination_function
+
+    terminated = termination_function("Hopper-v5")
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(0)
+    predicted, actual = [], []
+    for episode in range(40):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            observation, _, terminal, truncated, _ = env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+            predicted.append(bool(terminated(torch.tensor(observation[None], dtype=torch.float32))[0]))
+            actual.append(terminal)
+            done = terminal or truncated
+    assert sum(actual) == 40 and predicted == actual
 
 
 def test_batches_are_all_dataset_transitions_in_unit_actions_when_every_rollout_ends(pendulum_expert):
