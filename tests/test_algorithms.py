@@ -42,7 +42,7 @@ def test_fused_ensemble_members_are_independent_mlps():
 
 @pytest.mark.parametrize("shared_input", [True, False])
 def test_fused_ensemble_batched_path_matches_the_per_member_path(shared_input):
-    """The CPU loops over members; accelerators take one batched matmul per layer. Same function."""
+    """A shared input on a CPU loops over members; otherwise one batched matmul per layer. Same function."""
     torch.manual_seed(0)
     ensemble = FusedMLPEnsemble(4, 5, 3, width=16, depth=3)
     x = torch.randn(9, 5) if shared_input else torch.randn(4, 9, 5)
