@@ -95,7 +95,12 @@ class FusedMLPEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2 and x.device.type == "cpu":
-            return torch.stack([self.forward_member(x, m) for m in range(self.n)])
+            # unbind, not per-member indexing: its backward stacks the members' gradients in one
+            # copy instead of zero-filling a full-size gradient for every member
+            weights = [weight.unbind(0) for weight in self.weights]
+            biases = [bias.unbind(0) for bias in self.biases]
+            return torch.stack([self._mlp(x, [w[m] for w in weights], [b[m] for b in biases])
+                                for m in range(self.n)])
         return self.forward_batched(x)
 
     def forward_batched(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,9 +116,12 @@ class FusedMLPEnsemble(nn.Module):
 
     def forward_member(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Output (B, out) of member ``index`` alone (e.g. TD3's actor loss uses only the first critic)."""
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = torch.addmm(bias[index], x, weight[index])
+        return self._mlp(x, [weight[index] for weight in self.weights], [bias[index] for bias in self.biases])
+
+    def _mlp(self, x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
+        last = len(weights) - 1
+        for i, (weight, bias) in enumerate(zip(weights, biases)):
+            x = torch.addmm(bias, x, weight)
             if i < last:
                 x = self.activation(x)
         return x
