@@ -1,5 +1,6 @@
 """Model-based offline RL with and without MOREC's dynamics-reward filter, next to model-free
-baselines (MOREC paper, Table 1 style), at CPU scale on Pendulum-v1 medium and mixed data.
+baselines (MOREC paper, Table 1 style), at CPU scale on Pendulum-v1 medium and mixed data and
+Hopper-v5 medium data (the ``mujoco`` extra; MOPO's rollouts end at Hopper's health check).
 
 MOPO and MOPO+MOREC use the defaults of ``algorithms/mopo.py`` (7-member ensemble, h = 5, lambda =
 1, real ratio 0.05, MOREC's 10 candidates and threshold 0.6); TD3+BC, IQL and CQL (the offline
@@ -13,8 +14,10 @@ from offrl_bench.suites.offline import CQL_CPU_SETTINGS
 
 MOREC = Suite(
     name="morec",
-    description="MOPO vs MOPO+MOREC vs TD3+BC, IQL, CQL on Pendulum-v1 medium and mixed data",
-    datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed")),
+    description="MOPO vs MOPO+MOREC vs TD3+BC, IQL, CQL on Pendulum-v1 medium and mixed and Hopper-v5 medium "
+                "data (needs the mujoco extra)",
+    datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed"),
+              DatasetRequest("Hopper-v5", "medium")),
     algorithms=("td3_bc", "iql", "cql", "mopo"),
     variants=(("mopo", (("filter", "morec"),)),),
     seeds=(0, 1, 2),
