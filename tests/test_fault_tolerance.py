@@ -107,7 +107,9 @@ def test_sigkilled_cli_workers_checkpoint_and_exit_then_rerun_finishes(cartpole_
 @pytest.mark.slow
 def test_two_cli_processes_on_one_directory(cartpole_expert, tmp_path):
     out = tmp_path / "out"
-    command = _command(cartpole_expert, out, "0,1,2,3", 600, "--quiet")
+    # One thread each: two processes with two threads each on CI's two cores spend their time in
+    # spinning thread barriers, and a busy machine stretched this test past its timeout once.
+    command = _command(cartpole_expert, out, "0,1,2,3", 600, "--quiet", "--cpus-per-run", "1")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for process in (first, second):
