@@ -184,7 +184,8 @@ class TanhGaussianActor(nn.Module):
 
 class CheckpointedAttributes:
     """Mixin implementing ``state_dict``/``load_state_dict`` over the attributes named in
-    ``checkpointed``: modules and optimisers through their own state dicts, plain values as they are.
+    ``checkpointed``: modules and optimisers through their own state dicts, random generators through
+    their states, plain values as they are.
     List it before :class:`~offrl_bench.api.OfflineAlgorithm` in the bases."""
 
     checkpointed: tuple[str, ...] = ()
@@ -197,6 +198,8 @@ class CheckpointedAttributes:
                 value = value.state_dict()
             elif isinstance(value, torch.Tensor):
                 value = value.detach().clone()
+            elif isinstance(value, torch.Generator):
+                value = value.get_state()
             state[name] = value
         return state
 
@@ -208,6 +211,8 @@ class CheckpointedAttributes:
             elif isinstance(current, torch.Tensor):  # e.g. a bare nn.Parameter an optimiser holds: in place
                 with torch.no_grad():
                     current.copy_(state[name])
+            elif isinstance(current, torch.Generator):
+                current.set_state(state[name].cpu())
             else:
                 setattr(self, name, state[name])
 

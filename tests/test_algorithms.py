@@ -83,6 +83,7 @@ def test_soft_update():
 @pytest.mark.parametrize("algo, updates, overrides, threshold", [
     ("td3_bc", 2500, SMALL, 60),
     ("iql", 1500, SMALL, 60),
+    ("bcq", 600, SMALL + (("vae_width", "64"),), 60),
 ])
 def test_continuous_algorithms_learn_pendulum(algo, updates, overrides, threshold, pendulum_expert, tmp_path):
     record = execute_run(RunSpec(algo, pendulum_expert, 0, updates=updates, eval_every=updates,
@@ -100,12 +101,13 @@ def test_discrete_algorithms_learn_cartpole(algo, cartpole_expert, tmp_path):
 
 
 SMALL_DT = (("embedding_dim", "32"), ("layers", "1"), ("context", "5"))
-RESUME_OVERRIDES = {"cql": SMALL + (("n_actions", "2"),), "dt": SMALL_DT}
+SMALL_BCQ = SMALL + (("vae_width", "64"), ("n_eval_samples", "10"))
+RESUME_OVERRIDES = {"cql": SMALL + (("n_actions", "2"),), "dt": SMALL_DT, "bcq": SMALL_BCQ}
 
 
 @pytest.mark.parametrize("algo, dataset", [
     ("td3_bc", "pendulum"), ("iql", "pendulum"), ("cql", "pendulum"), ("cql", "cartpole"), ("bcq", "cartpole"),
-    ("iql", "cartpole"), ("dt", "cartpole"), ("dt", "pendulum"),
+    ("bcq", "pendulum"), ("iql", "cartpole"), ("dt", "cartpole"), ("dt", "pendulum"),
 ])
 def test_resumed_run_equals_uninterrupted(algo, dataset, request, tmp_path):
     """Every random source (init, sampling, dropout, target noise) and every schedule is in the checkpoint."""
@@ -116,7 +118,8 @@ def test_resumed_run_equals_uninterrupted(algo, dataset, request, tmp_path):
     assert_resumes_exactly(spec, tmp_path)
 
 
-@pytest.mark.parametrize("algo, dataset, kind", [("td3_bc", "cartpole", "discrete"), ("bcq", "pendulum", "continuous")])
+@pytest.mark.parametrize("algo, dataset, kind", [("td3_bc", "cartpole", "discrete"), ("mopo", "cartpole", "discrete"),
+                                                    ("dqn", "pendulum", "continuous")])
 def test_unsupported_action_space_is_rejected(algo, dataset, kind, request):
     dataset_id = request.getfixturevalue(f"{dataset}_expert")
     with pytest.raises(UsageError, match=f"algorithm '{algo}' does not support {kind} actions"):
@@ -129,6 +132,40 @@ def test_cql_learns_pendulum(pendulum_expert, tmp_path):
                                  eval_episodes=5, overrides=SMALL + (("actor_lr", "3e-4"), ("n_actions", "4"))),
                          RunStore(tmp_path))
     assert record["normalized_score"] > 40, record["return_mean"]  # random ~0; CQL swings up by ~4k updates
+
+
+def test_continuous_bcq_perturbs_within_phi_and_acts_on_its_own_random_stream():
+    import gymnasium as gym
+
+    from offrl_bench.algorithms.bcq import BCQ, BCQConfig
+    from offrl_bench.api import EnvSpec
+
+    spec = EnvSpec(gym.spaces.Box(-np.inf, np.inf, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32))
+    config = BCQConfig(width=32, vae_width=32, perturbation=0.05, n_eval_samples=16)
+    bcq = BCQ(spec, config, seed=0)
+    observations = torch.randn(64, 3)
+    actions = torch.rand(64, 2) * 2 - 1
+    with torch.no_grad():
+        bcq.actor.net[-1].weight.mul_(1000)  # saturate the tanh: the shift reaches Phi, never more
+        shift = bcq.actor(observations, actions) - actions
+    inside = actions.abs() < 0.9  # away from the [-1, 1] clip
+    assert shift.abs().max() <= 0.05 + 1e-6 and (shift[inside].abs() > 0.049).float().mean() > 0.9
+    bcq.actor.load_state_dict(bcq.actor_target.state_dict())
+
+    # The chosen action is the highest-Q candidate of the perturbed VAE samples ...
+    states = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    generator_state = bcq.acting_generator.get_state()
+    global_state = torch.get_rng_state()
+    chosen = bcq.act(states)
+    assert torch.equal(torch.get_rng_state(), global_state)  # evaluating never shifts training randomness
+    bcq.acting_generator.set_state(generator_state)
+    with torch.no_grad():
+        repeated = torch.from_numpy(states).repeat_interleave(16, dim=0)
+        candidates = bcq.actor(repeated, bcq.vae.sample(repeated, bcq.acting_generator))
+        q = bcq.critic.forward_member(torch.cat([repeated, candidates], -1), 0).view(5, 16)
+    best = candidates.view(5, 16, 2)[torch.arange(5), q.argmax(-1)]
+    assert np.allclose(chosen, bcq.scaler.from_unit(best).numpy(), atol=1e-6)
+    assert chosen.shape == (5, 2) and np.abs(chosen).max() <= 2
 
 
 def test_cql_lagrange_variant_runs(pendulum_expert, tmp_path):

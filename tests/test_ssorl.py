@@ -272,9 +272,9 @@ def test_bad_ssorl_settings_are_usage_errors(option, fragment, cli, pendulum_exp
 
 
 def test_ssorl_inherits_the_base_action_spaces(cartpole_expert, pendulum_expert):
-    with pytest.raises(UsageError, match=r"algorithm 'ssorl\(bcq\)' does not support continuous actions"):
-        preflight([RunSpec("ssorl", pendulum_expert, 0, overrides=(("base", "bcq"),))])
-    preflight([RunSpec("ssorl", cartpole_expert, 0, overrides=(("base", "bcq"),))])
+    with pytest.raises(UsageError, match=r"algorithm 'ssorl\(td3_bc\)' does not support discrete actions"):
+        preflight([RunSpec("ssorl", cartpole_expert, 0, overrides=(("base", "td3_bc"),))])
+    preflight([RunSpec("ssorl", pendulum_expert, 0, overrides=(("base", "td3_bc"),))])
 
 
 def test_idm_reads_image_observations_with_its_cnn():
