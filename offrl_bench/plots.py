@@ -51,6 +51,12 @@ def _pyplot():
     return plt
 
 
+def _colours(names) -> dict[str, tuple]:
+    """One colour per algorithm variant across every panel of a figure, whichever panels it is missing from."""
+    palette = _pyplot().get_cmap("tab20").colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(names)))}
+
+
 ScoresByTask = dict[str, dict[str, dict[Task, dict[int, float]]]]  # group -> variant -> task -> seed
 
 
@@ -116,10 +122,16 @@ def _sample_efficiency(curves: Curves, path: Path) -> bool:
     return bool(rows)
 
 
-def _legend_outside(figure, axis) -> None:
-    """One legend right of the figure: with many algorithm variants an inner legend hides the lines."""
-    handles, labels = axis.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+def _legend_outside(figure, axes) -> None:
+    """One legend right of the figure: with many algorithm variants an inner legend hides the lines.
+    It gathers every panel's lines, as an algorithm may be missing from some (TD3+BC on discrete data)."""
+    entries: dict[str, object] = {}
+    for axis in np.ravel(axes):
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels = sorted(entries)
+    figure.legend([entries[label] for label in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  fontsize=7)
 
 
 def _curves(store: RunStore, records: list[dict]) -> Curves:
@@ -154,6 +166,7 @@ def _learning_curves(by_seed: Curves, path: Path, steps: str) -> bool:
     rows = -(-len(curves) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     rng = np.random.default_rng(0)
+    colours = _colours(name for variants in curves.values() for name in variants)
     for axis, ((dataset, wrapper), variants) in zip(axes.flat, sorted(curves.items())):
         for name, per_update in sorted(variants.items()):
             if not per_update:  # nothing to learn (e.g. ``random``): evaluated once, no curve
@@ -162,8 +175,8 @@ def _learning_curves(by_seed: Curves, path: Path, steps: str) -> bool:
             means = np.array([np.mean(per_update[u]) for u in updates])
             bands = np.array([np.percentile(rng.choice(per_update[u], (1000, len(per_update[u]))).mean(1), [2.5, 97.5])
                               for u in updates])
-            axis.plot(updates, means, marker="o", markersize=3, label=name)
-            axis.fill_between(updates, bands[:, 0], bands[:, 1], alpha=0.2)
+            axis.plot(updates, means, marker="o", markersize=3, label=name, color=colours[name])
+            axis.fill_between(updates, bands[:, 0], bands[:, 1], alpha=0.2, color=colours[name])
         axis.set_title(dataset + ("" if wrapper == NO_WRAPPER else f"\n{wrapper}"), fontsize=9)
         axis.set_xlabel(steps)
         axis.set_ylabel("normalised score")
@@ -173,7 +186,7 @@ def _learning_curves(by_seed: Curves, path: Path, steps: str) -> bool:
     kind = "Learning curves" if steps == "updates" else "Sample efficiency"
     figure.suptitle(f"{kind}: mean over seeds, 95% bootstrap band")
     figure.tight_layout()
-    _legend_outside(figure, axes.flat[0])
+    _legend_outside(figure, axes)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return True
@@ -210,18 +223,19 @@ def _aggregates(matrices: dict[str, dict[str, np.ndarray]], png: Path, csv: Path
 def _profiles(matrices: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(matrices), figsize=(6 * len(matrices), 4), squeeze=False)
+    colours = _colours(name for scores in matrices.values() for name in scores)
     for axis, (group, scores) in zip(axes[0], matrices.items()):
         profiles, bands = performance_profiles(scores, THRESHOLDS)
         for name in sorted(scores):
-            axis.plot(THRESHOLDS, profiles[name], label=name)
-            axis.fill_between(THRESHOLDS, bands[name][0], bands[name][1], alpha=0.2)
+            axis.plot(THRESHOLDS, profiles[name], label=name, color=colours[name])
+            axis.fill_between(THRESHOLDS, bands[name][0], bands[name][1], alpha=0.2, color=colours[name])
         axis.set_title(group, fontsize=9)
         axis.set_xlabel("normalised score τ")
         axis.set_ylabel("fraction of runs with score > τ")
         axis.grid(alpha=0.3)
     figure.suptitle("Performance profiles, 95% bands (rliable)")
     figure.tight_layout()
-    _legend_outside(figure, axes[0][0])
+    _legend_outside(figure, axes)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
