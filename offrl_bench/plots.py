@@ -47,13 +47,20 @@ def _pyplot():
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=plt.get_cmap("tab20").colors)  # 20 distinct colours
+    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=_palette(plt))
     return plt
+
+
+def _palette(plt) -> list[tuple]:
+    """20 distinct colours: tab20's ten full hues first, then their light twins, so that up to ten
+    algorithms never share a hue."""
+    colours = plt.get_cmap("tab20").colors
+    return list(colours[0::2]) + list(colours[1::2])
 
 
 def _colours(names) -> dict[str, tuple]:
     """One colour per algorithm variant across every panel of a figure, whichever panels it is missing from."""
-    palette = _pyplot().get_cmap("tab20").colors
+    palette = _palette(_pyplot())
     return {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(names)))}
 
 
