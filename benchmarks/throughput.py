@@ -7,6 +7,8 @@ first use (``--d3rlpy-venv``, default ``.venv-d3rlpy``) with ``pip install -c co
 
     python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--threads 2]
 
+``--algos`` also takes ``bcq`` (continuous BCQ, with both sides' VAE at the paper's 750x750).
+
 Prints updates/s of d3rlpy and of offrl-bench in fp32 and with ``--precision bf16`` (bfloat16
 autocast), and the ratios offrl-bench / d3rlpy per algorithm. Then, from the torch profiler, the time
 each side's update spends in matrix multiplications, and the updates/s that bounds in fp32.
@@ -52,6 +54,9 @@ configs = {
     "td3_bc": lambda: d3rlpy.algos.TD3PlusBCConfig(**common()),
     "iql": lambda: d3rlpy.algos.IQLConfig(value_encoder_factory=encoder, **common()),
     "cql": lambda: d3rlpy.algos.CQLConfig(n_action_samples=10, **common()),
+    # offrl-bench's BCQ defaults: the paper's 750x750 VAE, 10 VAE samples per next state in the target
+    "bcq": lambda: d3rlpy.algos.BCQConfig(imitator_encoder_factory=VectorEncoderFactory([750, 750]),
+                                          n_action_samples=10, **common()),
 }
 results = {}
 for name in algos:
