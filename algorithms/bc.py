@@ -55,5 +55,4 @@ class BC(CheckpointedAttributes, OfflineAlgorithm):
         output = self.policy(as_observation_tensor(observations, self.device))
         if self.discrete:
             return output.argmax(dim=-1).cpu().numpy()
-        actions = self.scaler.from_unit(torch.tanh(output))
-        return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(torch.tanh(output))

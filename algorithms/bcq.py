@@ -222,4 +222,4 @@ class BCQ(CheckpointedAttributes, OfflineAlgorithm):
         candidates = self.actor(repeated, self.vae.sample(repeated, self.acting_generator))
         q = self.critic.forward_member(torch.cat([repeated, candidates], -1), 0).view(len(observations), n)
         best = candidates.view(len(observations), n, -1)[torch.arange(len(observations)), q.argmax(-1)]
-        return self.scaler.from_unit(best).reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(best)

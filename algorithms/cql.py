@@ -161,4 +161,4 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         if self.discrete:
             return self.critic(observations)[0].argmax(-1).cpu().numpy()
         unit, _ = self.sac.actor(observations, deterministic=True)
-        return self.scaler.from_unit(unit).reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(unit)

@@ -193,7 +193,7 @@ class DT(CheckpointedAttributes, OfflineAlgorithm):
             result = chosen.cpu().numpy()
         else:
             chosen = torch.tanh(last)
-            result = self.scaler.from_unit(chosen).reshape(b, *self.spec.action_space.shape).cpu().numpy()
+            result = self.scaler.to_env(chosen)
         for history, action in zip(rows, chosen):
             history["actions"].append(action)
         return result

@@ -137,5 +137,4 @@ class IQL(CheckpointedAttributes, OfflineAlgorithm):
         output = self.actor(self.normalizer(as_observation_tensor(observations, self.device)))
         if self.discrete:
             return output.argmax(-1).cpu().numpy()
-        actions = self.scaler.from_unit(torch.tanh(output))
-        return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(torch.tanh(output))

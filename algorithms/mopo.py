@@ -209,4 +209,4 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         unit, _ = self.sac.actor(self.normalizer(as_observation_tensor(observations, self.device)), deterministic=True)
-        return self.scaler.from_unit(unit).reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(unit)

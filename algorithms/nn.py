@@ -52,12 +52,17 @@ class BoxScaler:
             raise ValueError("continuous actions need finite bounds")
         self.low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
         self.high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+        self.shape = space.shape
 
     def to_unit(self, actions: torch.Tensor) -> torch.Tensor:
         return (2 * (actions - self.low) / (self.high - self.low) - 1).clamp(-1, 1)
 
     def from_unit(self, unit: torch.Tensor) -> torch.Tensor:
         return self.low + (unit + 1) * (self.high - self.low) / 2
+
+    def to_env(self, unit: torch.Tensor) -> np.ndarray:
+        """A batch of unit actions as the environment takes them: (B, *space.shape), on the CPU."""
+        return self.from_unit(unit).reshape(len(unit), *self.shape).cpu().numpy()
 
 
 def as_observation_tensor(observations: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -109,5 +109,4 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         observations = self.normalizer(as_observation_tensor(observations, self.device))
-        actions = self.scaler.from_unit(torch.tanh(self.actor(observations)))
-        return actions.reshape(len(observations), *self.spec.action_space.shape).cpu().numpy()
+        return self.scaler.to_env(torch.tanh(self.actor(observations)))
