@@ -102,7 +102,7 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision
                       ) -> dict[str, tuple[float, dict[str, float]]]:
     """Per algorithm: (updates/s, seconds per update in each torch operator)."""
     from offrl_bench.data.datasets import load_dataset
-    from offrl_bench.runner import RunSpec, build_algorithm
+    from offrl_bench.runner import RunSpec, build_algorithm, update_autocast
 
     dataset = load_dataset(dataset_id)
     rates = {}
@@ -111,16 +111,22 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision
         algorithm = build_algorithm(RunSpec(name, dataset_id, 0), dataset)
         algorithm.setup(dataset)
         generator = torch.Generator().manual_seed(0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):  # as `run --precision`
-            for _ in range(20):
-                algorithm.update(dataset.sample(256, generator))
-            started = time.perf_counter()
-            for _ in range(updates):
-                algorithm.update(dataset.sample(256, generator))
-            rate = updates / (time.perf_counter() - started)
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-                for _ in range(PROFILED_UPDATES):
-                    algorithm.update(dataset.sample(256, generator))
+        autocast = update_autocast("cpu", precision)  # as `run --precision`: entered once per update
+
+        def update() -> None:
+            batch = dataset.sample(256, generator)
+            with autocast:
+                algorithm.update(batch)
+
+        for _ in range(20):
+            update()
+        started = time.perf_counter()
+        for _ in range(updates):
+            update()
+        rate = updates / (time.perf_counter() - started)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(PROFILED_UPDATES):
+                update()
         rates[name] = (rate, {e.key: e.self_cpu_time_total / 1e6 / PROFILED_UPDATES for e in prof.key_averages()})
     return rates
 

@@ -137,6 +137,17 @@ def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: 
 PRECISIONS = ("fp32", "bf16")
 
 
+def update_autocast(device: str, precision: str) -> torch.autocast:
+    """The context one ``update()`` runs in: bfloat16 autocast for ``bf16``, a no-op for ``fp32``.
+
+    Enter it once per update, never around many. Autocast's weight cache is off: an update steps
+    networks it uses again afterwards (IQL's V for the next state, SAC's actor for the target), and
+    with the cache those later passes would reuse the low-precision copies made before the step.
+    """
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=False)
+
+
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
@@ -242,8 +253,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
 
     losses: dict[str, float] = resumed_losses
     returns, rates = None, {}
-    autocast = torch.autocast(torch.device(spec.device).type, dtype=torch.bfloat16,
-                              enabled=spec.precision == "bf16")
+    autocast = update_autocast(spec.device, spec.precision)
     # The checkpoint written on an interruption must be a state an uninterrupted run passes
     # through: never half an update (the sampler already advanced) or a skipped evaluation.
     at_boundary = True

@@ -12,7 +12,7 @@ import torch
 from offrl_bench.algorithms.nn import FusedMLPEnsemble, frozen, mlp, soft_update
 from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run, preflight
+from offrl_bench.runner import RunSpec, execute_run, preflight, update_autocast
 from tests.conftest import assert_resumes_exactly
 
 SMALL = (("width", "64"),)
@@ -232,6 +232,26 @@ def test_bf16_precision_trains_and_is_recorded(pendulum_expert, tmp_path):
         "td3_bc", pendulum_expert, 0, updates=2500, eval_every=2500, checkpoint_every=2500, eval_episodes=5,
         overrides=SMALL).run_id
     assert record["normalized_score"] > 60, record["return_mean"]
+
+
+def test_bf16_update_sees_the_weights_it_stepped():
+    """An update that steps a network and uses it again (IQL's V, SAC's actor) must see the new weights.
+
+    Autocast's weight cache would hand the second pass the bfloat16 copy made before the step.
+    """
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 8)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    x = torch.randn(16, 8)
+    with update_autocast("cpu", "bf16"):
+        before = layer(x)
+        before.float().square().sum().backward()
+        optimizer.step()
+        after = layer(x)
+    assert after.dtype == torch.bfloat16
+    stepped = torch.nn.functional.linear(x, layer.weight, layer.bias).detach()
+    torch.testing.assert_close(after.float(), stepped, rtol=0.02, atol=0.05)
+    assert (after.float() - before.float()).abs().max() > 1.0
 
 
 def test_unknown_precision_is_a_usage_error(cli, cartpole_expert):
