@@ -5,13 +5,14 @@ batch 256, CPU, same number of torch threads; each side's time includes its own 
 d3rlpy pins gymnasium 1.0.0, so it runs in its own virtual environment, which this script creates on
 first use (``--d3rlpy-venv``, default ``.venv-d3rlpy``) with ``pip install -c constraints.txt d3rlpy==2.8.1``.
 
-    python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--threads 2]
+    python benchmarks/throughput.py [--algos bc,td3_bc,iql,cql] [--updates 500] [--rounds 3] [--threads 2]
 
 ``--algos`` also takes ``bcq`` (continuous BCQ, with both sides' VAE at the paper's 750x750).
 
 Prints updates/s of d3rlpy and of offrl-bench in fp32 and with ``--precision bf16`` (bfloat16
 autocast), and the ratios offrl-bench / d3rlpy per algorithm. Then, from the torch profiler, the time
-each side's update spends in matrix multiplications, and the updates/s that bounds in fp32.
+each side's update spends in matrix multiplications and the updates/s that bounds in fp32; and each
+side's FLOPs per update with the ceiling this CPU's best matmul rate puts on them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from update_profile import matmul_seconds, profile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,6 +39,8 @@ from d3rlpy.models.encoders import VectorEncoderFactory
 from d3rlpy.preprocessing import StandardObservationScaler, MinMaxActionScaler
 
 path, algos, updates, threads, profiled = sys.argv[1], sys.argv[2].split(","), *map(int, sys.argv[3:6])
+sys.path.insert(0, sys.argv[6])
+from update_profile import profile
 torch.set_num_threads(threads)
 data = np.load(path)
 dataset = d3rlpy.dataset.MDPDataset(data["observations"], data["actions"], data["rewards"], data["terminals"],
@@ -63,29 +67,36 @@ for name in algos:
     d3rlpy.seed(0)
     algo = configs[name]().create(device="cpu:0")
     algo.build_with_dataset(dataset)
-    buffer = dataset
+    update = lambda: algo.update(dataset.sample_transition_batch(256))  # noqa: E731
     for _ in range(20):
-        algo.update(buffer.sample_transition_batch(256))
+        update()
     started = time.perf_counter()
     for _ in range(updates):
-        algo.update(buffer.sample_transition_batch(256))
-    rate = updates / (time.perf_counter() - started)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(profiled):
-            algo.update(buffer.sample_transition_batch(256))
-    op_seconds = {e.key: e.self_cpu_time_total / 1e6 / profiled for e in prof.key_averages()}
-    results[name] = (rate, op_seconds)
+        update()
+    results[name] = [updates / (time.perf_counter() - started)]
+    if profiled:
+        results[name] += profile(update, profiled)
 print(json.dumps(results))
 """
 
-#: The matrix multiplications of an MLP update: the compute no implementation of the same networks avoids.
-MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-#: Updates run under the torch profiler to time each operator (after the timed updates).
+#: Updates profiled per algorithm, in the first round only.
 PROFILED_UPDATES = 50
 
 
-def matmul_seconds(op_seconds: dict[str, float]) -> float:
-    return sum(op_seconds.get(op, 0.0) for op in MATMUL_OPS)
+def gemm_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """This CPU's matrix-multiplication rate at the current thread count: best of a few square matmuls.
+
+    A square 2048 matmul runs near the CPU's peak, which no MLP update's smaller matmuls beat; an
+    update's matmul FLOPs divided by this rate is the least time any implementation needs for it.
+    """
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
 
 
 def ensure_d3rlpy_venv(venv: Path) -> Path:
@@ -98,9 +109,9 @@ def ensure_d3rlpy_venv(venv: Path) -> Path:
     return python
 
 
-def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str
-                      ) -> dict[str, tuple[float, dict[str, float]]]:
-    """Per algorithm: (updates/s, seconds per update in each torch operator)."""
+def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str, profiled: int
+                      ) -> dict[str, list]:
+    """Per algorithm: [updates/s], followed by profile()'s two results when ``profiled`` > 0."""
     from offrl_bench.data.datasets import load_dataset
     from offrl_bench.runner import RunSpec, build_algorithm, update_autocast
 
@@ -123,11 +134,9 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision
         started = time.perf_counter()
         for _ in range(updates):
             update()
-        rate = updates / (time.perf_counter() - started)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            for _ in range(PROFILED_UPDATES):
-                update()
-        rates[name] = (rate, {e.key: e.self_cpu_time_total / 1e6 / PROFILED_UPDATES for e in prof.key_averages()})
+        rates[name] = [updates / (time.perf_counter() - started)]
+        if profiled:
+            rates[name] += profile(update, profiled)
     return rates
 
 
@@ -137,6 +146,7 @@ def main() -> None:
     parser.add_argument("--quality", default="mixed")
     parser.add_argument("--algos", default="bc,td3_bc,iql,cql")
     parser.add_argument("--updates", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--d3rlpy-venv", type=Path, default=REPO / ".venv-d3rlpy")
     args = parser.parse_args()
@@ -158,28 +168,55 @@ def main() -> None:
                  timeouts=dataset.timeouts.numpy(), action_low=dataset.spec.action_space.low,
                  action_high=dataset.spec.action_space.high)
         python = ensure_d3rlpy_venv(args.d3rlpy_venv)
-        theirs = json.loads(subprocess.run(
-            [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates), str(args.threads),
-             str(PROFILED_UPDATES)],
-            check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip().splitlines()[-1])
-    fp32 = offrl_bench_rates(request.dataset_id, algos, args.updates, "fp32")
-    bf16 = offrl_bench_rates(request.dataset_id, algos, args.updates, "bf16")
+        # Rounds alternate the sides, so that a slow spell of this shared machine hits both; each
+        # round gives a ratio, summarised by the median. Only the first round is profiled.
+        theirs, fp32, bf16 = [], [], []
+        for round_index in range(args.rounds):
+            profiled = PROFILED_UPDATES if round_index == 0 else 0
+            theirs.append(json.loads(subprocess.run(
+                [str(python), "-c", D3RLPY_SIDE, str(arrays), ",".join(algos), str(args.updates),
+                 str(args.threads), str(profiled), str(Path(__file__).resolve().parent)],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            ).stdout.strip().splitlines()[-1]))
+            fp32.append(offrl_bench_rates(request.dataset_id, algos, args.updates, "fp32", profiled))
+            bf16.append(offrl_bench_rates(request.dataset_id, algos, args.updates, "bf16", 0))
 
-    print(f"{args.env} {args.quality}: {len(dataset)} transitions; batch 256, 256x256 MLPs, "
-          f"{args.threads} torch threads, {args.updates} timed updates each; d3rlpy runs fp32")
-    print(f"{'algorithm':10} {'d3rlpy':>8} {'ours fp32':>10} {'ratio':>7} {'ours bf16':>10} {'ratio':>7}  (updates/s)")
+    print(f"{args.env} {args.quality}: {len(dataset)} transitions; batch 256, 256x256 MLPs, {args.threads} "
+          f"torch threads, {args.updates} timed updates each, {args.rounds} rounds; d3rlpy runs fp32")
+    print("updates/s: median over rounds; ratio: median of the per-round ratios [lowest, highest]")
+    print(f"{'algorithm':10} {'d3rlpy':>8} {'ours fp32':>10} {'ratio':>20} {'ours bf16':>10} {'ratio':>20}")
     for name in algos:
-        print(f"{name:10} {theirs[name][0]:8.1f} {fp32[name][0]:10.1f} {fp32[name][0] / theirs[name][0]:6.2f}x "
-              f"{bf16[name][0]:10.1f} {bf16[name][0] / theirs[name][0]:6.2f}x")
-    # The matmul bound: updates/s if an update cost nothing but its matrix multiplications. Where
-    # 2x d3rlpy lies above our fp32 bound, no amount of overhead removal reaches it in fp32.
+        base = [r[name][0] for r in theirs]
+        cells = []
+        for ours in (fp32, bf16):
+            rates = [r[name][0] for r in ours]
+            ratios = [a / b for a, b in zip(rates, base)]
+            cells.append(f"{np.median(rates):10.1f} {np.median(ratios):6.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]")
+        print(f"{name:10} {np.median(base):8.1f} {cells[0]} {cells[1]}")
+    print("per round, d3rlpy / ours fp32 / ours bf16:")
+    for name in algos:
+        print(f"  {name:8} " + "; ".join(f"{t[name][0]:.1f} / {f[name][0]:.1f} / {b[name][0]:.1f}"
+                                           for t, f, b in zip(theirs, fp32, bf16)))
+    # The matmul bound: updates/s if an update cost nothing but its matrix multiplications.
+    target = {name: 2 * float(np.median([r[name][0] for r in theirs])) for name in algos}
     print("\nmatrix multiplications per update (ms), fp32, and the bound they set (updates/s):")
     print(f"{'algorithm':10} {'d3rlpy':>8} {'ours':>8} {'our bound':>10} {'2x d3rlpy':>10}")
     for name in algos:
-        ours_matmul = matmul_seconds(fp32[name][1])
-        print(f"{name:10} {matmul_seconds(theirs[name][1]) * 1e3:8.2f} {ours_matmul * 1e3:8.2f} "
-              f"{1 / ours_matmul:10.1f} {2 * theirs[name][0]:10.1f}")
-
+        ours_matmul = matmul_seconds(fp32[0][name][1])
+        print(f"{name:10} {matmul_seconds(theirs[0][name][1]) * 1e3:8.2f} {ours_matmul * 1e3:8.2f} "
+              f"{1 / ours_matmul:10.1f} {target[name]:10.1f}")
+    # The hardware ceiling: the same FLOPs at this CPU's best matmul rate. It does not depend on how
+    # well either library's kernels run, so it bounds any implementation of the same arithmetic.
+    peak = {dtype: gemm_flops_per_second(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    print(f"\nthis CPU's matmul rate (2048x2048 @ 2048x2048, {args.threads} threads): "
+          f"fp32 {peak[torch.float32] / 1e9:.0f} GFLOP/s, bf16 {peak[torch.bfloat16] / 1e9:.0f} GFLOP/s")
+    print("GFLOP per update and the ceiling that rate sets (updates/s):")
+    print(f"{'algorithm':10} {'d3rlpy':>8} {'ours':>8} {'fp32 ceiling':>13} {'bf16 ceiling':>13} {'2x d3rlpy':>10}")
+    for name in algos:
+        ours_flops = fp32[0][name][2]
+        print(f"{name:10} {theirs[0][name][2] / 1e9:8.3f} {ours_flops / 1e9:8.3f} "
+              f"{peak[torch.float32] / ours_flops:13.1f} {peak[torch.bfloat16] / ours_flops:13.1f} "
+              f"{target[name]:10.1f}")
 
 if __name__ == "__main__":
     main()
