@@ -218,5 +218,6 @@ def main() -> None:
               f"{peak[torch.float32] / ours_flops:13.1f} {peak[torch.bfloat16] / ours_flops:13.1f} "
               f"{target[name]:10.1f}")
 
+
 if __name__ == "__main__":
     main()
