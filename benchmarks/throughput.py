@@ -28,19 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from update_profile import matmul_seconds, profile
+from update_profile import matmul_seconds, profile, updates_per_second
 
 REPO = Path(__file__).resolve().parent.parent
 
 D3RLPY_SIDE = r"""
-import json, sys, time
+import json, sys
 import numpy as np, torch, d3rlpy
 from d3rlpy.models.encoders import VectorEncoderFactory
 from d3rlpy.preprocessing import StandardObservationScaler, MinMaxActionScaler
 
 path, algos, updates, threads, profiled = sys.argv[1], sys.argv[2].split(","), *map(int, sys.argv[3:6])
 sys.path.insert(0, sys.argv[6])
-from update_profile import profile
+from update_profile import profile, updates_per_second
 torch.set_num_threads(threads)
 data = np.load(path)
 dataset = d3rlpy.dataset.MDPDataset(data["observations"], data["actions"], data["rewards"], data["terminals"],
@@ -68,12 +68,7 @@ for name in algos:
     algo = configs[name]().create(device="cpu:0")
     algo.build_with_dataset(dataset)
     update = lambda: algo.update(dataset.sample_transition_batch(256))  # noqa: E731
-    for _ in range(20):
-        update()
-    started = time.perf_counter()
-    for _ in range(updates):
-        update()
-    results[name] = [updates / (time.perf_counter() - started)]
+    results[name] = [updates_per_second(update, updates)]
     if profiled:
         results[name] += profile(update, profiled)
 print(json.dumps(results))
@@ -129,12 +124,7 @@ def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision
             with autocast:
                 algorithm.update(batch)
 
-        for _ in range(20):
-            update()
-        started = time.perf_counter()
-        for _ in range(updates):
-            update()
-        rates[name] = [updates / (time.perf_counter() - started)]
+        rates[name] = [updates_per_second(update, updates)]
         if profiled:
             rates[name] += profile(update, profiled)
     return rates

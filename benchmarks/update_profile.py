@@ -1,4 +1,4 @@
-"""Where an update's time goes, measured the same way for offrl-bench and for d3rlpy.
+"""How fast an update runs and where its time goes, measured the same way for offrl-bench and d3rlpy.
 
 Imported by ``throughput.py`` and by its d3rlpy side, which runs in d3rlpy's own venv; so it needs
 nothing but torch.
@@ -6,6 +6,7 @@ nothing but torch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -13,6 +14,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 #: The matrix multiplications of an MLP update: the compute no implementation of the same networks avoids.
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def updates_per_second(update: Callable[[], object], n: int, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        update()
+    started = time.perf_counter()
+    for _ in range(n):
+        update()
+    return n / (time.perf_counter() - started)
 
 
 def profile(update: Callable[[], object], n: int) -> tuple[dict[str, float], float]:
