@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -83,6 +84,29 @@ def check_options(backend: str, workers: int, address: str | None, cpus_per_run:
         raise UsageError("--gpus-per-run and --max-retries must be >= 0")
     if address and backend != "ray":
         raise UsageError("--address is a Ray cluster address; use it with --backend ray")
+
+
+def check_devices(specs: list[RunSpec], backend: str, gpus_per_run: float) -> None:
+    """Every run's ``--device`` is one its workers can use: a CUDA device of this machine locally; on
+    Ray, a GPU that ``--gpus-per-run`` reserves (Ray then exposes it to the run as ``cuda:0``)."""
+    for device in sorted({spec.device for spec in specs}):
+        try:
+            parsed = torch.device(device)
+        except RuntimeError:
+            parsed = None
+        if parsed is None or parsed.type not in ("cpu", "cuda"):
+            raise UsageError(f"unknown device '{device}'; one of: cpu, cuda, cuda:N")
+        if parsed.type == "cpu":
+            continue
+        if backend == "ray":
+            if not gpus_per_run > 0:
+                raise UsageError(f"--device {device} on Ray needs --gpus-per-run > 0, so that runs go to GPU workers")
+        elif not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: torch {torch.__version__} finds no CUDA device on this machine; "
+                             "use --device cpu")
+        elif (parsed.index or 0) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def check_writable(out_dir: Path) -> None:
@@ -199,6 +223,7 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
     ``commands.jsonl`` once the directory is known to be writable."""
     console = console or Console(stderr=True)
     check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
+    check_devices(specs, backend, gpus_per_run)
     check_writable(out_dir)
     store = RunStore(out_dir)
     if command:

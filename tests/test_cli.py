@@ -5,6 +5,7 @@ import csv
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import assert_usage_error, run_cli_process
 
@@ -53,6 +54,9 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
         (["run", "--algo", "bc", "--dataset", "{ds}", "--seeds", "a,b"], ["invalid --seeds 'a,b'"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--updates", "0"], ["--updates must be at least 1"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--workers", "0"], ["--workers must be at least 1"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--device", "tpu"],
+         ["unknown device 'tpu'; one of: cpu, cuda, cuda:N"]),
+        (["run", "--algo", "bc", "--dataset", "{ds}", "--device", "mps"], ["unknown device 'mps'"]),
         (["run", "--algo", "bc"], ["nothing to run"]),
         (["run", "--suite", "quick", "--algo", "bc"], ["either --suite or --algo"]),
         (["run", "--bogus"], ["No such option", "offrl-bench run --help"]),
@@ -70,6 +74,13 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
 def test_usage_errors(cli, cartpole_expert, args, fragments):
     result = cli(*[a.replace("{ds}", cartpole_expert) for a in args])
     assert_usage_error(result, *fragments)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_cuda_device_is_a_usage_error(cli, cartpole_expert, tmp_path):
+    result = cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--device", "cuda", "--out", str(tmp_path))
+    assert_usage_error(result, "--device cuda: torch", "finds no CUDA device on this machine; use --device cpu")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_unsupported_action_space(cli, cartpole_expert, monkeypatch):

@@ -50,6 +50,7 @@ def test_ray_backend_retries_a_killed_task_and_matches_local(cartpole_expert, tm
     (["--backend", "slurm"], "unknown backend 'slurm'; one of: local, ray"),
     (["--address", "10.0.0.1:6379"], "--address is a Ray cluster address; use it with --backend ray"),
     (["--backend", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be > 0"),
+    (["--backend", "ray", "--device", "cuda"], "--device cuda on Ray needs --gpus-per-run > 0"),
     (["--out", "s3://bucket/results"], "unsupported output location 's3://bucket/results'"),
 ])
 def test_backend_usage_errors(cli, cartpole_expert, tmp_path, args, fragment):
