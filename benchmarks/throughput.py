@@ -104,13 +104,11 @@ def ensure_d3rlpy_venv(venv: Path) -> Path:
     return python
 
 
-def offrl_bench_rates(dataset_id: str, algos: list[str], updates: int, precision: str, profiled: int
+def offrl_bench_rates(dataset_id: str, dataset, algos: list[str], updates: int, precision: str, profiled: int
                       ) -> dict[str, list]:
     """Per algorithm: [updates/s], followed by profile()'s two results when ``profiled`` > 0."""
-    from offrl_bench.data.datasets import load_dataset
     from offrl_bench.runner import RunSpec, build_algorithm, update_autocast
 
-    dataset = load_dataset(dataset_id)
     rates = {}
     for name in algos:
         torch.manual_seed(0)
@@ -168,8 +166,8 @@ def main() -> None:
                  str(args.threads), str(profiled), str(Path(__file__).resolve().parent)],
                 check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             ).stdout.strip().splitlines()[-1]))
-            fp32.append(offrl_bench_rates(request.dataset_id, algos, args.updates, "fp32", profiled))
-            bf16.append(offrl_bench_rates(request.dataset_id, algos, args.updates, "bf16", 0))
+            fp32.append(offrl_bench_rates(request.dataset_id, dataset, algos, args.updates, "fp32", profiled))
+            bf16.append(offrl_bench_rates(request.dataset_id, dataset, algos, args.updates, "bf16", 0))
 
     print(f"{args.env} {args.quality}: {len(dataset)} transitions; batch 256, 256x256 MLPs, {args.threads} "
           f"torch threads, {args.updates} timed updates each, {args.rounds} rounds; d3rlpy runs fp32")
