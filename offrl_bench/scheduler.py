@@ -86,6 +86,9 @@ def check_options(backend: str, workers: int, address: str | None, cpus_per_run:
         raise UsageError("--address is a Ray cluster address; use it with --backend ray")
 
 
+DEVICE_TYPES = ("cpu", "cuda")
+
+
 def check_devices(specs: list[RunSpec], backend: str, gpus_per_run: float) -> None:
     """Every run's ``--device`` is one its workers can use: a CUDA device of this machine locally; on
     Ray, a GPU that ``--gpus-per-run`` reserves (Ray then exposes it to the run as ``cuda:0``)."""
@@ -94,8 +97,8 @@ def check_devices(specs: list[RunSpec], backend: str, gpus_per_run: float) -> No
             parsed = torch.device(device)
         except RuntimeError:
             parsed = None
-        if parsed is None or parsed.type not in ("cpu", "cuda"):
-            raise UsageError(f"unknown device '{device}'; one of: cpu, cuda, cuda:N")
+        if parsed is None or parsed.type not in DEVICE_TYPES:
+            raise UsageError(f"unknown device '{device}'; {one_of((*DEVICE_TYPES, 'cuda:N'))}")
         if parsed.type == "cpu":
             continue
         if backend == "ray":
