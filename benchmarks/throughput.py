@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--d3rlpy-venv", type=Path, default=REPO / ".venv-d3rlpy")
     args = parser.parse_args()
+    for option in ("updates", "rounds", "threads"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1, got {getattr(args, option)}")
     algos = args.algos.split(",")
     torch.set_num_threads(args.threads)
     os.environ.setdefault("MINARI_DATASETS_PATH", tempfile.mkdtemp(prefix="offrl-bench-throughput-"))
