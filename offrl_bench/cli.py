@@ -231,7 +231,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
                              adastop_interims, adastop_alpha)
     else:
         execute(specs)
-    _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet)
+    _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet, compare=bool(suite))
 
 
 def _algorithm_names(*texts: str) -> list[str]:
@@ -295,7 +295,7 @@ def leaderboard_(directory: Path, output: Path | None) -> None:
     """Rebuild the leaderboard CSV from the run records in DIRECTORY."""
     if not (directory / "runs.jsonl").exists():
         raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
-    _write_and_show_leaderboard(directory, output or directory / "leaderboard.csv", quiet=False)
+    _write_and_show_leaderboard(directory, output or directory / "leaderboard.csv", quiet=False, compare=True)
 
 
 @app.command("compare")
@@ -328,6 +328,41 @@ def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, i
         say(f"AdaStop asks for {len(seeds)} more run(s) of {name}: seeds {','.join(map(str, seeds))}")
 
 
+@app.command("claims")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--claim", "patterns", multiple=True, metavar="PATTERN",
+              help="only claims whose name matches (shell pattern; repeatable)")
+@click.option("--markdown", is_flag=True, help="print the table as Markdown (as in the README)")
+def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
+    """Decide every installed paper claim on the run records in DIRECTORY: reproduced, contradicted
+    or inconclusive, with the numbers behind each verdict."""
+    import fnmatch
+
+    from offrl_bench import claims, registry
+
+    chosen = registry.claims()
+    if patterns:
+        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+        if not chosen:
+            raise UsageError(f"no claim matches {', '.join(patterns)}; {one_of(c.name for c in registry.claims())}")
+    verdicts = claims.evaluate_directory(directory, chosen)
+    say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
+    if markdown:
+        say(claims.markdown(verdicts), end="")
+        return
+    say(f"claims on {directory} (rule: 95% stratified-bootstrap CI of A-B, rliable; {claims.MIN_SEEDS}+ seeds "
+        "per side for a non-indicative verdict)")
+    for verdict in verdicts:
+        claim = verdict.claim
+        say(f"\n[{verdict.text()}] {claim.name} ({claim.paper})")
+        say(f"  {claim.statement}: {claim.assertion}, A = {claim.a.describe()}, B = {claim.b.describe()}")
+        unit = " steps" if claim.metric == "steps_to_score" else ""
+        for comparison in verdict.comparisons:
+            say(f"  - {comparison.label}: {comparison.numbers(unit)} -> {comparison.verdict}")
+        if not verdict.comparisons:
+            say("  - no runs in this directory match both sides")
+
+
 @app.command("plot")
 @click.argument("directory", type=click.Path(path_type=Path))
 def plot_(directory: Path) -> None:
@@ -351,37 +386,88 @@ def report_(directory: Path, output: Path | None) -> None:
     out.print(f"wrote {build_report(directory, output)}", markup=False, highlight=False)
 
 
-def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool) -> None:
-    from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
+def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, compare: bool = False) -> None:
+    """Write the CSV; print a compact view of it (whole names, every number, at 80 columns), the
+    provenance warning, and, with ``compare``, how it compares with the published reference."""
+    from offrl_bench import provenance
+    from offrl_bench.reference import compare_with_reference
+    from offrl_bench.results import RunStore, leaderboard, write_leaderboard
 
-    frame = leaderboard(list(RunStore(directory).records().values()))
+    records = list(RunStore(directory).records().values())
+    frame = leaderboard(records)
     try:
         write_leaderboard(frame, csv_path)
     except OSError as exc:
         raise UsageError(f"cannot write leaderboard to '{csv_path}' ({exc.strerror or exc})") from exc
     if quiet:
         return
-    fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
-    show_wrapper = not frame["wrapper"].isin(["none", "ALL"]).all()
-    variant_columns = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS + list(DERIVED_COLUMNS)]
-    for suite, rows in frame.groupby("suite", sort=False):
-        table = Table(title=f"suite {suite}", caption=f"normalized: 0 = random, 100 = expert; IQM with 95% "
-                      f"stratified-bootstrap CI; written to {csv_path}")
-        drops = "drop_from_default" in frame
-        columns = ["dataset", *(["wrapper"] if show_wrapper else []), "algo", *variant_columns, "n", "return", "norm.",
-                   "IQM [95% CI]",
-                   *(["drop"] if drops else []), "upd/s"]
-        for column in columns:
-            table.add_column(column, justify="right" if column in ("n", "norm.", "drop", "upd/s") else "left",
-                             no_wrap=column == "dataset")
-        for row in rows.itertuples():
-            table.add_row(row.dataset, *([row.wrapper] if show_wrapper else []), row.algorithm,
-                          *(fmt(getattr(row, c), "g") for c in variant_columns), str(row.n_seeds),
-                          f"{fmt(row.return_mean)} ± {fmt(row.return_std)}" if row.dataset != "ALL" else "-",
-                          fmt(row.normalized_mean),
-                          f"{fmt(row.normalized_iqm)} [{fmt(row.ci_low)}, {fmt(row.ci_high)}]",
-                          *([fmt(row.drop_from_default)] if drops else []), fmt(row.updates_per_second, ",.0f"))
+    for table in _leaderboard_tables(frame, csv_path):
         out.print(table)
+    warning = provenance.warning(records)
+    if warning:
+        err.print(f"warning: {directory}: {warning}", markup=False, highlight=False)
+    comparison = compare_with_reference(records, directory) if compare else None
+    if comparison is not None:
+        say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
+        say(comparison.summary())
+        for line in comparison.disagreements():
+            say(f"  disagrees: {line}")
+
+
+def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
+    """The leaderboard as small tables: per suite the ``ALL`` aggregates first, then one table per
+    dataset. Names wrap instead of being cut, numbers never wrap."""
+    from offrl_bench.results import ALL, DERIVED_COLUMNS, LEADERBOARD_COLUMNS, MIN_SEEDS
+
+    fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
+    variant_columns = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS + list(DERIVED_COLUMNS)]
+
+    def name(row) -> str:
+        extra = [f"{c}={fmt(row[c], 'g')}" for c in variant_columns if fmt(row[c], "g") not in ("-", "")]
+        return row["algorithm"] + (f"[{','.join(extra)}]" if extra else "")
+
+    def seeds(row) -> str:
+        return f"{row['n_seeds']}{'*' if row['n_seeds'] < MIN_SEEDS else ''}"
+
+    def interval(row) -> str:
+        return f"{fmt(row['normalized_iqm'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+    def table(title: str, columns: list[str], caption: str | None = None) -> Table:
+        made = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+        for column in columns:
+            text = column in ("algorithm", "wrapper")
+            made.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not text,
+                            ratio=1 if text else None)
+        return made
+
+    tables = []
+    for suite, rows in frame.groupby("suite", sort=False):
+        rows = rows.to_dict("records")
+        aggregate = table(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
+                          ["algorithm", "split", "n", "IQM [95% CI]"],
+                          caption=f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative only. "
+                                  f"Full table: {csv_path}")
+        for row in rows:
+            if row["dataset"] == ALL:
+                split = row["wrapper"].split(":", 1)[-1] if row["wrapper"] != ALL else "-"
+                aggregate.add_row(name(row), split, seeds(row), interval(row))
+        tables.append(aggregate)
+        by_dataset: dict[str, list[dict]] = {}
+        for row in rows:
+            if row["dataset"] != ALL:
+                by_dataset.setdefault(row["dataset"], []).append(row)
+        for dataset, members in by_dataset.items():
+            show_wrapper = any(row["wrapper"] != "none" for row in members)
+            extra = [c for c in ("drop_from_default", "generalization_gap") if c in frame
+                     and any(not math.isnan(row[c]) for row in members)]
+            per_task = table(dataset, [*(["wrapper"] if show_wrapper else []), "algorithm", "n", "return",
+                                       "IQM [95% CI]", *(["drop" if c == "drop_from_default" else "gap"
+                                                          for c in extra])])
+            for row in members:
+                per_task.add_row(*([row["wrapper"]] if show_wrapper else []), name(row), seeds(row),
+                                 fmt(row["return_mean"]), interval(row), *(fmt(row[c]) for c in extra))
+            tables.append(per_task)
+    return tables
 
 
 def main(argv: list[str] | None = None) -> None:

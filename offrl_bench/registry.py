@@ -16,8 +16,9 @@ from offrl_bench.errors import PluginError, UsageError, one_of
 ALGORITHMS = "offrl_bench.algorithms"
 WRAPPERS = "offrl_bench.wrappers"
 SUITES = "offrl_bench.suites"
+CLAIMS = "offrl_bench.claims"
 
-_KIND = {ALGORITHMS: "algorithm", WRAPPERS: "wrapper", SUITES: "suite"}
+_KIND = {ALGORITHMS: "algorithm", WRAPPERS: "wrapper", SUITES: "suite", CLAIMS: "claim"}
 
 
 @cache
@@ -59,3 +60,19 @@ def wrapper_factory(name: str):
 def suite(name: str):
     """The :class:`offrl_bench.suites.Suite` registered as ``name``."""
     return _load(SUITES, name)
+
+
+def claims() -> list:
+    """Every installed :class:`offrl_bench.claims.Claim`, in entry-point name order. An entry point
+    names one claim or a tuple of them (a paper's findings)."""
+    from offrl_bench.claims import Claim
+
+    found = []
+    for name in sorted(available(CLAIMS)):
+        value = _load(CLAIMS, name)
+        members = value if isinstance(value, (tuple, list)) else (value,)
+        if not members or not all(isinstance(claim, Claim) for claim in members):
+            raise PluginError(f"claim plugin '{name}' ({available(CLAIMS)[name].value}) must be an "
+                              "offrl_bench.claims.Claim or a tuple of them")
+        found += members
+    return found

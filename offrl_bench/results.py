@@ -30,8 +30,11 @@ LEADERBOARD_COLUMNS = [
     "suite", "dataset", "wrapper", "algorithm", "n_seeds", "return_mean", "return_std", "normalized_mean",
     "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
 ]
-#: Extra columns the leaderboard computes itself (after any algorithm's variant columns).
-DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap")
+#: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
+#: marks the rows with fewer than MIN_SEEDS seeds, when there are any.
+DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning")
+#: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
+MIN_SEEDS = 5
 ALL = "ALL"
 NO_WRAPPER = "none"
 
@@ -245,6 +248,8 @@ def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame
     if (splits != "").any():
         frame["split"] = splits
         frame["generalization_gap"] = _generalization_gap(frame, extra)
+    if (frame.n_seeds < MIN_SEEDS).any():
+        frame["warning"] = [f"indicative: {n} seeds < {MIN_SEEDS}" if n < MIN_SEEDS else "" for n in frame.n_seeds]
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame

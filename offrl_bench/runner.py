@@ -49,6 +49,7 @@ from offrl_bench.rollout import perturbation_rates
 
 ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
 DEFAULT_BATCH_SIZE = 256
+PROGRESS_INTERVAL = 1.0  # seconds between a run's progress reports
 
 
 @dataclass(frozen=True)
@@ -192,9 +193,9 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
 
 
 def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float,
-                     losses: dict[str, float]) -> None:
+                     losses: dict[str, float], eval_seconds: float) -> None:
     state = {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
-             "updates_done": done, "train_seconds": seconds, "losses": losses}
+             "updates_done": done, "train_seconds": seconds, "losses": losses, "eval_seconds": eval_seconds}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as f:
@@ -230,7 +231,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
 
     sampler = torch.Generator(device=spec.device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)  # for plugins that draw from the global torch RNG
-    done, seconds, resumed_losses = 0, 0.0, {}
+    done, seconds, eval_seconds, resumed_losses = 0, 0.0, 0.0, {}
     checkpoint, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     if checkpoint.exists():
         try:
@@ -241,6 +242,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         done, seconds = state["updates_done"], state["train_seconds"]
+        eval_seconds = state.get("eval_seconds", 0.0)
         resumed_losses = state.get("losses", {})  # the record's final losses when nothing is left to do
     # Evaluations logged after the checkpoint will be repeated identically: drop them.
     kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
@@ -248,7 +250,10 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     write_atomic(metrics_path, "".join(line + "\n" for line in kept))
 
     def evaluate_now() -> tuple[np.ndarray, dict[str, float]]:
+        nonlocal eval_seconds
+        started = time.perf_counter()
         episodes = evaluate(algorithm, env_id, spec.wrapper, spec.eval_episodes, evaluation_seed(spec.seed))
+        eval_seconds += time.perf_counter() - started
         return np.array([e.episode_return for e in episodes]), perturbation_rates(episodes)
 
     losses: dict[str, float] = resumed_losses
@@ -258,10 +263,11 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     # through: never half an update (the sampler already advanced) or a skipped evaluation.
     at_boundary = True
     stop = _StopRequest()
+    next_report = 0.0  # progress goes out at most once a second: the coordinator shares the CPU
 
     def update_until(chunk_end: int) -> None:
         """Offline: gradient updates up to ``chunk_end``, stopping between two of them on a signal."""
-        nonlocal done, at_boundary, losses
+        nonlocal done, at_boundary, losses, next_report
         while done < chunk_end:
             if stop.requested:
                 raise KeyboardInterrupt
@@ -278,7 +284,8 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
             losses = _checked_losses(spec.algo, raw_losses, done)
             done += 1
             at_boundary = done < chunk_end  # at a chunk's end its evaluation is still due
-            if progress and done % 50 == 0:
+            if progress and done % 50 == 0 and time.monotonic() >= next_report:
+                next_report = time.monotonic() + PROGRESS_INTERVAL
                 progress(spec.run_id, done, total)
 
     def learn_until(chunk_end: int) -> None:
@@ -320,27 +327,31 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
                                                                        dataset.ref_max_score)), **losses}
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(line) + "\n")
-                _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses)
+                _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
                 at_boundary = True
     except KeyboardInterrupt:
         if at_boundary:  # keep what was learned since the last checkpoint; the re-run resumes here
-            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses)
+            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
         raise
     if returns is None:
         returns, rates = evaluate_now()
     if progress:
         progress(spec.run_id, total, total)
+    curve = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
 
     record = {
         "run_id": spec.run_id, "suite": spec.suite, "algorithm": spec.algo, "dataset": spec.dataset,
         "wrapper": spec.wrapper, "seed": spec.seed, "env_id": env_id, "paradigm": algorithm.paradigm,
         "updates": done, **({"env_steps": done} if online else {}),
         "train_seconds": seconds, "updates_per_second": done / seconds if seconds > 0 else None,
-        "setup_seconds": setup_seconds,
+        "setup_seconds": setup_seconds, "eval_seconds": eval_seconds,
         "eval_episodes": spec.eval_episodes, "eval_returns": returns.tolist(),
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score, dataset.ref_max_score)),
         "perturbation_rates": rates, "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
+        # (updates or environment steps, normalised score) at every evaluation, for claims about
+        # sample efficiency: per-run metrics.jsonl files are not published with the records.
+        "learning_curve": [[line["updates"], line["normalized_score"]] for line in curve],
         "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
         **variant_fields(type(algorithm), algorithm.config),
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),

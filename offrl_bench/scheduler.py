@@ -156,6 +156,7 @@ class ProgressView:
         self.progress = None if quiet else Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
+            refresh_per_second=2,  # the display shares the CPU with the runs it shows
         )
         self.tasks: dict[str, tuple[int, float, int]] = {}
         self.overall = self.progress.add_task("runs", total=total_runs, rate="") if self.progress else None

@@ -55,6 +55,26 @@ def interval_estimates(scores: dict[str, np.ndarray], metric: str) -> dict[str, 
             for name in scores}
 
 
+def difference_interval(a: np.ndarray, b: np.ndarray, metric: str, paired: bool) -> tuple[float, float, float]:
+    """``metric(a) - metric(b)`` for two (runs x tasks) score matrices, with its 95% stratified-bootstrap
+    interval (rliable). Independent samples are resampled independently (rliable's
+    StratifiedIndependentBootstrap, as for probability of improvement); ``paired`` ones (row i of
+    ``a`` and of ``b`` come from one seed) resample the per-seed differences, whose ``metric`` is
+    then the estimate."""
+    from rliable import library as rly
+
+    aggregate = _aggregate(metric)
+    if paired:
+        scores = {"d": np.asarray(a, dtype=float) - np.asarray(b, dtype=float)}
+        func = lambda d: np.array([aggregate(d)])  # noqa: E731
+    else:
+        scores = {"d": (np.asarray(a, dtype=float), np.asarray(b, dtype=float))}
+        func = lambda x, y: np.array([aggregate(x) - aggregate(y)])  # noqa: E731
+    with seeded_bootstrap() as random_state:
+        point, interval = rly.get_interval_estimates(scores, func, reps=BOOTSTRAP_REPS, random_state=random_state)
+    return float(point["d"][0]), float(interval["d"][0, 0]), float(interval["d"][1, 0])
+
+
 def aggregate_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per (algorithm, metric) with its point estimate and 95% CI."""
     rows = []

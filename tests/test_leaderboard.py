@@ -88,7 +88,7 @@ def test_algorithm_variants_get_rows_and_extra_columns_of_their_own():
                 records.append(entry)
     records += [record("s", "d1", "bc", seed, 10.0) for seed in range(3)]
     frame = leaderboard(records)
-    assert list(frame.columns) == LEADERBOARD_COLUMNS + ["label_fraction"]
+    assert list(frame.columns) == LEADERBOARD_COLUMNS + ["label_fraction", "warning"]  # 3 seeds: indicative
     rows = frame[frame.algorithm == "ssorl(iql)"]
     assert sorted(zip(rows.dataset, rows.label_fraction)) == [
         ("ALL", 0.1), ("ALL", 1.0), ("d1", 0.1), ("d1", 1.0), ("d2", 0.1), ("d2", 1.0)]

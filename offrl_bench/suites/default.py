@@ -1,33 +1,37 @@
 """The published default leaderboard: every axis of the benchmark at CPU scale, in one suite.
 
-- **Data quality**: BC, TD3+BC, IQL, CQL and DT on Pendulum-v1 medium and mixed data; BC, IQL, CQL,
-  BCQ and DT on CartPole-v1 medium data. (Continuous BCQ, with its 750-wide VAE sampling ten actions
-  per next state, is in the ``offline`` suite, not here.)
+- **Data quality**: BC, TD3+BC, IQL and CQL on Pendulum-v1 medium and mixed data; BC, IQL, CQL and
+  BCQ on CartPole-v1 medium data. (Continuous BCQ, with its 750-wide VAE sampling ten actions per
+  next state, is in the ``offline`` suite, not here.) Decision Transformer is left out: at this
+  budget (2,000 updates, half of them learning-rate warm-up) it stayed at random level on Pendulum
+  (-0.2 and -8.9 normalised in the 3-seed default leaderboard of 2026-11-23) and at 14.7 against
+  BC's 49.1 on CartPole, so its row would measure the budget, not the method.
 - **STORI stochasticity**: BC and IQL trained on Pendulum-v1 expert data, evaluated on the default
   environment and under types 1 (action noise), 2.1 (random events), 2.2 (concept drift) and 3.2
   (dropped frames).
 - **Level splits**: BC, BCQ and IQL on MiniGrid-DoorKey-5x5 train-level expert data, scored on the
   train levels and on unseen test levels.
-- **Label fractions**: SS-ORL (IQL on IDM proxy labels) against IQL on the labelled episodes alone,
-  at 10% labels of the 200-episode Pendulum mixed dataset.
+- **Label fractions**: SS-ORL (IQL on IDM proxy labels) against IQL on the labelled episodes alone
+  and IQL on fully labelled data, at 10% labels of the 200-episode Pendulum mixed dataset.
 - **MOREC**: MOPO and MOPO with MOREC's dynamics-reward filter on Pendulum medium, next to the
   model-free rows above.
 - **Offline-to-online**: PPO from scratch against BC -> PPO from 2 expert demonstrations on the
   MiniGrid train levels, scored on test levels.
 
-Offline runs take 2,000 updates (CQL with the offline suite's CPU settings, DT with the
-generalization suite's smaller transformer), online runs 40,960 environment steps; 3 seeds each.
+Offline runs take 2,000 updates (CQL with the offline suite's CPU settings), online runs 40,960
+environment steps. 5 seeds per row, the fewest at which the claims engine calls a verdict more
+than indicative, and 30 evaluation episodes per evaluation: one Pendulum policy's returns range
+from about 0 to -1,500 with the start state, and evaluation costs a fraction of a second.
 """
 
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import CombinedSuite, Suite
 from offrl_bench.suites.generalization import ENV_ID as MINIGRID
-from offrl_bench.suites.generalization import SMALL_DT
 from offrl_bench.suites.offline import CQL_CPU_SETTINGS
 from offrl_bench.suites.ssorl import SSORL
 from offrl_bench.suites.stori import STORI_WRAPPERS
 
-SCALE = dict(seeds=(0, 1, 2), updates=2_000, eval_every=1_000, checkpoint_every=1_000, eval_episodes=10)
+SCALE = dict(seeds=(0, 1, 2, 3, 4), updates=2_000, eval_every=1_000, checkpoint_every=1_000, eval_episodes=30)
 MINIGRID_EXPERT = DatasetRequest(MINIGRID, "expert", wrapper="levels:train")
 
 DEFAULT = CombinedSuite(
@@ -36,22 +40,21 @@ DEFAULT = CombinedSuite(
                 "offline-to-online",
     parts=(
         Suite("quality", "", datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed")),
-              algorithms=("bc", "td3_bc", "iql", "cql", "dt"),
-              overrides={"cql": CQL_CPU_SETTINGS, "dt": SMALL_DT}, **SCALE),
+              algorithms=("bc", "td3_bc", "iql", "cql"), overrides={"cql": CQL_CPU_SETTINGS}, **SCALE),
         Suite("quality", "", datasets=(DatasetRequest("CartPole-v1", "medium"),),
-              algorithms=("bc", "iql", "cql", "bcq", "dt"),
-              overrides={"cql": CQL_CPU_SETTINGS, "dt": SMALL_DT}, **SCALE),
+              algorithms=("bc", "iql", "cql", "bcq"), overrides={"cql": CQL_CPU_SETTINGS}, **SCALE),
         Suite("stori", "", datasets=(DatasetRequest("Pendulum-v1", "expert"),), algorithms=("bc", "iql"),
               wrappers=STORI_WRAPPERS[:5], **SCALE),
         Suite("levels", "", datasets=(MINIGRID_EXPERT,), algorithms=("bc", "bcq", "iql"),
-              wrappers=("levels:train", "levels:test"), **{**SCALE, "eval_episodes": 20}),
+              wrappers=("levels:train", "levels:test"), **SCALE),
         Suite("labels", "", datasets=SSORL.datasets, algorithms=(),
               variants=(("ssorl", (("base", "iql"), ("label_fraction", "0.1"))),
-                        ("ssorl", (("base", "iql"), ("label_fraction", "0.1"), ("unlabelled", "drop")))), **SCALE),
+                        ("ssorl", (("base", "iql"), ("label_fraction", "0.1"), ("unlabelled", "drop"))),
+                        ("ssorl", (("base", "iql"), ("label_fraction", "1.0")))), **SCALE),
         Suite("morec", "", datasets=(DatasetRequest("Pendulum-v1", "medium"),), algorithms=("mopo",),
               variants=(("mopo", (("filter", "morec"),)),), **SCALE),
         Suite("online", "", datasets=(MINIGRID_EXPERT,), algorithms=("ppo",),
               variants=(("bc_ppo", (("demonstrations", "2"),)),), wrappers=("levels:test",),
-              env_steps=40_960, env_steps_eval_every=4_096, **{**SCALE, "eval_episodes": 20}),
+              env_steps=40_960, env_steps_eval_every=4_096, **SCALE),
     ),
 )

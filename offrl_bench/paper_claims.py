@@ -1,0 +1,77 @@
+"""The built-in claims: each implemented paper's headline finding, in the form a CPU-scale offline
+benchmark can test (see ``../shared/PAPERS.md`` and the README's claims table).
+
+Registered in ``pyproject.toml`` under ``offrl_bench.claims``, one entry point per paper, exactly as
+a plugin package registers its own. Margins are in normalised points (0 = random, 100 = expert).
+"""
+
+from offrl_bench.claims import Claim, Rows
+
+#: Equivalence and non-inferiority margin: differences under 5 normalised points are "as good".
+MARGIN = 5.0
+
+#: STORI (2025): each stochasticity type lowers the score of each algorithm against the default
+#: environment (type 3.1). The same trained agent is evaluated on both, seed by seed: paired.
+STORI = tuple(
+    Claim(name=f"stori-type-{kind}-lowers-score", paper="STORI",
+          statement=f"type {kind} ({what}) lowers each algorithm's score against the default environment",
+          a=Rows(wrapper=pattern), b=Rows(wrapper="none"), relation="less",
+          per=("algorithm", "dataset"), each=("wrapper",), paired=True)
+    for kind, what, pattern in (("1", "action-dependent", "stori:action:*"),
+                                ("2.1", "random events", "stori:events:*"),
+                                ("2.2", "concept drift", "stori:drift:*"),
+                                ("3.2", "partial observability", "stori:partial:*"))
+)
+
+#: The Generalization Gap in Offline RL (Mediratta et al., ICLR 2024).
+OFFLINE_ALGORITHMS = ("bcq", "iql", "cql", "td3_bc", "dt")
+GENERALIZATION = (
+    Claim(name="generalization-gap", paper="Generalization gap (Mediratta et al. 2024)",
+          statement="each algorithm scores lower on unseen test levels than on its train levels",
+          a=Rows(wrapper="levels:*test*"), b=Rows(wrapper="levels:*train*"), relation="less",
+          per=("algorithm", "dataset"), paired=True),
+    Claim(name="bc-generalizes-best", paper="Generalization gap (Mediratta et al. 2024)",
+          statement=f"on test levels no offline-RL algorithm beats BC by more than {MARGIN:g} points",
+          a=Rows(algorithm=OFFLINE_ALGORITHMS, wrapper="levels:*test*"),
+          b=Rows(algorithm="bc", wrapper="levels:*test*"),
+          relation="at_most", margin=MARGIN, per=("dataset",), each=("algorithm",)),
+)
+
+#: SS-ORL (Zheng et al., ICML 2023), with IQL as the base algorithm.
+SSORL = (
+    Claim(name="ssorl-10pc-matches-full-labels", paper="SS-ORL (Zheng et al. 2023)",
+          statement=f"at 10% labels, IDM proxy labels score within {MARGIN:g} points of full labels (IQL)",
+          a=Rows(algorithm="ssorl(iql*)[label_fraction=0.1]"), b=Rows(algorithm="ssorl(iql)[label_fraction=1.0]"),
+          relation="equivalent", margin=MARGIN, per=("dataset",), each=("algorithm",)),
+    Claim(name="ssorl-10pc-beats-labelled-only", paper="SS-ORL (Zheng et al. 2023)",
+          statement="at 10% labels, IDM proxy labels beat training on the labelled episodes alone (IQL)",
+          a=Rows(algorithm="ssorl(iql)[label_fraction=0.1]"),
+          b=Rows(algorithm="iql (labelled only)[label_fraction=0.1]"),
+          relation="greater", per=("dataset",)),
+)
+
+#: MOREC (Luo et al., ICLR 2024): the filter must not make MOPO worse.
+MOREC = (
+    Claim(name="morec-at-least-mopo", paper="MOREC (Luo et al. 2024)",
+          statement=f"MOPO with MOREC's filter scores at least MOPO's score minus {MARGIN:g} points",
+          a=Rows(algorithm="mopo+morec"), b=Rows(algorithm="mopo"), relation="at_least", margin=MARGIN,
+          per=("dataset", "wrapper")),
+)
+
+#: Offline-to-online: a BC warm start reaches a high score in fewer environment steps than PPO.
+OFFLINE_TO_ONLINE = (
+    Claim(name="bc-ppo-reaches-90-sooner", paper="Offline-to-online",
+          statement="BC -> PPO reaches a normalised 90 in fewer environment steps than PPO from scratch",
+          a=Rows(algorithm="bc_ppo*"), b=Rows(algorithm="ppo"), relation="less", metric="steps_to_score",
+          threshold=90.0, per=("dataset", "wrapper"), each=("algorithm",)),
+)
+
+#: Data quality (D4RL-style results, e.g. Kumar et al. 2020; Kostrikov et al. 2022): offline RL
+#: beats behaviour cloning when the data mixes good and bad behaviour.
+DATA_QUALITY = (
+    Claim(name="offline-rl-beats-bc-on-mixed", paper="Data quality (D4RL)",
+          statement="each offline-RL algorithm scores above BC on mixed-quality data",
+          a=Rows(algorithm=OFFLINE_ALGORITHMS, dataset="*/mixed-v0", wrapper="none"),
+          b=Rows(algorithm="bc", dataset="*/mixed-v0", wrapper="none"), relation="greater",
+          per=("dataset",), each=("algorithm",)),
+)

@@ -1,0 +1,125 @@
+"""Which code produced a set of run records, and whether that code is still the code here.
+
+Every record names the git revision it ran at and whether the tree had uncommitted changes
+(``versions.git_revision``, ``versions.git_dirty``). A published leaderboard is only trustworthy
+when all its records come from one clean, committed revision, and its numbers only describe the
+code here when the files that computed them have not changed since. :func:`warning` says in one
+line when either fails; :func:`reference_problems` is the strict form a published reference must pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Files that shape every run's numbers, besides the algorithm's own module (paths in the repository).
+SHARED_SOURCES = ("algorithms/nn.py", "envs", "offrl_bench/runner.py")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    revisions: Counter  # revision -> number of records (None: not recorded)
+    dirty: int  # records made from a tree with uncommitted changes
+    unknown_dirty: int  # records that do not say whether their tree was clean
+    total: int
+
+    @property
+    def revision(self) -> str | None:
+        """The one revision every record ran at, else None."""
+        return next(iter(self.revisions)) if len(self.revisions) == 1 else None
+
+
+def provenance(records: Iterable[dict]) -> Provenance:
+    records = list(records)
+    versions = [record.get("versions") or {} for record in records]
+    return Provenance(revisions=Counter(v.get("git_revision") for v in versions),
+                      dirty=sum(v.get("git_dirty") is True for v in versions),
+                      unknown_dirty=sum(v.get("git_dirty") is None for v in versions), total=len(records))
+
+
+def repository_root() -> Path | None:
+    """The git checkout this package runs from; None for an installed copy."""
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10,
+                                cwd=here)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    root = Path(result.stdout.strip()) if result.returncode == 0 else None
+    return root if root and (root / "offrl_bench" / "provenance.py").resolve() == Path(__file__).resolve() else None
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, cwd=root)
+
+
+def algorithm_sources(records: Iterable[dict], root: Path) -> list[str]:
+    """The repository paths of the modules that implement the records' algorithms."""
+    from offrl_bench import registry
+
+    paths = set()
+    for name in {record["algorithm"] for record in records}:
+        entry_point = registry.available(registry.ALGORITHMS).get(name)
+        if entry_point is None:
+            continue
+        spec = importlib.util.find_spec(entry_point.module)
+        if spec and spec.origin:
+            try:
+                paths.add(str(Path(spec.origin).resolve().relative_to(root)))
+            except ValueError:  # installed elsewhere (a third-party plugin): not this repository's history
+                continue
+    return sorted(paths)
+
+
+def changed_since(revision: str, paths: Iterable[str], root: Path) -> list[str] | None:
+    """Files among ``paths`` that differ between ``revision`` and the working tree; None when the
+    revision is not in this checkout's history."""
+    if _git(root, "cat-file", "-e", f"{revision}^{{commit}}").returncode != 0:
+        return None
+    diff = _git(root, "diff", "--name-only", revision, "--", *paths)
+    return sorted(line for line in diff.stdout.splitlines() if line)
+
+
+def warning(records: list[dict]) -> str | None:
+    """One line saying why these records may not describe this code, or None when they do (or when
+    this is not a git checkout, where nothing can be checked beyond what the records say)."""
+    if not records:
+        return None
+    found = provenance(records)
+    problems = []
+    if found.dirty:
+        problems.append(f"{found.dirty} of {found.total} records ran on uncommitted changes (git_dirty)")
+    if len(found.revisions) > 1:
+        shown = ", ".join(f"{(rev or 'unknown')[:7]} x{n}" for rev, n in found.revisions.most_common(4))
+        problems.append(f"records mix {len(found.revisions)} revisions ({shown})")
+    root = repository_root()
+    if root is not None:
+        sources = [*algorithm_sources(records, root), *SHARED_SOURCES]
+        for revision in sorted(rev for rev in found.revisions if rev):
+            changed = changed_since(revision, sources, root)
+            if changed is None:
+                problems.append(f"revision {revision[:7]} is not in this checkout's history")
+            elif changed:
+                problems.append(f"since {revision[:7]} these files changed: {', '.join(changed)}")
+    return "; ".join(problems) or None
+
+
+def reference_problems(records: list[dict], root: Path) -> list[str]:
+    """What keeps ``records`` from being a publishable reference: they must all come from one clean,
+    committed revision that is an ancestor of HEAD."""
+    found = provenance(records)
+    problems = []
+    if not records:
+        problems.append("no records")
+    if found.dirty or found.unknown_dirty:
+        problems.append(f"{found.dirty + found.unknown_dirty} of {found.total} records are not from a clean tree "
+                        "(git_dirty true or missing)")
+    if found.revision is None:
+        problems.append(f"records mix revisions: {dict(found.revisions)}")
+    elif _git(root, "merge-base", "--is-ancestor", found.revision, "HEAD").returncode != 0:
+        problems.append(f"revision {found.revision} is not an ancestor of HEAD")
+    return problems

@@ -1,0 +1,124 @@
+"""Published reference leaderboards, and how a user's results compare with them.
+
+The project publishes the records of each suite it ran, at one clean revision, in
+``results/reference/<suite>/`` of the repository; the package ships the same ``runs.jsonl`` files
+as ``offrl_bench/reference/<suite>/`` so installed copies have them too. User runs never write
+there: ``run --suite X`` writes to ``results/X/``.
+
+Rule: a leaderboard row *agrees* with the published row when their 95% stratified-bootstrap IQM
+intervals overlap. Rows are matched on (dataset, wrapper, algorithm variant) and compared only when
+both ran with the same settings (updates, evaluation episodes, config overrides, precision).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import offrl_bench
+from offrl_bench.provenance import provenance
+from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard
+
+RULE = "95% IQM intervals overlap"
+
+
+def reference_roots() -> list[Path]:
+    """Where references are looked for: the repository's ``results/reference`` (a source checkout),
+    then the copy installed with the package."""
+    package = Path(offrl_bench.__file__).resolve().parent
+    return [package.parent / "results" / "reference", package / "reference"]
+
+
+def reference_dir(suite: str) -> Path | None:
+    for root in reference_roots():
+        if (root / suite / "runs.jsonl").is_file():
+            return root / suite
+    return None
+
+
+@dataclass
+class RowComparison:
+    key: str  # "dataset · wrapper · algorithm"
+    yours: tuple[float, float, float]  # IQM, CI low, CI high
+    published: tuple[float, float, float]
+
+    @property
+    def agrees(self) -> bool:
+        return self.yours[1] <= self.published[2] and self.published[1] <= self.yours[2]
+
+
+@dataclass
+class ReferenceComparison:
+    suite: str
+    reference: Path
+    revision: str | None
+    date: str
+    rows: list[RowComparison] = field(default_factory=list)
+    different_settings: list[str] = field(default_factory=list)  # rows both have, run with other settings
+
+    @property
+    def agreeing(self) -> int:
+        return sum(row.agrees for row in self.rows)
+
+    def summary(self) -> str:
+        where = f"revision {(self.revision or 'unknown')[:7]}, {self.date}"
+        text = (f"{self.agreeing}/{len(self.rows)} rows agree with the published {self.suite} leaderboard "
+                f"({where}; rule: {RULE})")
+        if self.different_settings:
+            text += f"; {len(self.different_settings)} rows ran with other settings and were not compared"
+        return text
+
+    def disagreements(self) -> list[str]:
+        fmt = lambda t: f"{t[0]:.1f} [{t[1]:.1f}, {t[2]:.1f}]"  # noqa: E731
+        return [f"{row.key}: yours {fmt(row.yours)}, published {fmt(row.published)}"
+                for row in self.rows if not row.agrees]
+
+
+def _settings(record: dict) -> tuple:
+    """What a run computed, apart from its seed and where it ran."""
+    spec = dict(record.get("spec") or {})
+    for key in ("seed", "suite", "device"):
+        spec.pop(key, None)
+    return tuple(sorted((k, str(v)) for k, v in spec.items()))
+
+
+def _rows(records: list[dict]) -> dict[str, tuple[tuple[float, float, float], frozenset]]:
+    frame = leaderboard(records, with_run_ids=True)
+    by_id = {record["run_id"]: record for record in records}
+    variant_columns = [c for c in frame.columns
+                       if c not in LEADERBOARD_COLUMNS and c not in DERIVED_COLUMNS and c != "run_ids"]
+    found = {}
+    for row in frame.to_dict("records"):
+        variant = ",".join(f"{c}={row[c]}" for c in variant_columns
+                           if not (isinstance(row[c], float) and math.isnan(row[c])) and row[c] != "")
+        key = f"{row['dataset']} · {row['wrapper']} · {row['algorithm']}" + (f"[{variant}]" if variant else "")
+        settings = frozenset(_settings(by_id[run_id]) for run_id in row["run_ids"])
+        found[key] = ((row["normalized_iqm"], row["ci_low"], row["ci_high"]), settings)
+    return found
+
+
+def compare_with_reference(records: list[dict], directory: Path | None = None) -> ReferenceComparison | None:
+    """How ``records`` (one suite's) compare with that suite's published reference; None when there
+    is no reference, or ``directory`` is the reference itself."""
+    suites = {record["suite"] for record in records}
+    if len(suites) != 1:
+        return None
+    suite = suites.pop()
+    reference = reference_dir(suite)
+    if reference is None or (directory is not None and Path(directory).resolve() == reference.resolve()):
+        return None
+    published_records = list(RunStore(reference).records().values())
+    found = provenance(published_records)
+    date = max(record.get("finished_at", "") for record in published_records)[:10]
+    comparison = ReferenceComparison(suite, reference, found.revision, date)
+    published = _rows(published_records)
+    for key, (yours, settings) in _rows(records).items():
+        if key not in published or any(math.isnan(x) for x in (*yours, *published[key][0])):
+            continue
+        if settings != published[key][1]:  # for an ALL row: also a different set of tasks
+            comparison.different_settings.append(key)
+            continue
+        comparison.rows.append(RowComparison(key, yours, published[key][0]))
+    return comparison
+
