@@ -8,13 +8,20 @@ the simulator: its state (Pendulum's angle and velocity; MuJoCo's qpos and qvel)
 model's state and the real environment steps with the same action. Prints the mean error per
 rollout step, the model-training times, and how many steps MOREC's threshold keeps.
 
+With ``--csv``, one model per seed (``--seeds``), and the first step's mean true error of each way of
+choosing (rows ``morec-chosen`` and ``random-candidate``: same model, same starts, same actions) is
+written in the claims engine's measurement format, for the claim ``morec-lowers-true-error``:
+
     python benchmarks/morec_one_step_error.py [--dataset offrl/pendulum/medium-v0] [--starts 1000]
+    python benchmarks/morec_one_step_error.py --seeds 0,1,2,3,4 --csv results/reference/default/morec_one_step_error.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -74,39 +81,60 @@ def rollout_errors(mopo, starts: torch.Tensor, actions: torch.Tensor, filtered: 
     return {"state_error": errors, "reward_error": reward_errors, "kept": kept}
 
 
+def measure(dataset, seed: int, n_starts: int, horizon: int) -> dict:
+    """Train MOPO's ensemble and MOREC's dynamics reward with ``seed``, then roll out both ways."""
+    cls = registry.algorithm_class("mopo")
+    mopo = cls(dataset.spec, build_config(cls, (("filter", "morec"),)), seed)
+    started = time.perf_counter()
+    mopo.setup(dataset)
+    print(f"seed {seed}: ensemble + dynamics reward trained in {time.perf_counter() - started:.1f} s "
+          f"({mopo.model.epochs} epochs; discriminator accuracy real/model after the last round "
+          f"{mopo.dynamics_reward.history[-1][1]:.2f}/{mopo.dynamics_reward.history[-1][2]:.2f})")
+    generator = torch.Generator().manual_seed(seed)
+    starts = dataset.observations[torch.randint(len(dataset), (n_starts,), generator=generator)]
+    actions = torch.rand(horizon, n_starts, dataset.spec.action_dim, generator=generator) * 2 - 1
+    env = gym.make(dataset.spec.env_id).unwrapped
+    env.reset(seed=seed)
+    torch.manual_seed(seed)
+    results = {name: rollout_errors(mopo, starts, actions, name == "MOREC", env) for name in ("MOPO", "MOREC")}
+    print(f"{'step':>4} {'MOPO |s-s*|':>12} {'MOREC |s-s*|':>13} {'ratio':>6} {'MOPO |r-r*|':>12} "
+          f"{'MOREC |r-r*|':>13} {'MOREC kept':>11}")
+    for step in range(horizon):
+        mopo_err, morec_err = results["MOPO"]["state_error"][step], results["MOREC"]["state_error"][step]
+        print(f"{step + 1:>4} {mopo_err:>12.4f} {morec_err:>13.4f} {morec_err / mopo_err:>6.2f} "
+              f"{results['MOPO']['reward_error'][step]:>12.4f} {results['MOREC']['reward_error'][step]:>13.4f} "
+              f"{results['MOREC']['kept'][step]:>11.1%}")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="offrl/pendulum/medium-v0")
     parser.add_argument("--starts", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated; one model per seed")
+    parser.add_argument("--csv", type=Path, default=None, help="write first-step errors per seed here")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
     dataset = load_dataset(args.dataset)
     if not dataset.spec.env_id.startswith(SIMULATORS):
         raise SystemExit(f"error: the simulator check can set the state of {', '.join(SIMULATORS)}; "
                          f"{dataset.spec.env_id} is not one of them")
-    cls = registry.algorithm_class("mopo")
-    mopo = cls(dataset.spec, build_config(cls, (("filter", "morec"),)), args.seed)
-    started = time.perf_counter()
-    mopo.setup(dataset)
-    print(f"dataset {args.dataset}: {len(dataset)} transitions; ensemble + dynamics reward trained in "
-          f"{time.perf_counter() - started:.1f} s ({mopo.model.epochs} epochs; discriminator accuracy real/model "
-          f"after the last round {mopo.dynamics_reward.history[-1][1]:.2f}/{mopo.dynamics_reward.history[-1][2]:.2f})")
-    generator = torch.Generator().manual_seed(args.seed)
-    starts = dataset.observations[torch.randint(len(dataset), (args.starts,), generator=generator)]
-    actions = torch.rand(args.horizon, args.starts, dataset.spec.action_dim, generator=generator) * 2 - 1
-    env = gym.make(dataset.spec.env_id).unwrapped
-    env.reset(seed=args.seed)
-    torch.manual_seed(args.seed)
-    results = {name: rollout_errors(mopo, starts, actions, name == "MOREC", env) for name in ("MOPO", "MOREC")}
-    print(f"{'step':>4} {'MOPO |s-s*|':>12} {'MOREC |s-s*|':>13} {'ratio':>6} {'MOPO |r-r*|':>12} "
-          f"{'MOREC |r-r*|':>13} {'MOREC kept':>11}")
-    for step in range(args.horizon):
-        mopo_err, morec_err = results["MOPO"]["state_error"][step], results["MOREC"]["state_error"][step]
-        print(f"{step + 1:>4} {mopo_err:>12.4f} {morec_err:>13.4f} {morec_err / mopo_err:>6.2f} "
-              f"{results['MOPO']['reward_error'][step]:>12.4f} {results['MOREC']['reward_error'][step]:>13.4f} "
-              f"{results['MOREC']['kept'][step]:>11.1%}")
+    print(f"dataset {args.dataset}: {len(dataset)} transitions")
+    rows = []
+    for seed in seeds:
+        results = measure(dataset, seed, args.starts, args.horizon)
+        rows += [{"algorithm": algorithm, "dataset": args.dataset, "wrapper": "none", "seed": seed,
+                  "value": results[name]["state_error"][0]}
+                 for algorithm, name in (("morec-chosen", "MOREC"), ("random-candidate", "MOPO"))]
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
 
 
 if __name__ == "__main__":

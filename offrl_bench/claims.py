@@ -47,8 +47,10 @@ RELATIONS = {
 STATISTICS = ("mean", "iqm")
 #: What is compared per run: its final normalised score, or the environment steps (or updates) it
 #: took to first reach a normalised score (runs that never do count with their whole budget, so
-#: the claim "A reaches it sooner" is not helped by B's failures being censored).
-METRICS = ("score", "steps_to_score")
+#: the claim "A reaches it sooner" is not helped by B's failures being censored), or for a claim
+#: whose ``source`` is a CSV, that file's ``value`` column.
+METRICS = ("score", "steps_to_score", "value")
+RUNS = "runs.jsonl"
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NO_DATA = "reproduced", "contradicted", "inconclusive", "no data"
 FIELDS = ("algorithm", "dataset", "wrapper")
 
@@ -109,6 +111,9 @@ class Claim:
     threshold: float = 90.0
     min_seeds: int = MIN_SEEDS
     rule: str = "bootstrap"
+    #: where the compared values live in the directory: the run records, or a CSV a benchmark writes
+    #: with columns algorithm, dataset, wrapper, seed, value (one row per measurement)
+    source: str = RUNS
 
     def __post_init__(self) -> None:
         if self.relation not in RELATIONS:
@@ -116,6 +121,8 @@ class Claim:
         if self.statistic not in STATISTICS or self.metric not in METRICS or self.rule != "bootstrap":
             raise ValueError(f"claim '{self.name}': statistic {one_of(STATISTICS)}, metric {one_of(METRICS)}, "
                              "rule 'bootstrap'")
+        if (self.source == RUNS) == (self.metric == "value"):
+            raise ValueError(f"claim '{self.name}': metric 'value' goes with a CSV source, the others with {RUNS}")
         if self.margin < 0 or (self.relation == "equivalent" and self.margin == 0):
             raise ValueError(f"claim '{self.name}': margin must be >= 0 (> 0 for 'equivalent')")
         if not set(self.per) | set(self.each) <= set(FIELDS):
@@ -140,9 +147,11 @@ class Comparison:
     verdict: str
     more_seeds: int | None = None  # for inconclusive ones: ~seeds per side to add
 
-    def numbers(self, unit: str = "") -> str:
-        return (f"A {self.mean_a:.1f}{unit} (n={self.n_a}), B {self.mean_b:.1f}{unit} (n={self.n_b}), "
-                f"A-B {self.difference:+.1f} [{self.low:+.1f}, {self.high:+.1f}]")
+    def numbers(self, metric: str = "score") -> str:
+        """Both sides' means, and the difference of the claim's statistic with its interval."""
+        unit, spec = {"steps_to_score": (" steps", ".0f"), "value": ("", ".4f")}.get(metric, ("", ".1f"))
+        return (f"A {self.mean_a:{spec}}{unit} (n={self.n_a}), B {self.mean_b:{spec}}{unit} (n={self.n_b}), "
+                f"A-B {self.difference:+{spec}} [{self.low:+{spec}}, {self.high:+{spec}}]")
 
 
 @dataclass
@@ -183,6 +192,8 @@ def _values(record: dict) -> dict[str, str]:
 
 
 def _run_value(claim: Claim, record: dict) -> float | None:
+    if claim.metric == "value":
+        return float(record["value"])
     if claim.metric == "score":
         return record["normalized_score"]
     curve = record.get("learning_curve")
@@ -283,20 +294,43 @@ def evaluate_directory(directory: Path, claims: list[Claim] | None = None) -> li
     store = RunStore(Path(directory))
     if not store.records_path.exists():
         raise UsageError(f"no run records in '{directory}' (expected {store.records_path})")
-    records = list(store.records().values())
-    return [evaluate_claim(claim, records) for claim in (claims if claims is not None else registry.claims())]
+    sources = {RUNS: list(store.records().values())}
+    verdicts = []
+    for claim in claims if claims is not None else registry.claims():
+        if claim.source not in sources:
+            sources[claim.source] = read_measurements(Path(directory) / claim.source)
+        verdicts.append(evaluate_claim(claim, sources[claim.source]))
+    return verdicts
+
+
+def read_measurements(path: Path) -> list[dict]:
+    """A claim source CSV as records (none when the file is absent: that claim has no data here)."""
+    if not path.exists():
+        return []
+    frame = pd.read_csv(path, dtype={"algorithm": str, "dataset": str, "wrapper": str})
+    missing = {"algorithm", "dataset", "wrapper", "seed", "value"} - set(frame.columns)
+    if missing:
+        raise UsageError(f"claim source '{path}' lacks columns: {', '.join(sorted(missing))}")
+    frame["wrapper"] = frame["wrapper"].fillna(NO_WRAPPER)
+    return frame.to_dict("records")
 
 
 def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
     """One row per claim: paper, claim, verdict, and the numbers behind it."""
     rows = []
     for v in verdicts:
-        unit = " steps" if v.claim.metric == "steps_to_score" else ""
-        numbers = "; ".join(f"{c.label}: {c.numbers(unit)}" + (f" -> {c.verdict}" if len(v.comparisons) > 1 else "")
-                            for c in v.comparisons) or "no matching runs"
+        numbers = "; ".join(f"{c.label}: {c.numbers(v.claim.metric)}"
+                            + (f" -> {c.verdict}" if len(v.comparisons) > 1 else "")
+                            for c in v.comparisons) or no_data_reason(v.claim)
         rows.append({"paper": v.claim.paper, "claim": v.claim.name, "asserts": v.claim.statement,
                      "verdict": v.text(), "numbers": numbers})
     return pd.DataFrame(rows, columns=["paper", "claim", "asserts", "verdict", "numbers"])
+
+
+def no_data_reason(claim: Claim) -> str:
+    if claim.source != RUNS:
+        return f"no measurements: {claim.source} is not in this directory"
+    return "no runs here match both sides"
 
 
 def markdown(verdicts: list[Verdict]) -> str:

@@ -356,11 +356,10 @@ def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
         claim = verdict.claim
         say(f"\n[{verdict.text()}] {claim.name} ({claim.paper})")
         say(f"  {claim.statement}: {claim.assertion}, A = {claim.a.describe()}, B = {claim.b.describe()}")
-        unit = " steps" if claim.metric == "steps_to_score" else ""
         for comparison in verdict.comparisons:
-            say(f"  - {comparison.label}: {comparison.numbers(unit)} -> {comparison.verdict}")
+            say(f"  - {comparison.label}: {comparison.numbers(claim.metric)} -> {comparison.verdict}")
         if not verdict.comparisons:
-            say("  - no runs in this directory match both sides")
+            say(f"  - {claims.no_data_reason(claim)}")
 
 
 @app.command("plot")

@@ -19,7 +19,7 @@ from offrl_bench.data.datasets import datasets_root
 from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import Attempt, Sink, attempt_run
+from offrl_bench.scheduler import Attempt, Sink, attempt_run, throttled
 
 #: environment variables every task needs to find what this process finds
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")
@@ -30,6 +30,7 @@ def _task(spec: RunSpec, out_dir: str, progress, wait: bool, threads: int) -> tu
 
     torch.set_num_threads(threads)
 
+    @throttled
     def report(run_id: str, done: int, total: int) -> None:
         # Fire and forget: Queue.put_nowait would block in ray.get, and a task blocked in ray.get
         # lends its CPUs to another task, which would then oversubscribe the node.

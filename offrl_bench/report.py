@@ -8,7 +8,10 @@ The page needs no network: styles and scripts are inline, figures are PNG data U
 - the aggregate IQM of every algorithm with its 95% interval, drawn as bars (SVG);
 - the figures of ``offrl-bench plot`` (made first when ``DIR/plots`` does not exist);
 - for each row, when clicked: its runs with their seeds, configs, run settings and package versions;
-- the commands that produced the directory (``commands.jsonl``).
+- the commands that produced the directory (``commands.jsonl``);
+- trust: a warning when the records are dirty, mix revisions or predate changes to the code that
+  computed them; how the leaderboard compares with the published reference of its suite; and the
+  claims engine's verdict on every installed paper claim, with the numbers behind it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]:
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr { cursor: pointer; } tbody tr:hover { background: #eef2ff; } tr.selected { background: #e0e7ff; }
 tr.aggregate td { font-weight: 600; }
+p.warning { background: #fff7ed; border-left: 4px solid #f97316; padding: 6px 10px; }
+#claims td { white-space: normal; max-width: 640px; vertical-align: top; }
 figure { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
 figure img { max-width: 900px; border: 1px solid #e5e7eb; } figcaption { font-size: 12px; color: #555; }
 """
@@ -223,6 +228,7 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
         "not recorded (these runs predate commands.jsonl); the suites in it: "
         + ", ".join(f"offrl-bench run --suite {s}" for s in sorted({r["suite"] for r in records.values()})))
     versions = next(iter(records.values())).get("versions", {})
+    trust = _trust_section(directory, list(records.values()))
     payload = json.dumps(details).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>offrl-bench report: {html.escape(directory.name)}</title>
@@ -233,6 +239,7 @@ Normalised scores: 0 = random policy, 100 = expert policy of the dataset. IQM an
 stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggregate a suite's tasks.</p>
 <h2>Commands</h2><pre id="commands">{html.escape(command_text)}</pre>
 <p>Package versions of the first run: <code>{html.escape(json.dumps(versions))}</code></p>
+{trust}
 <h2>Leaderboard</h2>
 <div id="filters">{"".join(selects)} <span id="shown"></span></div>
 <p>Click a column header to sort, a row to see the runs behind it.</p>
@@ -254,6 +261,31 @@ stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggre
     except OSError as exc:
         raise UsageError(f"cannot write report to '{path}' ({exc.strerror or exc})") from exc
     return path
+
+
+def _trust_section(directory: Path, records: list[dict]) -> str:
+    """Provenance warning, reference comparison and claims table, as HTML."""
+    from offrl_bench import claims, provenance
+    from offrl_bench.reference import compare_with_reference
+
+    parts = []
+    warning = provenance.warning(records)
+    if warning:
+        parts.append(f'<p id="provenance" class="warning"><strong>Provenance warning:</strong> '
+                     f"{html.escape(warning)}</p>")
+    comparison = compare_with_reference(records, directory)
+    if comparison is not None:
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.disagreements())
+        parts.append(f'<h2>Published reference</h2><p id="reference">{html.escape(comparison.summary())}</p>'
+                     + (f"<p>Rows that disagree:</p><ul>{lines}</ul>" if lines else ""))
+    table = claims.verdict_table(claims.evaluate_directory(directory))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in table.columns) + "</tr>"
+                   for row in table.to_dict("records"))
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    parts.append("<h2>Claims</h2><p>Each paper's finding, decided by the 95% stratified-bootstrap interval "
+                 "of the difference A-B (rliable); see <code>offrl-bench claims</code>.</p>"
+                 f'<table id="claims"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>')
+    return "\n".join(parts)
 
 
 def _is_number(text: str) -> bool:

@@ -49,7 +49,6 @@ from offrl_bench.rollout import perturbation_rates
 
 ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
 DEFAULT_BATCH_SIZE = 256
-PROGRESS_INTERVAL = 1.0  # seconds between a run's progress reports
 
 
 @dataclass(frozen=True)
@@ -263,11 +262,10 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     # through: never half an update (the sampler already advanced) or a skipped evaluation.
     at_boundary = True
     stop = _StopRequest()
-    next_report = 0.0  # progress goes out at most once a second: the coordinator shares the CPU
 
     def update_until(chunk_end: int) -> None:
         """Offline: gradient updates up to ``chunk_end``, stopping between two of them on a signal."""
-        nonlocal done, at_boundary, losses, next_report
+        nonlocal done, at_boundary, losses
         while done < chunk_end:
             if stop.requested:
                 raise KeyboardInterrupt
@@ -284,8 +282,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
             losses = _checked_losses(spec.algo, raw_losses, done)
             done += 1
             at_boundary = done < chunk_end  # at a chunk's end its evaluation is still due
-            if progress and done % 50 == 0 and time.monotonic() >= next_report:
-                next_report = time.monotonic() + PROGRESS_INTERVAL
+            if progress and done % 50 == 0:
                 progress(spec.run_id, done, total)
 
     def learn_until(chunk_end: int) -> None:

@@ -41,6 +41,22 @@ from offrl_bench.runner import ProgressCallback, RunSpec, execute_run
 
 BACKENDS = ("local", "ray")
 DEFAULT_MAX_RETRIES = 2
+#: Seconds between two progress messages of a run sent to the coordinator, which shares the CPU
+#: with the runs (at one message per 50 updates a fast run sent dozens a second).
+PROGRESS_INTERVAL = 1.0
+
+
+def throttled(report: ProgressCallback, interval: float = PROGRESS_INTERVAL) -> ProgressCallback:
+    """``report`` called at most once per ``interval`` seconds per run, and always for a run's end."""
+    due: dict[str, float] = {}
+
+    def send(run_id: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now >= due.get(run_id, 0.0):
+            due[run_id] = now + interval
+            report(run_id, done, total)
+
+    return send
 
 
 @dataclass(frozen=True)
@@ -302,6 +318,7 @@ def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: 
 
         torch.set_num_threads(threads)
 
+        @throttled
         def report(run_id: str, done: int, total: int) -> None:
             outbox.put(("progress", index, (run_id, done, total)))
 
