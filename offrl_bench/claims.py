@@ -177,8 +177,8 @@ class Verdict:
         verdict = self.verdict
         if verdict == INCONCLUSIVE:
             needed = [c.more_seeds for c in self.comparisons if c.verdict == INCONCLUSIVE]
-            if None in needed or max(needed) > 1000:
-                verdict += " (no affordable seed count decides it: the estimate sits on the boundary)"
+            if None in needed:
+                verdict += " (the estimate sits on the boundary: no number of seeds decides it)"
             else:
                 verdict += f" (needs ~{max(needed)} more seeds)"
         if self.indicative:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from offrl_bench import registry
@@ -421,9 +422,9 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
     fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
     variant_columns = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS + list(DERIVED_COLUMNS)]
 
-    def name(row) -> str:
+    def name(row) -> str:  # escaped: a variant's brackets are text, not rich markup
         extra = [f"{c}={fmt(row[c], 'g')}" for c in variant_columns if fmt(row[c], "g") not in ("-", "")]
-        return row["algorithm"] + (f"[{','.join(extra)}]" if extra else "")
+        return escape(row["algorithm"] + (f"[{','.join(extra)}]" if extra else ""))
 
     def seeds(row) -> str:
         return f"{row['n_seeds']}{'*' if row['n_seeds'] < MIN_SEEDS else ''}"
@@ -457,13 +458,14 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
                 by_dataset.setdefault(row["dataset"], []).append(row)
         for dataset, members in by_dataset.items():
             show_wrapper = any(row["wrapper"] != "none" for row in members)
-            extra = [c for c in ("drop_from_default", "generalization_gap") if c in frame
-                     and any(not math.isnan(row[c]) for row in members)]
+            levels = [row["wrapper"].startswith("levels") for row in members]
+            shown = {"drop_from_default": show_wrapper and not all(levels), "generalization_gap": any(levels)}
+            extra = [c for c in ("drop_from_default", "generalization_gap") if c in frame and shown[c]]
             per_task = table(dataset, [*(["wrapper"] if show_wrapper else []), "algorithm", "n", "return",
                                        "IQM [95% CI]", *(["drop" if c == "drop_from_default" else "gap"
                                                           for c in extra])])
             for row in members:
-                per_task.add_row(*([row["wrapper"]] if show_wrapper else []), name(row), seeds(row),
+                per_task.add_row(*([escape(row["wrapper"])] if show_wrapper else []), name(row), seeds(row),
                                  fmt(row["return_mean"]), interval(row), *(fmt(row[c]) for c in extra))
             tables.append(per_task)
     return tables

@@ -27,6 +27,8 @@ def test_quick_suite_from_scratch(tmp_path):
         assert float(bc["normalized_mean"]) > 80 > 20 > float(rnd["normalized_mean"])
         assert float(bc["ci_low"]) > float(rnd["ci_high"])  # clearly, not by luck
     assert "suite quick" in result.stdout and "IQM" in result.stdout
+    # it ends by comparing itself with the published quick leaderboard: same machine, same numbers
+    assert "10/10 rows agree with the published quick leaderboard" in result.stdout
     assert elapsed < 300, f"quick suite took {elapsed:.0f}s"
     # re-running the same command resumes: everything is already finished
     again = run_cli_process("run", "--suite", "quick", env=env, cwd=tmp_path, timeout=300)
@@ -49,6 +51,7 @@ def test_normal_install_works_outside_the_source_tree(tmp_path, cartpole_expert)
     assert (target / "offrl_bench" / "algorithms" / "bc.py").exists()
     assert (target / "offrl_bench" / "envs" / "__init__.py").exists()
     assert (target / "offrl_bench" / "data" / "policies" / "CartPole-v1-expert.zip").exists()
+    assert (target / "offrl_bench" / "reference" / "default" / "runs.jsonl").exists()  # pip users compare too
     env = {"PYTHONPATH": str(target)}
     probe = subprocess.run([sys.executable, "-c", "import offrl_bench.algorithms.bc as m, offrl_bench.envs as e;"
                             "print(m.__file__); print(e.__file__)"], capture_output=True, text=True,

@@ -20,41 +20,32 @@ def test_readme_opens_with_exactly_two_setup_commands():
     assert "block[1]" in (REPO / ".ci" / "run").read_text()  # CI runs the second command, taken from here
 
 
-def test_results_table_matches_committed_leaderboard():
-    rows = {(r["dataset"], r["algorithm"]): r for r in csv.DictReader((REPO / "results/quick/leaderboard.csv").open())}
-    table = README.split("### Quick suite")[1].split("### ")[0]
-    checked = 0
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) != 6 or (cells[0], cells[1]) not in rows:
-            continue
-        row = rows[(cells[0], cells[1])]
-        assert cells[3] == f"{float(row['normalized_mean']):.1f}"
-        assert cells[4] == (f"{float(row['normalized_iqm']):.1f} [{float(row['ci_low']):.1f}, "
-                            f"{float(row['ci_high']):.1f}]")
-        checked += 1
-    assert checked == 8
+def _table_cells(section: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in README.split(section)[1].split("\n#")[0].splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return header, [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
 
 
-def test_default_results_match_committed_leaderboard():
-    """Every 'mean [low, high]' cell of the README's default-suite table is that row of the CSV."""
-    rows = {(r["dataset"], r["algorithm"]): r for r in csv.DictReader((REPO / "results/default/leaderboard.csv").open())
+def test_default_results_match_the_published_reference():
+    """Every 'IQM [low, high]' cell of the README's data-quality table is that row of the reference CSV."""
+    reference = REPO / "results" / "reference" / "default"
+    rows = {(r["dataset"], r["algorithm"]): r for r in csv.DictReader((reference / "leaderboard.csv").open())
             if r["wrapper"] == "none"}
     datasets = {"Pendulum medium": "offrl/pendulum/medium-v0", "Pendulum mixed": "offrl/pendulum/mixed-v0",
                 "CartPole medium": "offrl/cartpole/medium-v0"}
-    table = README.split("### Default suite")[1].split("### ")[0]
-    lines = [line for line in table.splitlines() if line.startswith("| ")]
-    algorithms = [c.strip().lower().replace("+", "_") for c in lines[0].strip("|").split("|")[1:]]
+    header, table = _table_cells("### Default suite")
+    algorithms = [name.lower().replace("+", "_") for name in header[1:]]
     checked = 0
-    for line in lines[1:]:  # the |---| separator does not start with "| "
-        name, *cells = [c.strip() for c in line.strip("|").split("|")]
+    for name, *cells in table:
         for algorithm, cell in zip(algorithms, cells):
             if cell == "–":
+                assert (datasets[name], algorithm) not in rows
                 continue
             row = rows[(datasets[name], algorithm)]
-            expected = (f"{float(row['normalized_mean']):.1f} [{float(row['ci_low']):.1f}, "
+            expected = (f"{float(row['normalized_iqm']):.1f} [{float(row['ci_low']):.1f}, "
                         f"{float(row['ci_high']):.1f}]").replace("-", "\u2212")
             assert cell == expected, (name, algorithm, cell, expected)
+            assert row["n_seeds"] == "5"
             checked += 1
-    assert checked == 15
-    assert (REPO / "results/default/report.html").exists()
+    assert checked == 12
+    assert (reference / "report.html").exists()

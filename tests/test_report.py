@@ -4,6 +4,7 @@ sorting and filtering work in a real browser (headless Chromium)."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -109,6 +110,28 @@ def test_report_is_self_contained_and_shows_commands_figures_and_runs(results_di
     assert text.count("offrl-bench run --algo bc --dataset") == 2  # commands.jsonl, one per wrapper
     assert '"seed": 1' in text and '"versions"' in text and '"config"' in text
     assert {row["attributes"]["data-algorithm"] for row in page.rows} == {"bc", "random"}
+
+
+def test_report_shows_claims_and_warns_about_provenance(results_dir, tmp_path):
+    from offrl_bench import provenance, registry
+
+    text = (results_dir / "report.html").read_text()
+    assert '<table id="claims">' in text
+    for claim in registry.claims():
+        assert f"<td>{claim.name}</td>" in text
+    # STORI type 1 on the two algorithms, 2 seeds each: decided, but only indicative
+    assert "stori-type-1-lowers-score</td>" in text and "indicative only (2 seeds &lt; 5)" in text
+    lines = [json.loads(line) for line in (results_dir / "runs.jsonl").read_text().splitlines()]
+    # made by this checkout's code: a warning only if its tree has uncommitted changes (not in CI)
+    assert ('id="provenance"' in text) == (provenance.warning(lines) is not None)
+    dirty = tmp_path / "dirty"
+    dirty.mkdir()
+    shutil.copytree(results_dir / "plots", dirty / "plots")
+    for record in lines:
+        record["versions"]["git_dirty"] = True
+    (dirty / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _command("report", str(dirty))
+    assert f"{len(lines)} of {len(lines)} records ran on uncommitted changes" in (dirty / "report.html").read_text()
 
 
 def test_report_of_an_empty_directory_is_a_usage_error(cli, tmp_path):

@@ -24,7 +24,7 @@ GENERALIZATION = Suite(
     datasets=tuple(DatasetRequest(ENV_ID, quality, wrapper="levels:train") for quality in ("expert", "medium")),
     algorithms=("bc", "bcq", "cql", "iql", "dt"),
     wrappers=("levels:train", "levels:val", "levels:test"),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=2_000,
     eval_every=1_000,
     eval_episodes=20,

@@ -13,12 +13,12 @@ from offrl_bench.suites import Suite
 
 HOPPER = Suite(
     name="hopper",
-    description="BC, TD3+BC, IQL on Hopper-v5 expert/medium/mixed data (3 seeds; needs the mujoco extra)",
+    description="BC, TD3+BC, IQL on Hopper-v5 expert/medium/mixed data (5 seeds; needs the mujoco extra)",
     datasets=tuple(DatasetRequest("Hopper-v5", quality) for quality in ("expert", "medium", "mixed")),
     algorithms=("bc", "td3_bc", "iql"),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=20_000,
     eval_every=2_000,
-    eval_episodes=10,
+    eval_episodes=30,
     checkpoint_every=2_000,
 )

@@ -4,7 +4,7 @@ Hopper-v5 medium data (the ``mujoco`` extra; MOPO's rollouts end at Hopper's hea
 
 MOPO and MOPO+MOREC use the defaults of ``algorithms/mopo.py`` (7-member ensemble, h = 5, lambda =
 1, real ratio 0.05, MOREC's 10 candidates and threshold 0.6); TD3+BC, IQL and CQL (the offline
-suite's CPU settings) are the model-free reference. 4,000 updates, 3 seeds. The leaderboard row
+suite's CPU settings) are the model-free reference. 4,000 updates, 5 seeds. The leaderboard row
 names are ``mopo`` and ``mopo+morec``.
 """
 
@@ -20,10 +20,10 @@ MOREC = Suite(
               DatasetRequest("Hopper-v5", "medium")),
     algorithms=("td3_bc", "iql", "cql", "mopo"),
     variants=(("mopo", (("filter", "morec"),)),),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=4_000,
     eval_every=1_000,
-    eval_episodes=10,
+    eval_episodes=30,
     checkpoint_every=1_000,
     overrides={"cql": CQL_CPU_SETTINGS},
 )

@@ -14,14 +14,14 @@ CQL_CPU_SETTINGS = (("actor_lr", "3e-4"), ("n_actions", "4"))
 
 OFFLINE = Suite(
     name="offline",
-    description="BC, TD3+BC, IQL, CQL, BCQ on Pendulum-v1 and CartPole-v1 expert/medium/mixed data (3 seeds)",
+    description="BC, TD3+BC, IQL, CQL, BCQ on Pendulum-v1 and CartPole-v1 expert/medium/mixed data (5 seeds)",
     datasets=tuple(DatasetRequest(env_id, quality) for env_id in ("Pendulum-v1", "CartPole-v1")
                    for quality in ("expert", "medium", "mixed")),
     algorithms=("bc", "td3_bc", "iql", "cql", "bcq"),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=4_000,
     eval_every=1_000,
-    eval_episodes=10,
+    eval_episodes=30,
     checkpoint_every=1_000,
     overrides={"cql": CQL_CPU_SETTINGS},
 )

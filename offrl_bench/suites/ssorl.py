@@ -32,9 +32,9 @@ SSORL = Suite(
     datasets=(DatasetRequest("Pendulum-v1", "mixed", episodes=200, name="offrl/pendulum/mixed-200ep-v0"),),
     algorithms=(),
     variants=_variants("bc", FRACTIONS) + _variants("iql", FRACTIONS) + _variants("cql", ("0.1",), CQL_SETTINGS),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=4_000,
     eval_every=1_000,
-    eval_episodes=10,
+    eval_episodes=30,
     checkpoint_every=1_000,
 )

@@ -28,9 +28,9 @@ STORI = Suite(
     ),
     algorithms=("bc",),
     wrappers=STORI_WRAPPERS,
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     updates=2_000,
     eval_every=1_000,
-    eval_episodes=10,
+    eval_episodes=30,
     checkpoint_every=1_000,
 )

@@ -1,0 +1,62 @@
+"""Where the time of a suite run goes, from its records: per algorithm, the worker time spent in
+setup (IDM, dynamics ensemble, MOREC's discriminators), gradient updates (or environment steps)
+and evaluation episodes, and what is left of the workers' time for everything else (process and
+dataset start-up, checkpoints, records, a worker idle at the end).
+
+    python benchmarks/main_job_breakdown.py results/default --workers 2 [--wall SECONDS]
+
+``--wall`` is the whole command's wall time (e.g. from /usr/bin/time); the time outside the run
+phase (building datasets, starting workers, printing the leaderboard) is then that minus the run
+phase, which begins at the command's ``started_at`` in commands.jsonl (written once the datasets
+exist) and ends with the last record's ``finished_at``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--wall", type=float, default=None, help="the whole command's wall time in seconds")
+    args = parser.parse_args()
+    records = [json.loads(line) for line in (args.directory / "runs.jsonl").read_text().splitlines() if line]
+    commands = [json.loads(line) for line in (args.directory / "commands.jsonl").read_text().splitlines() if line]
+    started = datetime.fromisoformat(commands[-1]["started_at"])
+    finished = max(datetime.fromisoformat(r["finished_at"]) for r in records)
+    run_phase = (finished - started).total_seconds()
+
+    parts: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    for record in records:
+        part = parts[record.get("algorithm_label") or record["algorithm"]]
+        part[0] += 1
+        part[1] += record.get("setup_seconds") or 0.0
+        part[2] += record["train_seconds"]
+        part[3] += record.get("eval_seconds") or 0.0
+    total = [sum(p[i] for p in parts.values()) for i in range(4)]
+    worker_seconds = run_phase * args.workers
+    print(f"{len(records)} runs in {args.directory}; run phase {run_phase / 60:.1f} min on {args.workers} workers "
+          f"= {worker_seconds / 60:.1f} worker-min")
+    print(f"{'algorithm':<28}{'runs':>5}{'setup s':>10}{'train s':>10}{'eval s':>9}{'share':>8}")
+    for name, (runs, setup, train, evaluation) in sorted(parts.items(), key=lambda kv: -sum(kv[1][1:])):
+        print(f"{name:<28}{runs:>5}{setup:>10.0f}{train:>10.0f}{evaluation:>9.0f}"
+              f"{(setup + train + evaluation) / worker_seconds:>8.1%}")
+    measured = sum(total[1:])
+    print(f"{'all':<28}{total[0]:>5}{total[1]:>10.0f}{total[2]:>10.0f}{total[3]:>9.0f}"
+          f"{measured / worker_seconds:>8.1%}")
+    rest = worker_seconds - measured
+    print(f"rest of the workers' time (start-up, dataset loads, checkpoints, records, idle at the end): "
+          f"{rest:.0f} s ({rest / worker_seconds:.1%})")
+    if args.wall is not None:
+        print(f"outside the run phase (building datasets, starting workers, the final leaderboard): "
+              f"{args.wall - run_phase:.0f} s of {args.wall:.0f} s wall")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Published references: clean provenance, the comparison every suite run ends with, and the
+README's claims table, which must be what ``offrl-bench claims`` prints for the committed records."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import REPO, run_cli_process
+from offrl_bench import provenance, reference
+from offrl_bench.claims import evaluate_directory, markdown
+from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
+
+REFERENCES = sorted(path.parent for path in (REPO / "results" / "reference").glob("*/runs.jsonl"))
+
+
+def test_the_main_job_and_the_quick_suite_have_references():
+    assert {path.name for path in REFERENCES} >= {"default", "quick"}
+
+
+@pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
+def test_committed_references_come_from_one_clean_ancestor_revision(directory):
+    records = list(RunStore(directory).records().values())
+    assert provenance.reference_problems(records, REPO) == []
+    assert provenance.warning(records) is None  # nothing that computed them changed since
+
+
+@pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
+def test_committed_leaderboards_are_rebuilt_from_their_records(directory):
+    records = list(RunStore(directory).records().values())
+    assert (directory / "leaderboard.csv").read_text() == leaderboard_csv(leaderboard(records))
+
+
+def test_no_other_committed_results_directory():
+    """Everything under results/ besides the references is user output, ignored by git."""
+    tracked = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=REPO).stdout.split()
+    assert tracked and all(path.startswith("results/reference/") for path in tracked)
+
+
+def test_readme_claims_table_is_what_the_claims_command_prints():
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- claims: offrl-bench claims results/reference/default --markdown -->\n")[1]
+    table = table.split("<!-- end claims -->")[0]
+    assert table == markdown(evaluate_directory(REPO / "results" / "reference" / "default"))
+
+
+def _records(revision: str | None, dirty: bool | None, algorithm: str = "bc") -> list[dict]:
+    return [{"run_id": f"r{seed}", "algorithm": algorithm, "versions": {"git_revision": revision, "git_dirty": dirty}}
+            for seed in range(2)]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+
+
+def test_provenance_warning_names_dirty_records_mixed_revisions_and_changed_files():
+    head = _git("rev-parse", "HEAD")
+    assert provenance.warning(_records(head, False)) is None
+    dirty = provenance.warning(_records(head, True))
+    assert "2 of 2 records ran on uncommitted changes" in dirty
+    # a revision before algorithms/bc.py and the runner last changed: both are named
+    before = _git("rev-list", "--max-count=1", f"{_git('log', '-1', '--format=%H', '--', 'offrl_bench/runner.py')}^")
+    old = provenance.warning(_records(before, False))
+    assert f"since {before[:7]} these files changed:" in old and "offrl_bench/runner.py" in old
+    mixed = provenance.warning(_records(head, False)[:1] + _records(before, False)[:1])
+    assert "records mix 2 revisions" in mixed
+    assert "is not in this checkout's history" in provenance.warning(_records("0" * 40, False))
+    problems = provenance.reference_problems(_records(head, None), REPO)
+    assert problems == ["2 of 2 records are not from a clean tree (git_dirty true or missing)"]
+
+
+def _suite_records(shift: float = 0.0) -> list[dict]:
+    records = []
+    for algorithm, base in (("bc", 50.0), ("iql", 70.0)):
+        for seed in range(5):
+            spec = {"algo": algorithm, "dataset": "d", "wrapper": "", "updates": 100, "seed": seed, "suite": "s"}
+            records.append({"run_id": f"{algorithm}{seed}", "suite": "s", "algorithm": algorithm, "dataset": "d",
+                            "wrapper": "", "seed": seed, "normalized_score": base + seed + (shift if algorithm == "iql"
+                                                                                             else 0.0),
+                            "return_mean": 0.0, "updates": 100, "train_seconds": 1.0, "spec": spec,
+                            "finished_at": "2026-12-01T00:00:00", "versions": {"git_revision": "a" * 40}})
+    return records
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    root = tmp_path / "reference"
+    (root / "s").mkdir(parents=True)
+    (root / "s" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _suite_records()))
+    monkeypatch.setattr(reference, "reference_roots", lambda: [root])
+    return root / "s"
+
+
+def test_reference_comparison_counts_agreeing_rows_and_lists_the_others(published, tmp_path):
+    same = reference.compare_with_reference(_suite_records())
+    assert same.agreeing == len(same.rows) == 4  # two tasks rows and two ALL rows
+    assert same.summary().startswith("4/4 rows agree with the published s leaderboard (revision aaaaaaa, 2026-12-01")
+    moved = reference.compare_with_reference(_suite_records(shift=30.0))
+    assert moved.agreeing == 2
+    task, aggregate = moved.disagreements()
+    assert task.startswith("d · none · iql: yours 102.0 [") and ", published 72.0 [" in task  # IQM of 100..104
+    assert aggregate.startswith("ALL · ALL · iql: yours 102.0 [")
+    other = _suite_records()
+    for record in other:
+        record["spec"]["updates"] = 200
+    assert reference.compare_with_reference(other).rows == []  # other settings: not compared
+    assert reference.compare_with_reference(_suite_records(), published) is None  # the reference itself
+
+
+def test_leaderboard_command_ends_with_the_comparison(cli, published, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _suite_records(shift=30.0)))
+    result = cli("leaderboard", str(out))
+    assert result.code == 0, result.err
+    assert "2/4 rows agree with the published s leaderboard" in result.out
+    assert "disagrees: d · none · iql: yours 102.0 [" in result.out
+
+
+def test_printed_leaderboard_shows_every_aggregate_at_80_columns_in_a_pipe(tmp_path):
+    """The default reference, printed to a pipe at COLUMNS=80: every ALL row's IQM and interval."""
+    default = REPO / "results" / "reference" / "default"
+    result = run_cli_process("leaderboard", str(default), "-o", str(tmp_path / "lb.csv"), env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    frame = leaderboard(list(RunStore(default).records().values()))
+    aggregates = frame[frame.dataset == "ALL"]
+    assert len(aggregates) > 10
+    for row in aggregates.itertuples():
+        assert f"{row.normalized_iqm:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]" in result.stdout, row.algorithm
