@@ -33,13 +33,20 @@ def test_quick_suite_from_scratch(tmp_path):
     # re-running the same command resumes: everything is already finished
     again = run_cli_process("run", "--suite", "quick", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "24 already finished, 0 to do" in again.stderr
-    # same command, same seeds, fresh output directory (and 2 workers): identical numbers
+    # same seeds, fresh output directory, 2 workers: one torch thread per run instead of two, which
+    # on some CPUs changes the order of floating-point sums, so the numbers agree to about 6 digits
     repeat = run_cli_process("run", "--suite", "quick", "--workers", "2", "--out", "repeat", env=env, cwd=tmp_path,
                              timeout=900)
     assert repeat.returncode == 0, repeat.stderr[-3000:]
     timing = {"train_seconds", "updates_per_second"}
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in timing} for row in rows]  # noqa: E731
-    assert strip(csv.DictReader((tmp_path / "repeat" / "leaderboard.csv").open())) == strip(rows)
+    for mine, again in zip(rows, csv.DictReader((tmp_path / "repeat" / "leaderboard.csv").open()), strict=True):
+        for key, value in mine.items():
+            if key in timing:
+                continue
+            try:
+                assert float(again[key]) == pytest.approx(float(value), rel=1e-4, abs=1e-3), key
+            except ValueError:
+                assert again[key] == value, key
 
 
 @pytest.mark.slow
