@@ -394,19 +394,19 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, co
     from offrl_bench.results import RunStore, leaderboard, write_leaderboard
 
     records = list(RunStore(directory).records().values())
-    frame = leaderboard(records)
+    frame = leaderboard(records, with_run_ids=True)  # run ids: for the reference comparison
     try:
-        write_leaderboard(frame, csv_path)
+        write_leaderboard(frame.drop(columns="run_ids"), csv_path)
     except OSError as exc:
         raise UsageError(f"cannot write leaderboard to '{csv_path}' ({exc.strerror or exc})") from exc
     if quiet:
         return
-    for table in _leaderboard_tables(frame, csv_path):
+    for table in _leaderboard_tables(frame.drop(columns="run_ids"), csv_path):
         out.print(table)
     warning = provenance.warning(records)
     if warning:
         err.print(f"warning: {directory}: {warning}", markup=False, highlight=False)
-    comparison = compare_with_reference(records, directory) if compare else None
+    comparison = compare_with_reference(records, directory, frame) if compare else None
     if comparison is not None:
         say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
         say(comparison.summary())

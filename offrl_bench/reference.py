@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 import offrl_bench
 from offrl_bench.provenance import provenance
 from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard
@@ -83,8 +85,11 @@ def _settings(record: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in spec.items()))
 
 
-def _rows(records: list[dict]) -> dict[str, tuple[tuple[float, float, float], frozenset]]:
-    frame = leaderboard(records, with_run_ids=True)
+def _rows(records: list[dict], frame: pd.DataFrame | None = None
+          ) -> dict[str, tuple[tuple[float, float, float], frozenset]]:
+    """Each row's IQM interval and run settings, from ``frame`` (the records' leaderboard with run ids)
+    when the caller has it: a leaderboard's bootstrap takes seconds per suite."""
+    frame = leaderboard(records, with_run_ids=True) if frame is None else frame
     by_id = {record["run_id"]: record for record in records}
     variant_columns = [c for c in frame.columns
                        if c not in LEADERBOARD_COLUMNS and c not in DERIVED_COLUMNS and c != "run_ids"]
@@ -98,9 +103,11 @@ def _rows(records: list[dict]) -> dict[str, tuple[tuple[float, float, float], fr
     return found
 
 
-def compare_with_reference(records: list[dict], directory: Path | None = None) -> ReferenceComparison | None:
+def compare_with_reference(records: list[dict], directory: Path | None = None,
+                           frame: pd.DataFrame | None = None) -> ReferenceComparison | None:
     """How ``records`` (one suite's) compare with that suite's published reference; None when there
-    is no reference, or ``directory`` is the reference itself."""
+    is no reference, or ``directory`` is the reference itself. ``frame``: the records' leaderboard
+    built ``with_run_ids``, if already computed."""
     suites = {record["suite"] for record in records}
     if len(suites) != 1:
         return None
@@ -113,7 +120,7 @@ def compare_with_reference(records: list[dict], directory: Path | None = None) -
     date = max(record.get("finished_at", "") for record in published_records)[:10]
     comparison = ReferenceComparison(suite, reference, found.revision, date)
     published = _rows(published_records)
-    for key, (yours, settings) in _rows(records).items():
+    for key, (yours, settings) in _rows(records, frame).items():
         if key not in published or any(math.isnan(x) for x in (*yours, *published[key][0])):
             continue
         if settings != published[key][1]:  # for an ALL row: also a different set of tasks

@@ -228,7 +228,7 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
         "not recorded (these runs predate commands.jsonl); the suites in it: "
         + ", ".join(f"offrl-bench run --suite {s}" for s in sorted({r["suite"] for r in records.values()})))
     versions = next(iter(records.values())).get("versions", {})
-    trust = _trust_section(directory, list(records.values()))
+    trust = _trust_section(directory, list(records.values()), frame.assign(run_ids=run_ids))
     payload = json.dumps(details).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>offrl-bench report: {html.escape(directory.name)}</title>
@@ -263,7 +263,7 @@ stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggre
     return path
 
 
-def _trust_section(directory: Path, records: list[dict]) -> str:
+def _trust_section(directory: Path, records: list[dict], frame) -> str:
     """Provenance warning, reference comparison and claims table, as HTML."""
     from offrl_bench import claims, provenance
     from offrl_bench.reference import compare_with_reference
@@ -273,7 +273,7 @@ def _trust_section(directory: Path, records: list[dict]) -> str:
     if warning:
         parts.append(f'<p id="provenance" class="warning"><strong>Provenance warning:</strong> '
                      f"{html.escape(warning)}</p>")
-    comparison = compare_with_reference(records, directory)
+    comparison = compare_with_reference(records, directory, frame)
     if comparison is not None:
         lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.disagreements())
         parts.append(f'<h2>Published reference</h2><p id="reference">{html.escape(comparison.summary())}</p>'

@@ -79,6 +79,18 @@ def cli(capsys):
     return invoke
 
 
+def install_on_path(site: Path, module: str, source: str, entry_points: str) -> dict:
+    """An installed package as Python finds it: ``module`` with ``source`` and a dist-info whose
+    ``entry_points.txt`` is ``entry_points``, under ``site``. Returns the env that puts it on the path."""
+    (site / module).mkdir(parents=True)
+    (site / module / "__init__.py").write_text(source)
+    dist = site / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    return {"PYTHONPATH": str(site)}
+
+
 def run_cli_process(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run ``offrl-bench`` as a real process (to see exactly what a user sees)."""
     return subprocess.run([sys.executable, "-m", "offrl_bench.cli", *args], capture_output=True, text=True,

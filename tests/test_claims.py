@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_usage_error, run_cli_process
+from conftest import assert_usage_error, install_on_path, run_cli_process
 from offrl_bench import registry
 from offrl_bench.claims import (
     CONTRADICTED,
@@ -177,20 +177,16 @@ def test_claims_command(cli, tmp_path):
 
 def test_a_third_party_package_adds_a_claim(tmp_path):
     """A package installed on the path (a dist-info with an entry point) ships its paper's claim."""
-    site = tmp_path / "site"
-    (site / "my_paper").mkdir(parents=True)
-    (site / "my_paper" / "__init__.py").write_text(
+    env = install_on_path(
+        tmp_path / "site", "my_paper",
         "from offrl_bench.claims import Claim, Rows\n"
         "CLAIMS = (Claim(name='my-paper-a-beats-b', paper='My paper', statement='A beats B',\n"
-        "                a=Rows(algorithm='a'), b=Rows(algorithm='b'), relation='greater'),)\n")
-    dist = site / "my_paper-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-paper\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[offrl_bench.claims]\nmy_paper = my_paper:CLAIMS\n")
+        "                a=Rows(algorithm='a'), b=Rows(algorithm='b'), relation='greater'),)\n",
+        "[offrl_bench.claims]\nmy_paper = my_paper:CLAIMS\n")
     out = tmp_path / "out"
     out.mkdir()
     (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in two_sides(scores(70, 1), scores(30, 1))))
-    result = run_cli_process("claims", str(out), "--claim", "my-paper-*", env={"PYTHONPATH": str(site)})
+    result = run_cli_process("claims", str(out), "--claim", "my-paper-*", env=env)
     assert result.returncode == 0, result.stderr
     assert "[reproduced] my-paper-a-beats-b (My paper)" in result.stdout
     without = run_cli_process("claims", str(out), "--claim", "my-paper-*")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, assert_usage_error, run_cli_process
+from conftest import REPO, assert_usage_error, install_on_path, run_cli_process
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +51,11 @@ def test_installed_plugin_declares_its_action_spaces(installed_plugin, cartpole_
 
 def test_broken_plugin_is_named(tmp_path, cartpole_expert):
     """A plugin whose entry point fails to import, or misses methods, gets an error naming it."""
-    site = tmp_path / "site"
-    (site / "broken_plugin").mkdir(parents=True)
-    (site / "broken_plugin" / "__init__.py").write_text(
+    env = install_on_path(
+        tmp_path / "site", "broken_plugin",
         "from offrl_bench.api import OfflineAlgorithm\n"
-        "class Half(OfflineAlgorithm):\n    name = 'half'\n    config_class = dict\n")
-    dist = site / "broken_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
+        "class Half(OfflineAlgorithm):\n    name = 'half'\n    config_class = dict\n",
         "[offrl_bench.algorithms]\nhalf = broken_plugin:Half\nghost = no_such_module:Ghost\n")
-    env = {"PYTHONPATH": str(site)}
     result = run_cli_process("run", "--algo", "half", "--dataset", cartpole_expert, env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "algorithm plugin 'half' does not implement: act, load_state_dict, state_dict, update" in result.stderr

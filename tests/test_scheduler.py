@@ -22,24 +22,20 @@ def test_two_workers_finish_every_run_once_and_rerun_skips(cartpole_expert, tmp_
 def test_failing_run_in_a_worker_ends_cleanly(tmp_path, cartpole_expert):
     """A plugin that produces NaN inside a worker process: one error line, no worker tracebacks,
     and the other finished runs stay recorded."""
-    from conftest import run_cli_process
+    from conftest import install_on_path, run_cli_process
 
-    site = tmp_path / "site"
-    (site / "nan_plugin").mkdir(parents=True)
-    (site / "nan_plugin" / "__init__.py").write_text(
+    env = install_on_path(
+        tmp_path / "site", "nan_plugin",
         "from offrl_bench.algorithms.bc import BC\n"
         "class NaNAfterSeedOne(BC):\n"
         "    name = 'nan-bc'\n"
         "    def update(self, batch):\n"
-        "        return {'loss': float('nan')} if self.seed == 1 else super().update(batch)\n")
-    dist = site / "nan_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nan-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[offrl_bench.algorithms]\nnan-bc = nan_plugin:NaNAfterSeedOne\n")
+        "        return {'loss': float('nan')} if self.seed == 1 else super().update(batch)\n",
+        "[offrl_bench.algorithms]\nnan-bc = nan_plugin:NaNAfterSeedOne\n")
     out = tmp_path / "out"
     result = run_cli_process("run", "--algo", "nan-bc", "--dataset", cartpole_expert, "--seeds", "0,1",
                              "--updates", "100", "--eval-every", "100", "--eval-episodes", "2", "--workers", "2",
-                             "--out", str(out), "--quiet", env={"PYTHONPATH": str(site)})
+                             "--out", str(out), "--quiet", env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "algorithm 'nan-bc' produced non-finite loss at update 0" in result.stderr
     records = RunStore(out).records()
