@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import run_cli_process
 from offrl_bench.data.d4rl import import_d4rl
 from offrl_bench.data.datasets import load_dataset, open_dataset
 from offrl_bench.errors import UsageError
@@ -54,6 +55,19 @@ def test_round_trip_with_next_observations(tmp_path):
     np.testing.assert_array_equal(data.actions.numpy(), arrays["actions"])
     np.testing.assert_allclose(data.rewards.numpy(), arrays["rewards"])
     assert (data.ref_min_score, data.ref_max_score) == (-1000, 0)
+
+
+def test_one_step_episodes_import_from_the_command_line(tmp_path):
+    """A one-step episode ending in a terminal, in a file with next_observations, crashed the import
+    with a reshape error; it is an episode like any other."""
+    arrays = write_d4rl(tmp_path / "d.hdf5", [1, 2, 1], ["terminal", "timeout", "terminal"])
+    result = run_cli_process("data", "import-d4rl", str(tmp_path / "d.hdf5"), "--env", "Pendulum-v1",
+                             "--name", "test/d4rl/one-step-v0", "--ref-min", "-1000", "--ref-max", "0")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "3 episodes, 4 steps" in result.stderr
+    data = load_dataset("test/d4rl/one-step-v0")
+    np.testing.assert_array_equal(data.next_observations.numpy(), arrays["next_observations"])
+    assert data.terminals.tolist() == [1, 0, 0, 1] and data.timeouts.tolist() == [0, 0, 1, 0]
 
 
 def test_without_next_observations_follows_qlearning_dataset(tmp_path):

@@ -95,7 +95,7 @@ def split_episodes(arrays: dict[str, np.ndarray], observation_space, action_spac
         terminal = bool(terminals[end])
         if next_observations is not None:
             same = np.isclose(next_observations[start:end], observations[start + 1:end + 1], rtol=1e-5, atol=1e-6)
-            mismatch = np.flatnonzero(~same.reshape(end - start, -1).all(axis=1))
+            mismatch = np.flatnonzero(~same.all(axis=tuple(range(1, same.ndim))))  # one-step episodes: none
             if len(mismatch):
                 row = start + int(mismatch[0])
                 raise UsageError(f"next_observations[{row}] differs from observations[{row + 1}] inside an episode "
