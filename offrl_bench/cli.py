@@ -16,11 +16,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from offrl_bench import registry
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
+from offrl_bench.tables import Listing, show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,41 +61,38 @@ def list_(what: str) -> None:
     """List installed algorithms, wrappers and suites, or local datasets."""
     if what not in LISTABLE:
         raise UsageError(f"cannot list '{what}'; {one_of(LISTABLE)}")
-    table = Table(title=what)
     if what == "algorithms":
-        for column in ("name", "actions", "paradigm", "action-free", "entry point"):
-            table.add_column(column)
+        listing = Listing(what, ("name", "actions", "paradigm", "action-free", "entry point"))
         for name, ep in sorted(registry.available(registry.ALGORITHMS).items()):
             try:
                 cls = registry.algorithm_class(name)
             except OffrlBenchError as exc:  # one broken plugin must not hide the others
-                table.add_row(name, "[red]broken[/red]", "", "", f"{ep.value}: {exc}")
+                listing.add_row(name, "broken", "", "", f"{ep.value}: {exc}")
                 continue
-            table.add_row(name, ",".join(cls.action_spaces), cls.paradigm, "yes" if not cls.needs_actions else "no",
-                          ep.value)
+            listing.add_row(name, ",".join(cls.action_spaces), cls.paradigm, "yes" if not cls.needs_actions else "no",
+                            ep.value)
     elif what == "datasets":
         from offrl_bench.data.datasets import datasets_root, local_dataset_ids, open_dataset
 
-        table.title = f"datasets in {datasets_root()}"
-        for column in ("id", "env", "episodes", "steps", "ref min", "ref max"):
-            table.add_column(column)
+        listing = Listing(f"datasets in {datasets_root()}", ("id", "env", "episodes", "steps", "ref min", "ref max"),
+                          numeric=frozenset({"episodes", "steps", "ref min", "ref max"}))
         for dataset_id in local_dataset_ids():
             try:
                 ds = open_dataset(dataset_id)
             except UsageError as exc:
-                table.add_row(dataset_id, "unreadable", "", "", "", str(exc)[:40])
+                listing.add_row(dataset_id, "unreadable", "", "", "", str(exc))
                 continue
             meta = ds.storage.metadata
-            table.add_row(dataset_id, ds.spec.env_spec.id if ds.spec.env_spec else "?", str(ds.total_episodes),
-                          str(ds.total_steps), f"{meta.get('ref_min_score', float('nan')):.1f}",
-                          f"{meta.get('ref_max_score', float('nan')):.1f}")
+            listing.add_row(dataset_id, ds.spec.env_spec.id if ds.spec.env_spec else "?", str(ds.total_episodes),
+                            str(ds.total_steps), f"{meta.get('ref_min_score', float('nan')):.1f}",
+                            f"{meta.get('ref_max_score', float('nan')):.1f}")
     else:
         group = registry.WRAPPERS if what == "wrappers" else registry.SUITES
-        table.add_column("name")
-        table.add_column("description" if what == "suites" else "entry point")
+        second = "description" if what == "suites" else "entry point"
+        listing = Listing(what, ("name", second), prose=frozenset({"description"}))
         for name, ep in sorted(registry.available(group).items()):
-            table.add_row(name, registry.suite(name).description if what == "suites" else ep.value)
-    out.print(table)
+            listing.add_row(name, registry.suite(name).description if what == "suites" else ep.value)
+    show(listing, out)
 
 
 @data_app.command("make")
@@ -317,7 +313,8 @@ def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, i
         raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
     names = _algorithm_names(algos, *more_algos)
     result = compare(list(RunStore(directory).records().values()), names, n, interims, alpha)
-    say = functools.partial(out.print, markup=False, highlight=False)  # names hold brackets, e.g. [label_fraction=0.1]
+    # names hold brackets (e.g. [label_fraction=0.1]) and spaces: no markup, no wrapping inside them
+    say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
     say(f"AdaStop (alpha {alpha}, {n} runs per interim, at most {interims} interims) on the mean normalised "
         f"score over {len(result.tasks)} task(s): {', '.join(result.tasks)}")
     for (a, b), decision in result.decisions.items():
@@ -402,7 +399,7 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, co
     if quiet:
         return
     for table in _leaderboard_tables(frame.drop(columns="run_ids"), csv_path):
-        out.print(table)
+        show(table, out)
     warning = provenance.warning(records)
     if warning:
         err.print(f"warning: {directory}: {warning}", markup=False, highlight=False)
@@ -414,17 +411,17 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, co
             say(f"  disagrees: {line}")
 
 
-def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
+def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
     """The leaderboard as small tables: per suite the ``ALL`` aggregates first, then one table per
-    dataset. Names wrap instead of being cut, numbers never wrap."""
+    dataset, each with whole names and every number (see :mod:`offrl_bench.tables`)."""
     from offrl_bench.results import ALL, DERIVED_COLUMNS, LEADERBOARD_COLUMNS, MIN_SEEDS
 
     fmt = lambda x, spec=".1f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)  # noqa: E731
     variant_columns = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS + list(DERIVED_COLUMNS)]
 
-    def name(row) -> str:  # escaped: a variant's brackets are text, not rich markup
+    def name(row) -> str:
         extra = [f"{c}={fmt(row[c], 'g')}" for c in variant_columns if fmt(row[c], "g") not in ("-", "")]
-        return escape(row["algorithm"] + (f"[{','.join(extra)}]" if extra else ""))
+        return row["algorithm"] + (f"[{','.join(extra)}]" if extra else "")
 
     def seeds(row) -> str:
         return f"{row['n_seeds']}{'*' if row['n_seeds'] < MIN_SEEDS else ''}"
@@ -432,21 +429,14 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
     def interval(row) -> str:
         return f"{fmt(row['normalized_iqm'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
 
-    def table(title: str, columns: list[str], caption: str | None = None) -> Table:
-        made = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-        for column in columns:
-            text = column in ("algorithm", "wrapper")
-            made.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not text,
-                            ratio=1 if text else None)
-        return made
-
+    numeric = frozenset({"n", "return", "IQM [95% CI]", "drop", "gap"})
     tables = []
     for suite, rows in frame.groupby("suite", sort=False):
         rows = rows.to_dict("records")
-        aggregate = table(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
-                          ["algorithm", "split", "n", "IQM [95% CI]"],
-                          caption=f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative only. "
-                                  f"Full table: {csv_path}")
+        aggregate = Listing(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
+                            ["algorithm", "split", "n", "IQM [95% CI]"], numeric=numeric,
+                            caption=f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative "
+                                    f"only. Full table: {csv_path}")
         for row in rows:
             if row["dataset"] == ALL:
                 split = row["wrapper"].split(":", 1)[-1] if row["wrapper"] != ALL else "-"
@@ -457,17 +447,21 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Table]:
             if row["dataset"] != ALL:
                 by_dataset.setdefault(row["dataset"], []).append(row)
         for dataset, members in by_dataset.items():
-            show_wrapper = any(row["wrapper"] != "none" for row in members)
             levels = [row["wrapper"].startswith("levels") for row in members]
-            shown = {"drop_from_default": show_wrapper and not all(levels), "generalization_gap": any(levels)}
-            extra = [c for c in ("drop_from_default", "generalization_gap") if c in frame and shown[c]]
-            per_task = table(dataset, [*(["wrapper"] if show_wrapper else []), "algorithm", "n", "return",
-                                       "IQM [95% CI]", *(["drop" if c == "drop_from_default" else "gap"
-                                                          for c in extra])])
-            for row in members:
-                per_task.add_row(*([escape(row["wrapper"])] if show_wrapper else []), name(row), seeds(row),
-                                 fmt(row["return_mean"]), interval(row), *(fmt(row[c]) for c in extra))
-            tables.append(per_task)
+            shown = {"drop_from_default": not all(levels), "generalization_gap": any(levels)}
+            wrappers = list(dict.fromkeys(row["wrapper"] for row in members))
+            extra = [c for c in ("drop_from_default", "generalization_gap")
+                     if c in frame and shown[c] and wrappers != ["none"]]
+            for wrapper in wrappers:  # one table per evaluation wrapper: long specs stay in the title, whole
+                title = dataset if wrappers == ["none"] else f"{dataset} under {wrapper}"
+                per_task = Listing(title, ["algorithm", "n", "return", "IQM [95% CI]",
+                                           *("drop" if c == "drop_from_default" else "gap" for c in extra)],
+                                   numeric=numeric)
+                for row in members:
+                    if row["wrapper"] == wrapper:
+                        per_task.add_row(name(row), seeds(row), fmt(row["return_mean"]), interval(row),
+                                         *(fmt(row[c]) for c in extra))
+                tables.append(per_task)
     return tables
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_usage_error, run_cli_process
+from conftest import assert_usage_error, install_on_path, run_cli_process
 
 
 def test_list_commands(cli, cartpole_expert):
@@ -17,6 +17,59 @@ def test_list_commands(cli, cartpole_expert):
     assert result.code == 0 and cartpole_expert in result.out
     assert cli("list", "suites").out.count("quick") >= 1
     assert cli("list", "wrappers").code == 0
+
+
+LONG_PLUGIN = ("from offrl_bench.algorithms.bc import BC\n"
+               "class HeldoutLinearBaseline(BC):\n    name = 'heldout-linear-baseline-with-a-long-name'\n")
+
+
+def _assert_whole_at_80_columns(output: str, *values: str) -> None:
+    """Nothing cut or folded: every value on one line, no ellipsis, tables within 80 columns."""
+    assert "\u2026" not in output  # the ellipsis rich puts where it cuts
+    for value in values:
+        assert any(value in line for line in output.splitlines()), f"{value!r} not whole in:\n{output}"
+    table_lines = [line for line in output.splitlines() if line[:1] in "\u2503\u2502\u250f\u2517\u2514\u2521"]
+    assert all(len(line) <= 80 for line in table_lines), max(table_lines, key=len)
+
+
+def test_every_list_prints_whole_names_at_80_columns_in_a_pipe(tmp_path, cartpole_expert, pendulum_expert):
+    from offrl_bench import registry
+    from offrl_bench.data.datasets import open_dataset
+
+    env = {**install_on_path(tmp_path / "site", "a_rather_long_plugin_package_name", LONG_PLUGIN,
+                             "[offrl_bench.algorithms]\nheldout-linear-baseline-with-a-long-name = "
+                             "a_rather_long_plugin_package_name:HeldoutLinearBaseline\n"), "COLUMNS": "80"}
+    algorithms = run_cli_process("list", "algorithms", env=env)
+    assert algorithms.returncode == 0, algorithms.stderr
+    entry_points = [ep.value for ep in registry.available(registry.ALGORITHMS).values()]
+    _assert_whole_at_80_columns(algorithms.stdout, "heldout-linear-baseline-with-a-long-name",
+                                "a_rather_long_plugin_package_name:HeldoutLinearBaseline", *entry_points)
+    # grep finds the name on a line of its own
+    assert "heldout-linear-baseline-with-a-long-name" in algorithms.stdout.splitlines()
+    datasets = run_cli_process("list", "datasets", env=env).stdout
+    steps = [str(open_dataset(d).total_steps) for d in (cartpole_expert, pendulum_expert)]
+    _assert_whole_at_80_columns(datasets, cartpole_expert, pendulum_expert, *steps)
+    for what, group in (("wrappers", registry.WRAPPERS), ("suites", registry.SUITES)):
+        listed = run_cli_process("list", what, env=env).stdout
+        _assert_whole_at_80_columns(listed, *registry.available(group))
+        if what == "wrappers":
+            _assert_whole_at_80_columns(listed, *(ep.value for ep in registry.available(group).values()))
+
+
+def test_compare_and_run_summary_print_whole_names_at_80_columns(tmp_path, cartpole_expert):
+    from conftest import REPO
+
+    names = ("iql (labelled only)[label_fraction=0.1]", "ssorl(iql)[label_fraction=0.1]")
+    compared = run_cli_process("compare", str(REPO / "results" / "reference" / "default"), "--algos", *names,
+                               env={"COLUMNS": "80"})
+    assert compared.returncode == 0, compared.stderr
+    _assert_whole_at_80_columns(compared.stdout, *names, "offrl/pendulum/mixed-200ep-v0")
+    out = tmp_path / "a-long-output-directory-name-so-that-the-summary-line-is-over-eighty-columns"
+    ran = run_cli_process("run", "--algo", "bc", "--dataset", cartpole_expert, "--updates", "20", "--eval-every",
+                          "20", "--eval-episodes", "1", "--out", str(out), env={"COLUMNS": "80"})
+    assert ran.returncode == 0, ran.stderr
+    _assert_whole_at_80_columns(ran.stderr, f"1 runs: 0 already finished, 1 to do -> {out}")
+    _assert_whole_at_80_columns(ran.stdout, cartpole_expert, "bc", "Full table:")
 
 
 def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):

@@ -128,3 +128,9 @@ def test_printed_leaderboard_shows_every_aggregate_at_80_columns_in_a_pipe(tmp_p
     assert len(aggregates) > 10
     for row in aggregates.itertuples():
         assert f"{row.normalized_iqm:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]" in result.stdout, row.algorithm
+    lines = result.stdout.splitlines()
+    assert "\u2026" not in result.stdout  # nothing cut
+    for row in frame[frame.dataset != "ALL"].itertuples():  # every row: names on one line, every number
+        assert any(row.wrapper in line for line in lines) and any(row.dataset in line for line in lines)
+        assert any(row.algorithm in line and f"{row.return_mean:.1f}" in line
+                   and f"{row.normalized_iqm:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]" in line for line in lines)
