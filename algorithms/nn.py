@@ -162,7 +162,8 @@ class ObservationNormalizer(nn.Module):
         if self.enabled:
             observations = observations.to(self.mean.device)
             self.mean.copy_(observations.mean(0))
-            self.std.copy_(observations.std(0) + eps)
+            # A dataset of one transition has no spread: its std is 0, not the NaN of a sample std.
+            self.std.copy_(observations.std(0, correction=int(len(observations) > 1)) + eps)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return (observations - self.mean) / self.std

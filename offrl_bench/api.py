@@ -89,6 +89,17 @@ class Algorithm(abc.ABC):
     #: slots) with the slot of every row, and observe_rewards(slots, rewards) after every step.
     episodic: ClassVar[bool] = False
 
+    def __new__(cls, spec: EnvSpec | None = None, config: Any = None, seed: int = 0, device: str = "cpu",
+                *args: Any, **kwargs: Any):
+        # The attributes the core reads are set here, before any __init__ runs, so that a subclass
+        # whose __init__ forgets super().__init__(spec, config, seed, device) still works. (No
+        # arguments: copy or unpickle, which restore the attributes themselves.)
+        algorithm = super().__new__(cls)
+        if spec is not None:
+            for name, value in (("spec", spec), ("config", config), ("seed", seed), ("device", torch.device(device))):
+                object.__setattr__(algorithm, name, value)
+        return algorithm
+
     def __init__(self, spec: EnvSpec, config: Any, seed: int, device: str = "cpu") -> None:
         self.spec = spec
         self.config = config

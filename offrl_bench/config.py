@@ -89,7 +89,8 @@ def build_config(algorithm_class: type, overrides: Iterable[tuple[str, str]]) ->
     name = algorithm_class.name
     config_class = algorithm_class.config_class
     if not dataclasses.is_dataclass(config_class):
-        raise PluginError(f"algorithm '{name}' config_class must be a dataclass")
+        raise PluginError(f"algorithm '{name}' config_class must be a dataclass (decorate {config_class!r} with "
+                          "@dataclasses.dataclass; its fields are what --set can change)")
     hints = typing.get_type_hints(config_class, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     values = {}

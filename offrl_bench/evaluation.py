@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from offrl_bench.api import Algorithm
 from offrl_bench.envs import make_env
@@ -43,8 +44,14 @@ def checked_policy(algorithm: Algorithm) -> Policy | EpisodicPolicy:
     name = type(algorithm).name
 
     def check(observations: np.ndarray, actions) -> np.ndarray:
-        actions = np.asarray(actions)
         expected = (len(observations), *space.shape)
+        if isinstance(actions, torch.Tensor):  # accepted as if .cpu().numpy() were called
+            actions = actions.detach().cpu().numpy()
+        try:
+            actions = np.asarray(actions)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"algorithm '{name}' act() must return an array of shape {expected}; it returned a "
+                              f"{type(actions).__name__} that is not one ({exc})") from None
         if actions.shape != expected:
             raise PluginError(f"algorithm '{name}' act() returned shape {actions.shape}, expected {expected}")
         if isinstance(space, gym.spaces.Discrete):

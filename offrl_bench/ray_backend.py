@@ -19,13 +19,14 @@ from offrl_bench.data.datasets import datasets_root
 from offrl_bench.errors import UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import Attempt, Sink, attempt_run, throttled
+from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttled
 
 #: environment variables every task needs to find what this process finds
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")
 
 
 def _task(spec: RunSpec, out_dir: str, progress, wait: bool, threads: int) -> tuple[str, Attempt]:
+    import ray
     import torch
 
     torch.set_num_threads(threads)
@@ -36,7 +37,9 @@ def _task(spec: RunSpec, out_dir: str, progress, wait: bool, threads: int) -> tu
         # lends its CPUs to another task, which would then oversubscribe the node.
         progress.actor.put_nowait.remote((run_id, done, total))
 
-    return spec.run_id, attempt_run(spec, Path(out_dir), report, wait)
+    context = ray.get_runtime_context()
+    where = executor("ray", "task", node_id=context.get_node_id(), task_id=context.get_task_id())
+    return spec.run_id, attempt_run(spec, Path(out_dir), report, wait, where)
 
 
 def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | None, workers: int,

@@ -39,7 +39,13 @@ from offrl_bench import registry
 from offrl_bench.allocator import keep_freed_memory
 from offrl_bench.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
 from offrl_bench.config import build_config
-from offrl_bench.data.datasets import TransitionDataset, dataset_path, load_dataset, open_dataset, project_metadata
+from offrl_bench.data.datasets import (
+    TransitionDataset,
+    dataset_path,
+    has_action_free_episodes,
+    load_dataset,
+    open_dataset,
+)
 from offrl_bench.envs import make_env
 from offrl_bench.envs.level_splits import training_wrapper
 from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
@@ -161,8 +167,7 @@ def preflight(specs: list[RunSpec]) -> None:
         if spec.dataset not in datasets:
             dataset = open_dataset(spec.dataset)
             datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "",
-                                      action_kind(dataset.action_space),
-                                      bool(project_metadata(dataset).get("action_free_episodes")),
+                                      action_kind(dataset.action_space), has_action_free_episodes(dataset),
                                       dataset.total_episodes)
         env_id, kind, action_free, episodes = datasets[spec.dataset]
         _check_compatible(cls, config, spec, kind, action_free, episodes)
@@ -191,8 +196,9 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
         raise PluginError(f"algorithm '{spec.algo}' failed to construct: {exc}") from exc
 
 
-def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float,
-                     losses: dict[str, float], eval_seconds: float) -> None:
+def save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float,
+                    losses: dict[str, float], eval_seconds: float) -> None:
+    """Write the state a run continues from, atomically (see :func:`load_checkpoint`)."""
     state = {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
              "updates_done": done, "train_seconds": seconds, "losses": losses, "eval_seconds": eval_seconds}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -202,18 +208,46 @@ def _save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator,
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, device: str) -> dict:
+    """Restore ``algorithm``, the batch ``sampler`` and torch's global RNG from a checkpoint written
+    by :func:`save_checkpoint`; returns the checkpoint (progress, times, last losses)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        algorithm.load_state_dict(state["algorithm"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+    except Exception as exc:
+        raise UsageError(f"checkpoint {path} is unreadable ({exc}); delete it to restart the run") from exc
+    return state
+
+
 def _checked_losses(algo: str, losses: dict, step: int) -> dict[str, float]:
+    """``losses`` as floats by name. One-element tensors are accepted (as if ``.item()`` were called);
+    anything else that is not one number is a plugin error that names the contract."""
     if not isinstance(losses, dict):
-        raise PluginError(f"algorithm '{algo}' update() must return a dict of floats, got {type(losses).__name__}")
-    values = {k: float(v) for k, v in losses.items()}
+        raise PluginError(f"algorithm '{algo}' update() must return a dict of floats by name, e.g. "
+                          f"{{'loss': loss.item()}}; it returned a {type(losses).__name__}")
+    values = {}
+    for key, value in losses.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.detach().item()
+        try:
+            values[str(key)] = float(value)
+        except (TypeError, ValueError):
+            what = f"a tensor of shape {tuple(value.shape)}" if hasattr(value, "shape") else f"a {type(value).__name__}"
+            raise PluginError(f"algorithm '{algo}' update() returned {key!r} as {what}; each value must be one "
+                              "float, e.g. loss.item()") from None
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise PluginError(f"algorithm '{algo}' produced non-finite {', '.join(bad)} at update {step}")
     return values
 
 
-def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | None = None) -> dict:
-    """Train and evaluate one run (resuming from its checkpoint if any) and append its record."""
+def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | None = None,
+                executor: dict | None = None) -> dict:
+    """Train and evaluate one run (resuming from its checkpoint if any) and append its record.
+    ``executor`` says where the run executed (backend, host, process, Ray task); it is recorded as
+    is, so that a record shows which backend really ran it."""
     run_dir = store.run_dir(spec.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
@@ -233,13 +267,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     done, seconds, eval_seconds, resumed_losses = 0, 0.0, 0.0, {}
     checkpoint, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     if checkpoint.exists():
-        try:
-            state = torch.load(checkpoint, map_location=spec.device, weights_only=False)
-            algorithm.load_state_dict(state["algorithm"])
-        except Exception as exc:
-            raise UsageError(f"checkpoint {checkpoint} is unreadable ({exc}); delete it to restart the run") from exc
-        sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        state = load_checkpoint(checkpoint, algorithm, sampler, spec.device)
         done, seconds = state["updates_done"], state["train_seconds"]
         eval_seconds = state.get("eval_seconds", 0.0)
         resumed_losses = state.get("losses", {})  # the record's final losses when nothing is left to do
@@ -324,11 +352,11 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
                                                                        dataset.ref_max_score)), **losses}
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(line) + "\n")
-                _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
+                save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
                 at_boundary = True
     except KeyboardInterrupt:
         if at_boundary:  # keep what was learned since the last checkpoint; the re-run resumes here
-            _save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
+            save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
         raise
     if returns is None:
         returns, rates = evaluate_now()
@@ -352,6 +380,7 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
         "final_losses": losses, "config": dataclasses.asdict(algorithm.config), "spec": dataclasses.asdict(spec),
         **variant_fields(type(algorithm), algorithm.config),
         "versions": _environment_versions(), "finished_at": datetime.now(timezone.utc).isoformat(),
+        "executor": executor or {"backend": "direct", "pid": os.getpid()},
     }
     store.append(record)
     if stop.requested:  # the signal came after the last update: the run is recorded, now stop

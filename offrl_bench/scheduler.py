@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
 import time
 import traceback
 from collections import Counter, deque
@@ -148,8 +149,15 @@ def record_failure(store: RunStore, spec: RunSpec, reason: str, details: str = "
     return failure
 
 
-def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool) -> Attempt:
-    """Claim, then execute ``spec`` (resuming from its checkpoint); a failure is recorded, not raised."""
+def executor(backend: str, process: str, **details) -> dict:
+    """Where a run executes, as its record keeps it: backend, process, host and pid (Ray adds its ids)."""
+    return {"backend": backend, "process": process, "host": socket.gethostname(), "pid": os.getpid(), **details}
+
+
+def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool,
+                where: dict | None = None) -> Attempt:
+    """Claim, then execute ``spec`` (resuming from its checkpoint); a failure is recorded, not raised.
+    ``where`` (see :func:`executor`) goes into the run's record."""
     store = RunStore(out_dir)
     with store.claim(spec.run_id, wait=wait) as claimed:
         if not claimed:
@@ -158,7 +166,7 @@ def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None,
         if finished is not None:
             return Attempt("recorded", finished)
         try:
-            return Attempt("completed", execute_run(spec, store, progress))
+            return Attempt("completed", execute_run(spec, store, progress, where))
         except Exception as exc:  # the traceback is kept for whoever debugs the plugin or the data
             reason = str(exc) if isinstance(exc, OffrlBenchError) else f"{type(exc).__name__}: {exc}"
             return Attempt("failed", record_failure(store, spec, reason, traceback.format_exc()))
@@ -199,7 +207,7 @@ class ProgressView:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)  # run ids and reasons stay whole
 
     def finish(self, run_id: str) -> None:
         if self.progress:
@@ -257,7 +265,8 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
     if not quiet:
         earlier = f", {len(outcome.failed_earlier)} failed earlier (--retry-failed reruns them)" \
             if outcome.failed_earlier else ""
-        console.print(f"{len(specs)} runs: {outcome.skipped} already finished{earlier}, {len(todo)} to do -> {out_dir}")
+        console.print(f"{len(specs)} runs: {outcome.skipped} already finished{earlier}, {len(todo)} to do -> {out_dir}",
+                      soft_wrap=True)
     with ProgressView(len(todo), console, quiet) as view:
         sink = Sink(outcome, view, store)
         if backend == "ray":
@@ -280,14 +289,15 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
 
 def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink) -> None:
     claimed_elsewhere = []
+    here = executor("local", "coordinator")
     for spec in todo:
-        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False)
+        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False, where=here)
         if attempt.status == "busy":
             claimed_elsewhere.append(spec)
         else:
             sink.finish(spec, attempt)
     for spec in claimed_elsewhere:
-        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True))
+        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True, where=here))
 
 
 def _stop_on_sigterm(signum, frame) -> None:
@@ -330,7 +340,8 @@ def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: 
             if task is None:
                 return
             spec, wait = task
-            outbox.put(("result", index, (spec.run_id, attempt_run(spec, Path(out_dir), report, wait))))
+            attempt = attempt_run(spec, Path(out_dir), report, wait, executor("local", f"worker {index}"))
+            outbox.put(("result", index, (spec.run_id, attempt)))
     except KeyboardInterrupt:  # the run has checkpointed; the parent reports the interruption
         pass
 

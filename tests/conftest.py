@@ -14,6 +14,19 @@ def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run tests marked slow")
 
 
+#: Cases per file format in the property-based tests (tests/test_file_formats.py).
+FORMAT_CASES = {"fast": 60, "slow": 2000}
+
+
+def pytest_configure(config):
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "file-formats", max_examples=FORMAT_CASES["slow" if config.getoption("--slow") else "fast"], deadline=None,
+        derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--slow"):
         return

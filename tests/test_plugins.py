@@ -63,3 +63,155 @@ def test_broken_plugin_is_named(tmp_path, cartpole_expert):
     assert "algorithm plugin 'ghost' (no_such_module:Ghost) failed to import" in result.stderr
     listing = run_cli_process("list", "algorithms", env={**env, "COLUMNS": "300"})
     assert listing.returncode == 0 and "broken" in listing.stdout and "bc" in listing.stdout
+
+
+SLIPS = '''
+import dataclasses
+import torch
+from offrl_bench.api import OfflineAlgorithm
+
+
+@dataclasses.dataclass
+class Config:
+    lr: float = 0.01
+    batch_size: int = 16
+
+
+class Linear(OfflineAlgorithm):
+    name = "linear"
+    action_spaces = ("continuous",)
+    config_class = Config
+
+    def __init__(self, spec, config, seed, device="cpu"):
+        super().__init__(spec, config, seed, device)
+        self.build(spec, config)
+
+    def build(self, spec, config):
+        self.net = torch.nn.Linear(spec.observation_dim, spec.action_dim)
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr)
+
+    def errors(self, batch):
+        errors = (self.net(batch.observations) - batch.actions) ** 2
+        self.optimizer.zero_grad()
+        errors.mean().backward()
+        self.optimizer.step()
+        return errors
+
+    def update(self, batch):
+        return {"mse": self.errors(batch).mean().item()}
+
+    @torch.no_grad()
+    def act(self, observations):
+        return self.net(torch.as_tensor(observations, dtype=torch.float32)).numpy()
+
+    def state_dict(self):
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class NoSuper(Linear):
+    name = "no-super"
+
+    def __init__(self, spec, config, seed, device="cpu"):  # forgets super().__init__
+        self.build(spec, config)
+
+
+class ListAct(Linear):
+    name = "list-act"
+
+    @torch.no_grad()
+    def act(self, observations):
+        return self.net(torch.as_tensor(observations, dtype=torch.float32)).tolist()
+
+
+class TensorAct(Linear):
+    name = "tensor-act"
+
+    @torch.no_grad()
+    def act(self, observations):
+        return self.net(torch.as_tensor(observations, dtype=torch.float32))
+
+
+class TensorLoss(Linear):
+    name = "tensor-loss"
+
+    def update(self, batch):
+        return {"mse": self.errors(batch).mean()}  # a tensor that still requires grad
+
+
+class BareTensor(Linear):
+    name = "bare-tensor"
+
+    def update(self, batch):
+        return self.errors(batch).mean()
+
+
+class VectorLoss(Linear):
+    name = "vector-loss"
+
+    def update(self, batch):
+        return {"mse": self.errors(batch).detach()}
+
+
+class PlainConfig(Linear):
+    name = "plain-config"
+
+    class config_class:
+        lr = 0.01
+'''
+SLIP_CLASSES = {"no-super": "NoSuper", "list-act": "ListAct", "tensor-act": "TensorAct", "tensor-loss": "TensorLoss",
+                "bare-tensor": "BareTensor", "vector-loss": "VectorLoss", "plain-config": "PlainConfig"}
+
+
+@pytest.fixture
+def slip_plugins(tmp_path, monkeypatch):
+    """Plugins with the contract slips a plugin author makes, installed on this process's path."""
+    from offrl_bench import registry
+
+    site = tmp_path / "site"
+    install_on_path(site, "slip_plugins", SLIPS, "[offrl_bench.algorithms]\n" + "".join(
+        f"{name} = slip_plugins:{cls}\n" for name, cls in SLIP_CLASSES.items()))
+    monkeypatch.syspath_prepend(str(site))
+    registry.available.cache_clear()
+    yield
+    registry.available.cache_clear()
+
+
+def _run(cli, algo: str, dataset: str, out):
+    return cli("run", "--algo", algo, "--dataset", dataset, "--updates", "20", "--eval-every", "20",
+               "--eval-episodes", "1", "--out", str(out), "--quiet")
+
+
+@pytest.mark.parametrize("algo", ["no-super", "list-act", "tensor-act", "tensor-loss"])
+def test_slips_the_core_can_absorb_work(slip_plugins, cli, pendulum_expert, tmp_path, algo):
+    """A forgotten super().__init__, actions as a list or a tensor, a loss left as a tensor: the core
+    reads what it needs without relying on them, and the run trains and records as any other."""
+    result = _run(cli, algo, pendulum_expert, tmp_path)
+    assert result.code == 0, result.err
+    record = json.loads((tmp_path / "runs.jsonl").read_text())
+    assert record["config"] == {"lr": 0.01, "batch_size": 16} and record["seed"] == 0
+    assert isinstance(record["final_losses"]["mse"], float) and len(record["eval_returns"]) == 1
+
+
+@pytest.mark.parametrize("algo, fragment", [
+    ("bare-tensor", "algorithm 'bare-tensor' update() must return a dict of floats by name, e.g. "
+                    "{'loss': loss.item()}; it returned a Tensor"),
+    ("vector-loss", "algorithm 'vector-loss' update() returned 'mse' as a tensor of shape (16, 1); each value must "
+                    "be one float, e.g. loss.item()"),
+])
+def test_slips_that_break_the_contract_name_it(slip_plugins, cli, pendulum_expert, tmp_path, algo, fragment):
+    result = _run(cli, algo, pendulum_expert, tmp_path)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert fragment in result.err.strip().splitlines()[-1]
+    assert fragment in json.loads((tmp_path / "failures.jsonl").read_text())["reason"]
+
+
+def test_a_config_class_that_is_not_a_dataclass_is_refused_before_any_run(slip_plugins, cli, pendulum_expert,
+                                                                          tmp_path):
+    result = _run(cli, "plain-config", pendulum_expert, tmp_path)
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "algorithm 'plain-config' config_class must be a dataclass (decorate" in result.err
+    assert "@dataclasses.dataclass" in result.err and not (tmp_path / "runs").exists()

@@ -243,11 +243,10 @@ def test_genuinely_action_free_minari_dataset(source, use_metadata, request, tmp
     hidden = dataset.actions[~dataset.labelled]
     assert ((hidden == -1) if use_metadata else hidden.isnan()).all()
 
+    # listed in the metadata or found as all-NaN actions: refused before any run starts
     result = cli("run", "--algo", "bc", "--dataset", target, "--out", str(tmp_path / "bc"))
-    if use_metadata:  # refused before any run starts
-        assert_usage_error(result, "action-free episodes", "--algo ssorl --set base=bc")
-    else:  # NaN actions are only seen when the run loads the data: the run fails with the reason
-        assert result.code == 1 and "action-free episodes" in result.err.strip().splitlines()[-1]
+    assert_usage_error(result, f"dataset '{target}' has action-free episodes", "--algo ssorl --set base=bc")
+    assert not (tmp_path / "bc" / "runs").exists() and not (tmp_path / "bc" / "failures.jsonl").exists()
     record = execute_run(RunSpec("ssorl", target, 0, updates=20, eval_every=20, eval_episodes=1,
                                  overrides=(("base", "bc"), ("label_fraction", "1.0"), *SMALL_IDM)),
                          RunStore(tmp_path))

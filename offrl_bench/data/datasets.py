@@ -278,6 +278,21 @@ def load_dataset(dataset_id: str) -> TransitionDataset:
     )
 
 
+def has_action_free_episodes(minari_dataset) -> bool:
+    """Whether an opened Minari dataset has action-free episodes, by the rule of
+    :func:`_labelled_transitions`, read before any run loads it (continuous actions: a scan of the
+    actions, so that a dataset written outside offrl-bench is judged the same way)."""
+    if project_metadata(minari_dataset).get("action_free_episodes"):
+        return True
+    if isinstance(minari_dataset.action_space, gym.spaces.Discrete):
+        return False
+    try:
+        return any(np.isnan(np.asarray(episode.actions, dtype=np.float32)).all()
+                   for episode in minari_dataset.iterate_episodes())
+    except (ValueError, KeyError, OSError):
+        return False  # malformed: load_dataset says how when the run reads it
+
+
 def _labelled_transitions(dataset_id: str, actions: list[np.ndarray], meta: dict,
                           discrete: bool) -> torch.Tensor | None:
     """Which transitions have actions. An episode is action-free when the project metadata lists it
