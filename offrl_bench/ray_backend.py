@@ -7,39 +7,94 @@ many torch threads as it got CPUs. Ray re-executes a task whose worker process o
 runs checkpoint and record into the output directory, which every node must reach at the same path
 (NFS, CephFS, a mounted bucket). Datasets are opened from ``MINARI_DATASETS_PATH``, which is passed
 to every task, so on a cluster it has to point at shared storage as well.
+
+Progress travels the same way: a task writes ``runs/<run_id>/progress`` about once a second and the
+driver reads it, so no helper actor exists whose loss could end the suite. If Ray itself fails
+(its raylet or node dies, the cluster goes away), the command ends with one ``error:`` line, exit
+code 1: every finished run is recorded, the others have checkpoints and are *not* recorded as
+failed, so re-running the same command resumes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from offrl_bench.data.datasets import datasets_root
-from offrl_bench.errors import UsageError
+from offrl_bench.errors import OffrlBenchError, UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec
 from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttled
 
 #: environment variables every task needs to find what this process finds
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")
+#: Seconds between two looks at the runs' progress files.
+_PROGRESS_POLL = 1.0
 
 
-def _task(spec: RunSpec, out_dir: str, progress, wait: bool, threads: int) -> tuple[str, Attempt]:
+def _progress_path(out_dir: Path, run_id: str) -> Path:
+    return RunStore(out_dir).run_dir(run_id) / "progress"
+
+
+def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int) -> tuple[str, Attempt]:
     import ray
     import torch
 
     torch.set_num_threads(threads)
+    progress_file = _progress_path(Path(out_dir), spec.run_id)
 
     @throttled
     def report(run_id: str, done: int, total: int) -> None:
-        # Fire and forget: Queue.put_nowait would block in ray.get, and a task blocked in ray.get
-        # lends its CPUs to another task, which would then oversubscribe the node.
-        progress.actor.put_nowait.remote((run_id, done, total))
+        # Progress goes to a file next to the run's checkpoint, which the driver reads: there is no
+        # helper process whose loss could stop the suite, and nothing here blocks on Ray.
+        try:
+            temporary = progress_file.with_name(f".progress.{os.getpid()}")
+            temporary.write_text(f"{done} {total}\n")
+            os.replace(temporary, progress_file)
+        except OSError:
+            pass  # best effort: the run itself records into the same directory and says what is wrong
 
     context = ray.get_runtime_context()
     where = executor("ray", "task", node_id=context.get_node_id(), task_id=context.get_task_id())
     return spec.run_id, attempt_run(spec, Path(out_dir), report, wait, where)
+
+
+class _ProgressFiles:
+    """The driver's view of the runs' progress files: shows what changed since the last look, and
+    stops looking (with one warning) if the files cannot be read."""
+
+    def __init__(self, out_dir: Path, sink: Sink) -> None:
+        self.out_dir, self.sink = out_dir, sink
+        self.shown: dict[str, tuple[int, int]] = {}
+        self.lost = False
+        self.next_look = 0.0
+
+    def look(self, specs) -> None:
+        if self.lost or time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + _PROGRESS_POLL
+        for spec in specs:
+            try:
+                done, total = map(int, _progress_path(self.out_dir, spec.run_id).read_text().split())
+            except (FileNotFoundError, ValueError):  # not started, or caught between write and rename
+                continue
+            except OSError as exc:
+                self.lost = True
+                self.sink.note(f"[yellow]progress display lost: {escape(str(exc))}; runs continue[/yellow]")
+                return
+            if self.shown.get(spec.run_id) != (done, total):
+                self.shown[spec.run_id] = (done, total)
+                self.sink.progress(spec.run_id, done, total)
+
+    def forget(self, spec: RunSpec) -> None:
+        self.shown.pop(spec.run_id, None)
+        with contextlib.suppress(OSError):
+            _progress_path(self.out_dir, spec.run_id).unlink(missing_ok=True)
 
 
 def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | None, workers: int,
@@ -48,7 +103,6 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
         return
     try:
         import ray
-        from ray.util.queue import Empty, Queue
     except ImportError:
         raise UsageError("--backend ray needs Ray: pip install -c constraints.txt 'offrl-bench[ray]'") from None
 
@@ -56,7 +110,7 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     env_vars = {"MINARI_DATASETS_PATH": str(datasets_root())}
     env_vars.update({key: os.environ[key] for key in _SHARED_ENVIRONMENT if key in os.environ})
     env_vars = {key: str(Path(value).resolve()) for key, value in env_vars.items()}
-    out_dir = str(store.out_dir.resolve())
+    out_dir = store.out_dir.resolve()
     init = {"address": address, "runtime_env": {"env_vars": env_vars}, "log_to_driver": False,
             "logging_level": "error", "include_dashboard": False}
     if not address:  # a private instance sized for `workers` concurrent runs
@@ -66,39 +120,60 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {exc}") from None
     try:
-        progress = Queue(maxsize=10_000)
-        task = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-                                         retry_exceptions=False)
-        threads = max(1, int(cpus_per_run))
-        submit = lambda spec, wait: task.remote(spec, out_dir, progress, wait, threads)  # noqa: E731
-        pending = {submit(spec, False): spec for spec in todo}
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-                for message in _drain(progress, Empty):
-                    sink.progress(*message)
-                for ref in ready:
-                    spec = pending.pop(ref)
-                    try:
-                        _, attempt = ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # the task's worker or node died too often
-                        sink.give_up(spec, f"Ray task failed after {max_retries} retries: {type(exc).__name__}")
-                        continue
-                    if attempt.status == "busy":  # claimed by another process: wait for it
-                        pending[submit(spec, True)] = spec
-                    else:
-                        sink.finish(spec, attempt)
-        except BaseException:
-            for ref in pending:  # a running task gets KeyboardInterrupt: it checkpoints and stops
-                ray.cancel(ref)
-            ray.wait(list(pending), num_returns=len(pending), timeout=30)
-            raise
+        _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries)
     finally:
         ray.shutdown()
 
 
-def _drain(progress, empty: type[Exception]) -> list[tuple]:
+def _execute_tasks(ray, todo: list[RunSpec], out_dir: Path, sink: Sink, cpus_per_run: float, gpus_per_run: float,
+                   max_retries: int) -> None:
+    task = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
+                                     retry_exceptions=False)
+    threads = max(1, int(cpus_per_run))
+    submit = lambda spec, wait: task.remote(spec, str(out_dir), wait, threads)  # noqa: E731
+    progress = _ProgressFiles(out_dir, sink)
+    run_failures = _run_failure_types()
+    pending: dict = {}
     try:
-        return progress.get_nowait_batch(progress.qsize())
-    except empty:
-        return []
+        pending.update({submit(spec, False): spec for spec in todo})
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            progress.look(pending.values())
+            for ref in ready:
+                spec = pending.pop(ref)
+                progress.forget(spec)
+                try:
+                    _, attempt = ray.get(ref)
+                except run_failures as exc:  # the run's worker process died on every try
+                    sink.give_up(spec, f"Ray task failed after {max_retries} retries: {type(exc).__name__}")
+                    continue
+                if attempt.status == "busy":  # claimed by another process: wait for it
+                    pending[submit(spec, True)] = spec
+                else:
+                    sink.finish(spec, attempt)
+    except ray.exceptions.RayError as exc:  # Ray itself failed (raylet, node, GCS): not the runs' fault
+        _cancel(ray, pending, timeout=5)
+        recorded = len(RunStore(out_dir).records())
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise OffrlBenchError(f"Ray failed while running the suite ({type(exc).__name__}: {reason}); {recorded} "
+                              f"runs are recorded in {out_dir} and the others have checkpoints: re-running the same "
+                              "command resumes") from None
+    except BaseException:
+        _cancel(ray, pending, timeout=30)  # a running task gets KeyboardInterrupt: it checkpoints and stops
+        raise
+
+
+def _cancel(ray, pending: dict, timeout: float) -> None:
+    with contextlib.suppress(Exception):  # Ray may be the thing that failed
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+
+
+def _run_failure_types() -> tuple[type[Exception], ...]:
+    """Ray errors that belong to one run, after Ray's own retries: its worker process died (killed,
+    out of memory) every time. Any other Ray error means Ray itself failed, and the suite stops
+    without recording the run as failed, so that a re-run resumes it."""
+    import ray.exceptions
+
+    return (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
@@ -231,7 +232,7 @@ class Sink:
     def finish(self, spec: RunSpec, attempt: Attempt) -> None:
         if attempt.status == "failed":
             self.outcome.failed.append(attempt.entry)
-            self.view.note(f"[red]failed[/red] {spec.run_id}: {attempt.entry['reason']}")
+            self.view.note(f"[red]failed[/red] {spec.run_id}: {escape(attempt.entry['reason'])}")  # [..] is text
         elif attempt.status == "completed":
             self.outcome.completed.append(attempt.entry)
         else:  # recorded by another process while this one waited
