@@ -144,7 +144,8 @@ def _legend_outside(figure, axes) -> None:
 def _curves(store: RunStore, records: list[dict]) -> Curves:
     """Every evaluation of ``records`` (``runs/<id>/metrics.jsonl``) by task, variant and seed."""
     curves: Curves = {}
-    for record in records:
+    # by seed, not in the order runs happened to finish: the bootstrap bands resample in this order
+    for record in sorted(records, key=lambda r: r["seed"]):
         metrics = store.run_dir(record["run_id"]) / "metrics.jsonl"
         if not metrics.exists():
             continue

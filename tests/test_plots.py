@@ -121,3 +121,8 @@ def test_sample_efficiency_of_online_runs(tmp_path):
     assert row.mean_score_over_training == pytest.approx(np.mean([np.mean(c) for c in curves.values()]))
     assert row.steps_to_90_per_seed == "2000 3000 never" and row.seeds_reaching_90 == 2
     assert np.isnan(row.median_steps_to_90)  # not every seed got there
+    # runs finish in any order with several workers: the same records in another order, the same CSV
+    first = (tmp_path / "plots" / "sample_efficiency.csv").read_text()
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(records)))
+    plot_directory(tmp_path)
+    assert (tmp_path / "plots" / "sample_efficiency.csv").read_text() == first
