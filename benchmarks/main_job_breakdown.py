@@ -20,6 +20,20 @@ from datetime import datetime
 from pathlib import Path
 
 
+def repeated_training(records: list[dict]) -> float:
+    """Worker seconds spent training agents identical to one another run trained: runs whose specs
+    differ only in the evaluation wrapper train the same agent (offline runs never see the wrapper;
+    online runs train on its training levels), and all but one of each such group repeat it."""
+    from offrl_bench.envs.level_splits import training_wrapper
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        spec = dict(record["spec"])
+        spec["wrapper"] = training_wrapper(spec["wrapper"]) if record.get("paradigm") != "offline" else ""
+        groups[json.dumps(spec, sort_keys=True)].append(record)
+    return sum((r.get("setup_seconds") or 0.0) + r["train_seconds"] for group in groups.values() for r in group[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
@@ -53,6 +67,9 @@ def main() -> None:
     rest = worker_seconds - measured
     print(f"rest of the workers' time (start-up, dataset loads, checkpoints, records, idle at the end): "
           f"{rest:.0f} s ({rest / worker_seconds:.1%})")
+    repeated = repeated_training(records)
+    print(f"repeated training (setup + updates of a run whose agent another run already trained, differing only "
+          f"in the evaluation wrapper): {repeated:.0f} s ({repeated / worker_seconds:.1%})")
     if args.wall is not None:
         print(f"outside the run phase (building datasets, starting workers, the final leaderboard): "
               f"{args.wall - run_phase:.0f} s of {args.wall:.0f} s wall")
