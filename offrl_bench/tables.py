@@ -44,7 +44,7 @@ class Listing:
         return sum(widths) + 3 * len(widths) + 1
 
     def table(self) -> Table:
-        table = Table(caption=self.caption, caption_justify="left")  # the title is printed above, unwrapped
+        table = Table(caption=self.caption, caption_justify="left")  # the title is printed above it (see show)
         for column in self.columns:
             table.add_column(column, justify="right" if column in self.numeric else "left",
                              no_wrap=column not in self.prose, overflow="fold")
