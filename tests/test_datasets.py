@@ -1,5 +1,9 @@
 """Minari dataset creation and loading into tensors."""
 
+import signal
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -92,10 +96,47 @@ def test_existing_dataset_is_not_overwritten_silently(cartpole_expert):
         make_dataset(DatasetRequest("CartPole-v1", "random", episodes=2, name=cartpole_expert), log=lambda m: None)
 
 
-def test_half_written_dataset_never_appears(cartpole_expert):
-    # writes go through a hidden staging directory: no partial ids are ever listed
+#: Writes a dataset in a child process that SIGKILLs itself once Minari has written every file of it,
+#: before offrl-bench publishes the dataset: a write caught in progress.
+_KILLED_MID_WRITE = """
+import os, signal, sys
+import minari
+from offrl_bench.data.make import DatasetRequest, make_dataset
+
+write = minari.create_dataset_from_buffers
+
+def write_then_die(*args, **kwargs):
+    write(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+minari.create_dataset_from_buffers = write_then_die
+make_dataset(DatasetRequest("CartPole-v1", "random", episodes=int(sys.argv[2]), name=sys.argv[1]),
+             overwrite=True, log=lambda m: None)
+"""
+
+
+def _write_killed_mid_way(dataset_id: str, episodes: int) -> None:
+    process = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, dataset_id, str(episodes)],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+
+
+def test_half_written_dataset_never_appears():
+    staged_before = set(dataset_path("").glob(".staging-*"))
+    _write_killed_mid_way("test/cartpole/killed-v0", episodes=3)
+    staged = set(dataset_path("").glob(".staging-*")) - staged_before
+    assert len(staged) == 1 and list(staged.pop().rglob("main_data.hdf5"))  # the complete files, unpublished
+    assert "test/cartpole/killed-v0" not in local_dataset_ids()
     assert all(not part.startswith(".") for i in local_dataset_ids() for part in i.split("/"))
-    assert not list(dataset_path("").glob(".staging-*"))
+    with pytest.raises(UsageError, match="not found"):
+        load_dataset("test/cartpole/killed-v0")
+    # an overwrite killed the same way leaves the old dataset whole
+    make_dataset(DatasetRequest("CartPole-v1", "random", episodes=2, name="test/cartpole/rewritten-v0"),
+                 log=lambda m: None)
+    before = load_dataset("test/cartpole/rewritten-v0")
+    _write_killed_mid_way("test/cartpole/rewritten-v0", episodes=5)
+    after = load_dataset("test/cartpole/rewritten-v0")
+    assert len(after.episode_starts) == 2 and torch.equal(after.observations, before.observations)
 
 
 def test_corrupt_dataset_gives_clear_error():

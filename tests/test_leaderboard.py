@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 
+from offrl_bench.evaluation import normalized_score
 from offrl_bench.results import LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
 
 
@@ -95,3 +96,28 @@ def test_algorithm_variants_get_rows_and_extra_columns_of_their_own():
     assert (rows.n_seeds == 3).all()
     assert rows[(rows.dataset == "ALL") & (rows.label_fraction == 0.1)].normalized_mean.item() == pytest.approx(41)
     assert np.isnan(frame[frame.algorithm == "bc"].label_fraction).all()
+
+
+def test_drop_from_default_is_the_score_lost_under_each_wrapper():
+    """Hand-computed: BC falls from a mean of 90 to 60 under action noise (a drop of 30 points);
+    IQL gains 5 (a drop of -5). The default rows drop 0; aggregates have no drop."""
+    noisy = "stori:action:p=0.3"
+    scores = {("bc", ""): (80, 90, 100), ("bc", noisy): (50, 60, 70), ("iql", ""): (30, 40, 50),
+              ("iql", noisy): (40, 45, 50)}
+    records = [record("s", "d", algorithm, seed, float(score), wrapper=wrapper)
+               for (algorithm, wrapper), values in scores.items() for seed, score in enumerate(values)]
+    frame = leaderboard(records).set_index(["dataset", "algorithm", "wrapper"])
+    assert frame.loc[("d", "bc", noisy), "drop_from_default"] == pytest.approx(30.0)
+    assert frame.loc[("d", "iql", noisy), "drop_from_default"] == pytest.approx(-5.0)
+    assert frame.loc[("d", "bc", "none"), "drop_from_default"] == 0.0
+    assert frame.loc[frame.index.get_level_values("dataset") == "ALL", "drop_from_default"].isna().all()
+
+
+def test_normalized_scores_beyond_the_reference_scores_are_kept():
+    """Above expert and below random are findings, not errors: nothing is clipped to [0, 100]."""
+    assert normalized_score(150.0, 0.0, 100.0) == pytest.approx(150.0)
+    assert normalized_score(-30.0, 10.0, 50.0) == pytest.approx(-100.0)
+    assert normalized_score(np.array([0.0, 500.0]), -100.0, 400.0) == pytest.approx([20.0, 120.0])
+    assert np.isnan(normalized_score(5.0, None, 10.0)) and np.isnan(normalized_score(5.0, 10.0, 10.0))
+    frame = leaderboard([record("s", "d", "a", seed, score) for seed, score in enumerate((130.0, -20.0, 50.0))])
+    assert frame.iloc[0].normalized_mean == pytest.approx(160.0 / 3)

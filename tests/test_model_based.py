@@ -64,19 +64,26 @@ def test_dynamics_reward_separates_real_from_corrupted_transitions():
 
 def test_filter_keeps_the_best_candidate_and_flags_those_below_the_threshold():
     dataset, model = fitted_model()
-    reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=3, threshold=0.6), torch.device("cpu"))
-    truth = dataset.next_observations[:50]
-    # a stand-in dynamics reward: closeness to the true next state
-    reward.score = lambda observations, actions, candidates: torch.exp(-10 * (candidates - truth).norm(dim=-1))
+    reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=3, threshold=0.5), torch.device("cpu"))
+    truth = dataset.next_observations[:48]
+    # A stand-in dynamics reward: closeness to the true next state, scaled so that each row's best
+    # candidate scores exactly 0.25, 0.5 (the threshold: kept) or 0.75, in turn.
+    levels = torch.tensor([0.25, 0.5, 0.75]).repeat(16)
+
+    def stand_in(observations, actions, candidates):
+        closeness = torch.exp(-10 * (candidates - truth).norm(dim=-1))
+        return levels * (closeness / closeness.max(0).values)
+
+    reward.score = stand_in
     torch.manual_seed(0)
-    next_observations, rewards, _, best, keep = reward.filter(model, dataset.observations[:50], dataset.actions[:50])
+    next_observations, rewards, _, best, keep = reward.filter(model, dataset.observations[:48], dataset.actions[:48])
     torch.manual_seed(0)
-    candidates, candidate_rewards, _ = model.sample(dataset.observations[:50], dataset.actions[:50], 3)
-    scores = torch.exp(-10 * (candidates - truth).norm(dim=-1))
-    assert torch.equal(best, scores.max(0).values)
-    assert torch.equal(next_observations, candidates[scores.argmax(0), torch.arange(50)])
-    assert torch.equal(rewards, candidate_rewards[scores.argmax(0), torch.arange(50)])
-    assert torch.equal(keep, best >= 0.6)
+    candidates, candidate_rewards, _ = model.sample(dataset.observations[:48], dataset.actions[:48], 3)
+    closest = (candidates - truth).norm(dim=-1).argmin(0)
+    assert torch.equal(next_observations, candidates[closest, torch.arange(48)])
+    assert torch.equal(rewards, candidate_rewards[closest, torch.arange(48)])
+    assert torch.equal(best, levels)
+    assert keep.tolist() == [False, True, True] * 16
 
 
 @pytest.mark.parametrize("level, expected_length", [(0.5, 0.0), (0.7, 5.0)])

@@ -38,6 +38,9 @@ def test_record_contents(cartpole_expert, tmp_path):
     assert record["versions"]["torch"] and record["versions"]["minari"] and record["env_id"] == "CartPole-v1"
     assert record["versions"]["git_revision"] and record["versions"]["python"]  # this checkout is a git repo
     assert record["spec"]["seed"] == 2 and record["spec"]["overrides"] == (("lr", "0.001"),)
+    low, high = record["ref_min_score"], record["ref_max_score"]
+    assert record["return_mean"] == pytest.approx(np.mean(record["eval_returns"]))
+    assert record["normalized_score"] == pytest.approx(100 * (record["return_mean"] - low) / (high - low))
     assert record["updates_per_second"] > 0 and record["ref_max_score"] > record["ref_min_score"]
 
 
@@ -64,6 +67,32 @@ def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path):
         assert resumed[key] == reference[key], key
     evaluations = [json.loads(line)["updates"] for line in (store.run_dir(spec.run_id) / "metrics.jsonl").open()]
     assert evaluations == [200, 400]
+
+
+def test_an_evaluation_logged_after_the_last_checkpoint_is_not_duplicated(cartpole_expert, tmp_path, monkeypatch):
+    """Killed after writing the evaluation at update 200 but before that checkpoint: the re-run
+    resumes from update 100 and evaluates at 200 again; the curve must hold that point once."""
+    from offrl_bench import runner
+
+    spec = RunSpec("bc", cartpole_expert, seed=3, updates=400, eval_every=200, checkpoint_every=100,
+                   eval_episodes=3)
+    store = RunStore(tmp_path)
+    save = runner.save_checkpoint
+
+    def killed_at_200(path, algorithm, sampler, done, *rest):
+        if done == 200:
+            raise Interrupt  # not KeyboardInterrupt: nothing gets the chance to save
+        save(path, algorithm, sampler, done, *rest)
+
+    monkeypatch.setattr(runner, "save_checkpoint", killed_at_200)
+    with pytest.raises(Interrupt):
+        execute_run(spec, store)
+    metrics = store.run_dir(spec.run_id) / "metrics.jsonl"
+    assert [json.loads(line)["updates"] for line in metrics.open()] == [200]
+    monkeypatch.undo()
+    record = execute_run(spec, store)
+    assert [json.loads(line)["updates"] for line in metrics.open()] == [200, 400]
+    assert [step for step, _ in record["learning_curve"]] == [200, 400]
 
 
 def test_same_seed_same_numbers(cartpole_expert, tmp_path):

@@ -22,10 +22,13 @@ from tests.conftest import assert_resumes_exactly, assert_usage_error
 SMALL_IDM = (("idm_width", "64"), ("idm_updates", "1500"), ("idm_eval_every", "100"))
 
 
-def toy_dataset(kind: str, n_episodes: int = 20, length: int = 40, seed: int = 0) -> TransitionDataset:
-    """A deterministic toy system: s' = s + B a (continuous, a in [-1, 1]^2) or s' = s + 0.5 e_a
-    (discrete, 3 actions), with uniformly random actions. Episode returns increase with the index."""
+def toy_dataset(kind: str, n_episodes: int = 20, length: int = 40, seed: int = 0,
+                action_low=(-1.0, -1.0), action_high=(1.0, 1.0)) -> TransitionDataset:
+    """A deterministic toy system: s' = s + B u (continuous: u in [-1, 1]^2 is the action a, uniform
+    in [action_low, action_high], rescaled to [-1, 1]) or s' = s + 0.5 e_a (discrete, 3 actions), with
+    uniformly random actions. Episode returns increase with the index."""
     rng = np.random.default_rng(seed)
+    low, high = np.array(action_low, dtype=np.float32), np.array(action_high, dtype=np.float32)
     mixing = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5], [0.3, 0.8]], dtype=np.float32)
     observations, next_observations, actions = [], [], []
     for _ in range(n_episodes):
@@ -35,14 +38,15 @@ def toy_dataset(kind: str, n_episodes: int = 20, length: int = 40, seed: int = 0
                 action = rng.integers(3)
                 step = 0.5 * np.eye(4, dtype=np.float32)[action]
             else:
-                action = rng.uniform(-1, 1, size=2).astype(np.float32)
-                step = mixing @ action
+                unit = rng.uniform(-1, 1, size=2).astype(np.float32)
+                action = unit * (high - low) / 2 + (high + low) / 2  # exactly u on [-1, 1]
+                step = mixing @ unit
             observations.append(state)
             state = state + step
             next_observations.append(state)
             actions.append(action)
     n = n_episodes * length
-    action_space = gym.spaces.Discrete(3) if kind == "discrete" else gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(3) if kind == "discrete" else gym.spaces.Box(low, high, (2,), np.float32)
     spec = EnvSpec(gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), action_space)
     return TransitionDataset(
         dataset_id="toy", spec=spec,
@@ -63,6 +67,19 @@ def test_idm_recovers_actions_of_a_deterministic_system(kind, tolerance):
     assert idm.error(dataset, held_out, dataset.actions[held_out]) < tolerance
     labels = idm.label(dataset, held_out)
     assert labels.dtype == dataset.actions.dtype and labels.shape == dataset.actions[held_out].shape
+
+
+def test_idm_labels_in_the_environments_action_units():
+    """Pendulum-like bounds that are not [-1, 1]: labels must come back in the environment's units,
+    compared with the true actions (the model itself works in [-1, 1])."""
+    dataset = toy_dataset("continuous", action_low=(-2.0, 0.0), action_high=(2.0, 10.0))
+    idm = InverseDynamics(dataset.spec, IDMSettings(width=64, updates=1500, eval_every=100), 0, torch.device("cpu"))
+    idm.fit(dataset, torch.arange(0, 600))
+    held_out = torch.arange(600, 800)
+    labels, truth = idm.label(dataset, held_out).numpy(), dataset.actions[held_out].numpy()
+    half_range = np.array([2.0, 5.0])
+    assert (np.sqrt(((labels - truth) ** 2).mean(0)) / half_range < 0.08).all()
+    assert labels[:, 1].min() > -0.1 and labels[:, 1].max() > 9  # in [0, 10], reaching its top
 
 
 def test_idm_labels_with_its_best_validation_checkpoint():

@@ -67,6 +67,27 @@ def test_gaussian_action_noise_stays_in_bounds_and_is_centered():
     assert abs(np.median(executed) - 1.0) < 0.05 and 0.15 < executed.std() < 0.25  # sigma = 0.1 x half-range 2
 
 
+@pytest.mark.parametrize("p", [1.0, 0.3])
+def test_continuous_random_replacement_is_the_torque_the_simulator_applies(p):
+    """Judged from the simulator, not the wrapper's flag: Pendulum stores the torque it applied in
+    ``last_u``. Kept steps apply the chosen 0.5; replaced steps a uniform draw from [-2, 2]."""
+    env = make_env("Pendulum-v1", f"stori:action:p={p},mode=random")
+    env.reset(seed=0)
+    torques, flagged = [], []
+    for _ in range(3_000):
+        _, _, terminated, truncated, info = env.step(np.array([0.5], dtype=np.float32))
+        torques.append(float(env.unwrapped.last_u))
+        flagged.append(info["stori"]["action_replaced"])
+        if terminated or truncated:
+            env.reset()
+    torques, flagged = np.array(torques), np.array(flagged)
+    assert (torques[~flagged] == 0.5).all()
+    replaced = torques[flagged]
+    low, high = binomial_interval(len(replaced), len(torques))
+    assert low <= p <= high and (replaced != 0.5).all()
+    assert stats.kstest(replaced, stats.uniform(-2, 4).cdf).pvalue > 1e-3
+
+
 def test_random_events_rate_and_effect():
     env = make_env("CartPole-v1", "stori:events:mode=state,p=0.2,sigma=0.05")
     _, infos = rollout(env, 4_000)
