@@ -1,0 +1,344 @@
+"""Mutation testing: plant one plausible bug at a time in the core modules and see whether the
+tests that claim to cover each module notice.
+
+A mutant changes one operator or constant, or deletes one call statement (the operators are listed
+in ``_sites``). Each mutant runs the module's tests (``MODULES``) in a fresh process on a private
+clone of the repository at HEAD, so the working tree is never touched and two workers never see
+each other's mutants. A mutant is *killed* when those tests fail (or time out), and *survives*
+when they pass: a bug the tests would let through.
+
+Not mutated: strings (messages and names), docstrings, annotations, and default values of settings
+and arguments (choices, not logic: the reference runs pin them), and lines marked
+``# pragma: no mutate`` (an equivalent mutant, with the reason next to the pragma).
+
+    python benchmarks/mutation.py [--modules runner,results] [--sample 40] [--seed 0] [--workers 2]
+    python benchmarks/mutation.py --list --modules morec        # the mutants, without running them
+    python benchmarks/mutation.py --show morec:12               # one mutant's diff
+
+Commit first: the clones are made from HEAD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import math
+import os
+import queue
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: module name -> (file, the tests that claim to cover it). Slow (--slow) tests are not run.
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "runner": ("offrl_bench/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py"]),
+    "results": ("offrl_bench/results.py", [
+        "tests/test_leaderboard.py", "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap",
+        "tests/test_runner.py::test_records_are_appended_once",
+        "tests/test_runner.py::test_torn_last_line_is_ignored_and_repaired",
+        "tests/test_fault_tolerance.py::test_claim_is_exclusive_and_dies_with_its_holder",
+        "tests/test_fault_tolerance.py::test_output_locations", "tests/test_references.py"]),
+    "statistics": ("offrl_bench/statistics.py", [
+        "tests/test_leaderboard.py", "tests/test_plots.py::test_statistics_match_rliable_definitions",
+        "tests/test_comparison.py", "tests/test_claims.py"]),
+    "stori": ("envs/stori.py", ["tests/test_stori.py"]),
+    "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
+    "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
+    "morec": ("algorithms/morec.py", ["tests/test_model_based.py"]),
+}
+
+_COMPARISONS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+                ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+_ARITHMETIC = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+               ast.Mod: ast.Mult, ast.Pow: ast.Mult}
+_SYMBOLS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.In: "in",
+            ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not", ast.Add: "+", ast.Sub: "-", ast.Mult: "*",
+            ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.And: "and", ast.Or: "or"}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str
+    index: int  # position in the module's list of mutation sites
+    line: int
+    description: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}:{self.index}"
+
+
+def _skipped_nodes(tree: ast.Module) -> set[int]:
+    """ids of nodes never mutated: annotations, decorators, docstrings, f-strings, and the defaults
+    of dataclass fields and function arguments."""
+    skipped: set[int] = set()
+
+    def skip(node: ast.AST | None) -> None:
+        if node is not None:
+            skipped.update(id(child) for child in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign):
+            skip(node.annotation)
+            if isinstance(getattr(node, "_parent", None), ast.ClassDef):
+                skip(node.value)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for argument in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+                skip(argument.annotation)
+            for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+                skip(default)
+            if not isinstance(node, ast.Lambda):
+                skip(node.returns)
+                for decorator in node.decorator_list:
+                    skip(decorator)
+        elif isinstance(node, ast.ClassDef):
+            for decorator in node.decorator_list:  # e.g. @dataclass(frozen=True)
+                skip(decorator)
+        elif isinstance(node, ast.JoinedStr):
+            skip(node)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            skip(node)  # docstrings and bare strings
+    return skipped
+
+
+def _parse(source: str) -> ast.Module:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child._parent = node  # type: ignore[attr-defined]
+    return tree
+
+
+def _sites(tree: ast.Module, pragma_lines: set[int]) -> list[tuple[int, str, callable]]:
+    """Every mutation of ``tree`` as (line, description, apply), in a fixed order; ``apply`` changes
+    the tree in place."""
+    skipped = _skipped_nodes(tree)
+    sites = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", None)
+        if id(node) in skipped or line in pragma_lines:
+            continue
+        if isinstance(node, ast.Compare):
+            for position, operator in enumerate(node.ops):
+                new = _COMPARISONS.get(type(operator))
+                if new:
+                    def apply(node=node, position=position, new=new):
+                        node.ops[position] = new()
+                    sites.append((line, f"{_SYMBOLS[type(operator)]} -> {_SYMBOLS[new]}", apply))
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in _ARITHMETIC:
+            new = _ARITHMETIC[type(node.op)]
+
+            def apply(node=node, new=new):
+                node.op = new()
+            sites.append((line, f"{_SYMBOLS[type(node.op)]} -> {_SYMBOLS[new]}", apply))
+        elif isinstance(node, ast.BoolOp):
+            new = ast.Or if isinstance(node.op, ast.And) else ast.And
+
+            def apply(node=node, new=new):
+                node.op = new()
+            sites.append((line, f"{_SYMBOLS[type(node.op)]} -> {_SYMBOLS[new]}", apply))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            parent = node._parent  # type: ignore[attr-defined]
+
+            def apply(node=node, parent=parent):
+                _replace_child(parent, node, node.operand)
+            sites.append((line, f"{'not ' if isinstance(node.op, ast.Not) else '-'}x -> x", apply))
+        elif isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+            value = node.value
+            new_value = (not value if isinstance(value, bool) else 1 if value == 0 else 0 if value == 1
+                         else value + 1)
+
+            def apply(node=node, new_value=new_value):
+                node.value = new_value
+            sites.append((line, f"{value!r} -> {new_value!r}", apply))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            def apply(node=node):
+                _replace_child(node._parent, node, ast.Pass())  # type: ignore[attr-defined]
+            sites.append((line, f"delete call {ast.unparse(node.value)[:50]}", apply))
+    return sites
+
+
+def _replace_child(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for field, value in ast.iter_fields(parent):
+        if value is old:
+            setattr(parent, field, new)
+            return
+        if isinstance(value, list) and any(item is old for item in value):
+            value[[i for i, item in enumerate(value) if item is old][0]] = new
+            return
+    raise AssertionError("child not found")
+
+
+def _pragma_lines(source: str) -> set[int]:
+    return {i for i, text in enumerate(source.splitlines(), 1) if "pragma: no mutate" in text}
+
+
+def mutants(module: str) -> list[Mutant]:
+    source = (REPO / MODULES[module][0]).read_text()
+    return [Mutant(module, i, line, description)
+            for i, (line, description, _) in enumerate(_sites(_parse(source), _pragma_lines(source)))]
+
+
+def mutated_source(mutant: Mutant, source: str) -> str:
+    tree = _parse(source)
+    _, _, apply = _sites(tree, _pragma_lines(source))[mutant.index]
+    apply()
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def _clone(directory: Path) -> None:
+    """A clone of HEAD laid out as the installed package: offrl_bench.algorithms and offrl_bench.envs
+    live in top-level folders that pyproject.toml maps into the package."""
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(directory)], check=True)
+    for name, target in (("algorithms", "../algorithms"), ("envs", "../envs"), ("reference", "../results/reference")):
+        (directory / "offrl_bench" / name).symlink_to(target)
+    with open(directory / ".git" / "info" / "exclude", "a") as f:
+        f.write("offrl_bench/algorithms\noffrl_bench/envs\noffrl_bench/reference\n")
+
+
+def _run_tests(directory: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(directory), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                                cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if result.returncode == 0:
+        return "survived", seconds
+    if result.returncode in (1, 2):  # failures, or errors while collecting the mutated module
+        return "killed", seconds
+    return f"error (pytest exit {result.returncode}): {result.stdout[-300:]}", seconds
+
+
+def _wilson(killed: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a kill rate estimated from a sample of ``n`` mutants."""
+    if n == 0:
+        return math.nan, math.nan
+    z, p = 1.96, killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated; of: {', '.join(MODULES)}")
+    parser.add_argument("--sample", type=int, default=0, help="mutants per module, drawn at random (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--list", action="store_true", help="print the mutants and stop")
+    parser.add_argument("--show", metavar="MODULE:INDEX", help="print one mutant's diff and stop")
+    args = parser.parse_args()
+    modules = args.modules.split(",")
+    unknown = sorted(set(modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module {unknown[0]!r}; one of: {', '.join(MODULES)}")
+    if args.show:
+        module, index = args.show.split(":")
+        mutant = mutants(module)[int(index)]
+        source = (REPO / MODULES[module][0]).read_text()
+        new = mutated_source(mutant, source).splitlines()
+        old = ast.unparse(_parse(source)).splitlines()
+        print("\n".join(difflib.unified_diff(old, new, MODULES[module][0], f"{mutant.name}", lineterm="", n=1)))
+        return
+
+    chosen: dict[str, list[Mutant]] = {}
+    totals = {}
+    for module in modules:
+        every = mutants(module)
+        totals[module] = len(every)
+        picked = every if not args.sample or args.sample >= len(every) else sorted(
+            random.Random(f"{args.seed}:{module}").sample(every, args.sample), key=lambda m: m.index)
+        chosen[module] = picked
+    if args.list:
+        for module, picked in chosen.items():
+            for mutant in picked:
+                print(f"{mutant.name:22} {MODULES[module][0]}:{mutant.line:<4} {mutant.description}")
+        return
+
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    print(f"mutation testing at {revision}{' (the working tree has uncommitted changes: not tested)' if dirty else ''}"
+          f"; {args.workers} workers, one torch thread each")
+    workspace = Path(tempfile.mkdtemp(prefix="offrl-mutation-"))
+    try:
+        clones = [workspace / f"clone{i}" for i in range(args.workers)]
+        for clone in clones:
+            _clone(clone)
+        baseline = {}
+        for module in modules:  # the unmutated tests must pass, and set each module's timeout
+            outcome, seconds = _run_tests(clones[0], MODULES[module][1], timeout=1800)
+            if outcome != "survived":
+                sys.exit(f"{module}: the tests fail without any mutant ({outcome}); fix them first")
+            baseline[module] = seconds
+            print(f"baseline {module}: tests pass in {seconds:.0f} s; {len(chosen[module])} of {totals[module]} "
+                  "mutants to run")
+        work: queue.Queue = queue.Queue()
+        for module in modules:
+            for mutant in chosen[module]:
+                work.put(mutant)
+        outcomes: dict[Mutant, str] = {}
+        lock = threading.Lock()
+        count = sum(len(m) for m in chosen.values())
+
+        def worker(clone: Path) -> None:
+            while True:
+                try:
+                    mutant = work.get_nowait()
+                except queue.Empty:
+                    return
+                path = clone / MODULES[mutant.module][0]
+                original = path.read_text()
+                path.write_text(mutated_source(mutant, original))
+                try:
+                    outcome, seconds = _run_tests(clone, MODULES[mutant.module][1],
+                                                  timeout=3 * baseline[mutant.module] + 30)
+                finally:
+                    path.write_text(original)
+                with lock:
+                    outcomes[mutant] = outcome
+                    print(f"[{len(outcomes)}/{count}] {mutant.name:22} line {mutant.line:<4} "
+                          f"{mutant.description[:60]:60} {outcome} ({seconds:.0f} s)", flush=True)
+
+        threads = [threading.Thread(target=worker, args=(clone,)) for clone in clones]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+    print("\n| module | file | mutants run (of all) | killed | survived | kill rate [95% CI] |")
+    print("|---|---|---|---|---|---|")
+    for module in modules:
+        results = [outcomes[m] for m in chosen[module]]
+        killed = sum(r in ("killed", "timeout") for r in results)
+        survived = sum(r == "survived" for r in results)
+        low, high = _wilson(killed, killed + survived)
+        errors = len(results) - killed - survived
+        print(f"| {module} | `{MODULES[module][0]}` | {len(results)} ({totals[module]}) | {killed} | {survived} | "
+              f"{killed / max(1, killed + survived):.0%} [{low:.0%}, {high:.0%}]"
+              f"{f' ({errors} errors)' if errors else ''} |")
+    print("\nsurvivors:")
+    for module in modules:
+        source = (REPO / MODULES[module][0]).read_text().splitlines()
+        for mutant in chosen[module]:
+            if outcomes[mutant] == "survived":
+                print(f"  {mutant.name:22} {MODULES[module][0]}:{mutant.line}  {mutant.description}  | "
+                      f"{source[mutant.line - 1].strip()[:80]}")
+
+
+if __name__ == "__main__":
+    main()
