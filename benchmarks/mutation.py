@@ -7,9 +7,11 @@ clone of the repository at HEAD, so the working tree is never touched and two wo
 each other's mutants. A mutant is *killed* when those tests fail (or time out), and *survives*
 when they pass: a bug the tests would let through.
 
-Not mutated: strings (messages and names), docstrings, annotations, and default values of settings
-and arguments (choices, not logic: the reference runs pin them), and lines marked
-``# pragma: no mutate`` (an equivalent mutant, with the reason next to the pragma).
+Not mutated: strings (messages and names), docstrings, annotations, decorators, and default values
+of settings and arguments (choices, not logic: the reference runs pin them). Mutants that cannot
+change behaviour (equivalent mutants) are listed in ``EQUIVALENT`` with the reason, reported, and
+left out of the kill rate; comments in the modules themselves would change files the published
+references are pinned to.
 
     python benchmarks/mutation.py [--modules runner,results] [--sample 40] [--seed 0] [--workers 2]
     python benchmarks/mutation.py --list --modules morec        # the mutants, without running them
@@ -54,6 +56,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
     "morec": ("algorithms/morec.py", ["tests/test_model_based.py"]),
+}
+
+#: (file, the mutated line's text, mutant description) -> why the mutant cannot change behaviour.
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("offrl_bench/runner.py", "environments.add((env_id, spec.wrapper))",
+     "delete call environments.add((env_id, spec.wrapper))"):
+        "a cache: without it preflight builds the same environment again and finds the same errors",
 }
 
 _COMPARISONS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
@@ -118,14 +127,14 @@ def _parse(source: str) -> ast.Module:
     return tree
 
 
-def _sites(tree: ast.Module, pragma_lines: set[int]) -> list[tuple[int, str, callable]]:
+def _sites(tree: ast.Module) -> list[tuple[int, str, callable]]:
     """Every mutation of ``tree`` as (line, description, apply), in a fixed order; ``apply`` changes
     the tree in place."""
     skipped = _skipped_nodes(tree)
     sites = []
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
-        if id(node) in skipped or line in pragma_lines:
+        if id(node) in skipped:
             continue
         if isinstance(node, ast.Compare):
             for position, operator in enumerate(node.ops):
@@ -178,19 +187,15 @@ def _replace_child(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
     raise AssertionError("child not found")
 
 
-def _pragma_lines(source: str) -> set[int]:
-    return {i for i, text in enumerate(source.splitlines(), 1) if "pragma: no mutate" in text}
-
-
 def mutants(module: str) -> list[Mutant]:
     source = (REPO / MODULES[module][0]).read_text()
     return [Mutant(module, i, line, description)
-            for i, (line, description, _) in enumerate(_sites(_parse(source), _pragma_lines(source)))]
+            for i, (line, description, _) in enumerate(_sites(_parse(source)))]
 
 
 def mutated_source(mutant: Mutant, source: str) -> str:
     tree = _parse(source)
-    _, _, apply = _sites(tree, _pragma_lines(source))[mutant.index]
+    _, _, apply = _sites(tree)[mutant.index]
     apply()
     return ast.unparse(ast.fix_missing_locations(tree))
 
@@ -272,46 +277,70 @@ def main() -> None:
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     print(f"mutation testing at {revision}{' (the working tree has uncommitted changes: not tested)' if dirty else ''}"
           f"; {args.workers} workers, one torch thread each")
-    workspace = Path(tempfile.mkdtemp(prefix="offrl-mutation-"))
-    try:
-        clones = [workspace / f"clone{i}" for i in range(args.workers)]
-        for clone in clones:
-            _clone(clone)
-        baseline = {}
-        for module in modules:  # the unmutated tests must pass, and set each module's timeout
-            outcome, seconds = _run_tests(clones[0], MODULES[module][1], timeout=1800)
-            if outcome != "survived":
-                sys.exit(f"{module}: the tests fail without any mutant ({outcome}); fix them first")
-            baseline[module] = seconds
-            print(f"baseline {module}: tests pass in {seconds:.0f} s; {len(chosen[module])} of {totals[module]} "
-                  "mutants to run")
-        work: queue.Queue = queue.Queue()
-        for module in modules:
-            for mutant in chosen[module]:
-                work.put(mutant)
-        outcomes: dict[Mutant, str] = {}
-        lock = threading.Lock()
-        count = sum(len(m) for m in chosen.values())
+    outcomes = _run_all(chosen, args.workers)
+    _report(chosen, totals, outcomes)
 
-        def worker(clone: Path) -> None:
-            while True:
-                try:
-                    mutant = work.get_nowait()
-                except queue.Empty:
-                    return
-                path = clone / MODULES[mutant.module][0]
+
+def _equivalence(mutant: Mutant) -> str | None:
+    path = MODULES[mutant.module][0]
+    text = (REPO / path).read_text().splitlines()[mutant.line - 1].strip()
+    return EQUIVALENT.get((path, text, mutant.description))
+
+
+def _run_all(chosen: dict[str, list[Mutant]], workers: int) -> dict[Mutant, str]:
+    """Each module's unmutated tests first (they must pass; their time sets the module's timeout),
+    then every mutant, on ``workers`` private clones."""
+    outcomes: dict[Mutant, str] = {}
+    baseline: dict[str, float] = {}
+    jobs: queue.Queue = queue.Queue()
+    for module in chosen:
+        jobs.put(module)
+    lock = threading.Lock()
+    count = sum(len(m) for m in chosen.values())
+    baselines_running = [len(chosen)]  # a worker may not stop while a baseline can still add mutants
+
+    def worker(clone: Path) -> None:
+        while True:
+            try:
+                job = jobs.get(timeout=1)
+            except queue.Empty:
+                with lock:
+                    if baselines_running[0] == 0:
+                        return
+                continue
+            if isinstance(job, str):  # a module's baseline
+                outcome, seconds = _run_tests(clone, MODULES[job][1], timeout=1800)
+                with lock:
+                    if outcome == "survived":
+                        baseline[job] = seconds
+                        for mutant in chosen[job]:
+                            jobs.put(mutant)
+                        print(f"baseline {job}: tests pass in {seconds:.0f} s", flush=True)
+                    else:
+                        print(f"{job}: the tests fail without any mutant ({outcome}); its mutants are not run")
+                    baselines_running[0] -= 1
+                continue
+            reason = _equivalence(job)
+            if reason:
+                outcome, seconds = f"equivalent: {reason}", 0.0
+            else:
+                path = clone / MODULES[job.module][0]
                 original = path.read_text()
-                path.write_text(mutated_source(mutant, original))
+                path.write_text(mutated_source(job, original))
                 try:
-                    outcome, seconds = _run_tests(clone, MODULES[mutant.module][1],
-                                                  timeout=3 * baseline[mutant.module] + 30)
+                    outcome, seconds = _run_tests(clone, MODULES[job.module][1], timeout=3 * baseline[job.module] + 30)
                 finally:
                     path.write_text(original)
-                with lock:
-                    outcomes[mutant] = outcome
-                    print(f"[{len(outcomes)}/{count}] {mutant.name:22} line {mutant.line:<4} "
-                          f"{mutant.description[:60]:60} {outcome} ({seconds:.0f} s)", flush=True)
+            with lock:
+                outcomes[job] = outcome
+                print(f"[{len(outcomes)}/{count}] {job.name:22} line {job.line:<4} {job.description[:60]:60} "
+                      f"{outcome} ({seconds:.0f} s)", flush=True)
 
+    workspace = Path(tempfile.mkdtemp(prefix="offrl-mutation-"))
+    try:
+        clones = [workspace / f"clone{i}" for i in range(workers)]
+        for clone in clones:
+            _clone(clone)
         threads = [threading.Thread(target=worker, args=(clone,)) for clone in clones]
         for thread in threads:
             thread.start()
@@ -319,26 +348,32 @@ def main() -> None:
             thread.join()
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+    return outcomes
 
-    print("\n| module | file | mutants run (of all) | killed | survived | kill rate [95% CI] |")
-    print("|---|---|---|---|---|---|")
-    for module in modules:
-        results = [outcomes[m] for m in chosen[module]]
+
+def _report(chosen: dict[str, list[Mutant]], totals: dict[str, int], outcomes: dict[Mutant, str]) -> None:
+    print("\n| module | file | mutants run (of all) | killed | survived | equivalent | kill rate [95% CI] |")
+    print("|---|---|---|---|---|---|---|")
+    for module, picked in chosen.items():
+        results = [outcomes[m] for m in picked if m in outcomes]
+        if not results:
+            print(f"| {module} | `{MODULES[module][0]}` | not run: its tests fail unmutated | | | | |")
+            continue
         killed = sum(r in ("killed", "timeout") for r in results)
         survived = sum(r == "survived" for r in results)
+        equivalent = sum(r.startswith("equivalent") for r in results)
+        errors = len(results) - killed - survived - equivalent
         low, high = _wilson(killed, killed + survived)
-        errors = len(results) - killed - survived
-        print(f"| {module} | `{MODULES[module][0]}` | {len(results)} ({totals[module]}) | {killed} | {survived} | "
-              f"{killed / max(1, killed + survived):.0%} [{low:.0%}, {high:.0%}]"
+        print(f"| {module} | `{MODULES[module][0]}` | {len(picked)} ({totals[module]}) | {killed} | {survived} | "
+              f"{equivalent} | {killed / max(1, killed + survived):.0%} [{low:.0%}, {high:.0%}]"
               f"{f' ({errors} errors)' if errors else ''} |")
     print("\nsurvivors:")
-    for module in modules:
+    for module, picked in chosen.items():
         source = (REPO / MODULES[module][0]).read_text().splitlines()
-        for mutant in chosen[module]:
-            if outcomes[mutant] == "survived":
+        for mutant in picked:
+            if outcomes.get(mutant) == "survived":
                 print(f"  {mutant.name:22} {MODULES[module][0]}:{mutant.line}  {mutant.description}  | "
                       f"{source[mutant.line - 1].strip()[:80]}")
-
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.results import RunStore
@@ -95,6 +96,61 @@ def test_an_evaluation_logged_after_the_last_checkpoint_is_not_duplicated(cartpo
     assert [step for step, _ in record["learning_curve"]] == [200, 400]
 
 
+def _draws_from_the_global_torch_rng(monkeypatch):
+    """BC, changed into a plugin that also draws from torch's global RNG in every update (and reports
+    the draw), as third-party algorithms do."""
+    from offrl_bench.algorithms.bc import BC
+
+    update = BC.update
+    monkeypatch.setattr(BC, "update", lambda self, batch: {**update(self, batch), "draw": float(torch.rand(()))})
+
+
+def test_plugins_drawing_from_the_global_torch_rng_are_reproducible_and_resume_exactly(
+        cartpole_expert, tmp_path, monkeypatch):
+    _draws_from_the_global_torch_rng(monkeypatch)
+    spec = RunSpec("bc", cartpole_expert, seed=5, updates=300, eval_every=300, checkpoint_every=100,
+                   eval_episodes=2)
+    first = execute_run(spec, RunStore(tmp_path / "a"))
+    torch.rand(1000)  # whatever ran in between: the run seeds the global RNG from its own seed
+    assert execute_run(spec, RunStore(tmp_path / "b"))["final_losses"] == first["final_losses"]
+
+    store = RunStore(tmp_path / "c")
+
+    def stop_after_150(run_id, done, total):
+        if done >= 150:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, store, stop_after_150)
+    torch.rand(1000)
+    assert execute_run(spec, store)["final_losses"] == first["final_losses"]  # the checkpoint holds the RNG
+
+
+def test_setup_runs_once_with_the_dataset_and_recorded_times_add_up(cartpole_expert, tmp_path, monkeypatch):
+    from offrl_bench.algorithms.bc import BC
+
+    seen = []
+    setup = BC.setup
+
+    def slow_setup(self, dataset):
+        seen.append(dataset.dataset_id)
+        time.sleep(0.2)
+        setup(self, dataset)
+
+    monkeypatch.setattr(BC, "setup", slow_setup)
+    started = time.perf_counter()
+    record = execute_run(RunSpec("bc", cartpole_expert, seed=0, updates=200, eval_every=100, eval_episodes=3),
+                         RunStore(tmp_path / "bc"))
+    wall = time.perf_counter() - started
+    assert seen == [cartpole_expert]
+    assert record["setup_seconds"] >= 0.2 and record["eval_seconds"] > 0 and record["train_seconds"] > 0
+    assert record["setup_seconds"] + record["train_seconds"] + record["eval_seconds"] <= wall
+    assert record["updates_per_second"] == pytest.approx(200 / record["train_seconds"])
+    # nothing to train: no training time and no rate
+    random = execute_run(RunSpec("random", cartpole_expert, seed=0), RunStore(tmp_path / "random"))
+    assert random["train_seconds"] == 0.0 and random["updates_per_second"] is None and random["updates"] == 0
+
+
 def test_same_seed_same_numbers(cartpole_expert, tmp_path):
     spec = RunSpec("bc", cartpole_expert, seed=4, updates=200, eval_every=200, eval_episodes=3)
     first = execute_run(spec, RunStore(tmp_path / "a"))
@@ -129,6 +185,11 @@ def test_preflight_rejects_bad_runs_before_any_work(cartpole_expert):
         preflight([RunSpec("bc", cartpole_expert, 0, wrapper="warp:x=1")])
     with pytest.raises(UsageError, match="not found"):
         preflight([RunSpec("bc", "test/missing-v0", 0)])
+    with pytest.raises(UsageError, match="unknown precision 'fp8'; one of: fp32, bf16"):
+        preflight([RunSpec("bc", cartpole_expert, 0, precision="fp8")])
+    with pytest.raises(UsageError, match="--precision bf16 applies to offline updates; 'ppo' is online"):
+        preflight([RunSpec("ppo", cartpole_expert, 0, precision="bf16")])
+    preflight([RunSpec("bc", cartpole_expert, 0, precision="bf16"), RunSpec("ppo", cartpole_expert, 0)])
 
 
 def test_plugin_contract_violations_are_named(cartpole_expert, tmp_path, monkeypatch):
