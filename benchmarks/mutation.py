@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODULES: dict[str, tuple[str, list[str]]] = {
     "runner": ("offrl_bench/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py"]),
     "results": ("offrl_bench/results.py", [
-        "tests/test_leaderboard.py", "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap",
+        "tests/test_run_store.py", "tests/test_leaderboard.py",
+        "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap",
         "tests/test_runner.py::test_records_are_appended_once",
         "tests/test_runner.py::test_torn_last_line_is_ignored_and_repaired",
         "tests/test_fault_tolerance.py::test_claim_is_exclusive_and_dies_with_its_holder",
