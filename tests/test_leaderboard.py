@@ -121,3 +121,26 @@ def test_normalized_scores_beyond_the_reference_scores_are_kept():
     assert np.isnan(normalized_score(5.0, None, 10.0)) and np.isnan(normalized_score(5.0, 10.0, 10.0))
     frame = leaderboard([record("s", "d", "a", seed, score) for seed, score in enumerate((130.0, -20.0, 50.0))])
     assert frame.iloc[0].normalized_mean == pytest.approx(160.0 / 3)
+
+
+def test_rates_and_spreads_of_short_and_single_seed_rows():
+    """updates/s is updates over train seconds for any positive time (below one second too); one
+    seed has a return spread of 0, not NaN."""
+    fast = [dict(record("s", "d", "a", seed, 50.0, ret=r), train_seconds=0.5) for seed, r in enumerate((10.0, 14.0))]
+    single = [record("s", "d", "b", 0, 50.0, ret=12.0)]
+    untimed = [dict(record("s", "d", "c", 0, 50.0), updates=0, train_seconds=0.0)]
+    frame = leaderboard(fast + single + untimed).set_index(["dataset", "algorithm"])
+    assert frame.loc[("d", "a"), "updates_per_second"] == pytest.approx(2000.0)
+    assert frame.loc[("d", "a"), "return_std"] == pytest.approx(np.std([10.0, 14.0], ddof=1))
+    assert frame.loc[("d", "b"), "return_std"] == 0.0 and frame.loc[("d", "b"), "return_mean"] == 12.0
+    assert np.isnan(frame.loc[("d", "c"), "updates_per_second"])
+
+
+def test_bootstrap_intervals_leave_the_global_numpy_rng_alone():
+    """rliable draws from NumPy's global RNG; the leaderboard seeds it for the bootstrap and puts
+    the caller's state back."""
+    np.random.seed(123)
+    expected = np.random.random(3)
+    np.random.seed(123)
+    leaderboard([record("s", "d", "a", seed, float(seed)) for seed in range(5)])
+    assert np.random.random(3) == pytest.approx(expected)
