@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from offrl_bench.envs import make_env
-from offrl_bench.envs.level_splits import DEFAULT_RANGES
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, parse_range
 from offrl_bench.errors import UsageError
 from offrl_bench.results import leaderboard
 
@@ -141,3 +141,11 @@ def test_generalization_suite_trains_on_train_levels_and_evaluates_on_all_splits
     assert {spec.wrapper for spec in specs} == {"levels:train", "levels:val", "levels:test"}
     assert {spec.algo for spec in specs} == {"bc", "bcq", "cql", "iql", "dt"}
     assert len(specs) == 2 * 3 * 5 * 5  # datasets x splits x algorithms x seeds
+
+
+def test_level_ranges_parse_with_their_bounds_inclusive():
+    assert parse_range("train", "0-199") == (0, 199) and parse_range("test", 7) == (7, 7)
+    assert parse_range("test", f"5-{MAX_LEVEL}") == (5, MAX_LEVEL)
+    for bad in ("5-3", f"0-{MAX_LEVEL + 1}", "-1", "a-b"):
+        with pytest.raises(ValueError, match="level"):
+            parse_range("test", bad)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from offrl_bench import registry
-from offrl_bench.algorithms.inverse_dynamics import IDMSettings, InverseDynamics, observation_windows
+from offrl_bench.algorithms.inverse_dynamics import (
+    IDMSettings,
+    InverseDynamics,
+    _split_validation,
+    observation_windows,
+)
 from offrl_bench.api import EnvSpec, OfflineAlgorithm
 from offrl_bench.config import build_config
 from offrl_bench.data.action_free import choose_labelled_episodes, hide_actions, select_episodes
@@ -80,6 +85,13 @@ def test_idm_labels_in_the_environments_action_units():
     half_range = np.array([2.0, 5.0])
     assert (np.sqrt(((labels - truth) ** 2).mean(0)) / half_range < 0.08).all()
     assert labels[:, 1].min() > -0.1 and labels[:, 1].max() > 9  # in [0, 10], reaching its top
+
+
+def test_a_single_short_labelled_episode_still_holds_out_a_validation_transition():
+    dataset = toy_dataset("continuous", n_episodes=2, length=4)
+    train, validation = _split_validation(dataset, torch.arange(0, 4), 0.1, torch.Generator().manual_seed(0))
+    assert len(validation) == 1 and len(train) == 3  # round(0.1 x 4) = 0, but never an empty validation
+    assert sorted(torch.cat([train, validation]).tolist()) == [0, 1, 2, 3]
 
 
 def test_idm_labels_with_its_best_validation_checkpoint():
@@ -293,8 +305,10 @@ def test_ssorl_inherits_the_base_action_spaces(cartpole_expert, pendulum_expert)
     preflight([RunSpec("ssorl", pendulum_expert, 0, overrides=(("base", "td3_bc"),))])
 
 
-def test_idm_reads_image_observations_with_its_cnn():
-    """A bright pixel on an 8x8 uint8 image moves by the action (4 directions, wrapping around)."""
+@pytest.mark.parametrize("dtype, bright", [(np.uint8, 255), (np.float32, 1.0)])
+def test_idm_reads_image_observations_with_its_cnn(dtype, bright):
+    """A bright pixel on an 8x8 image (uint8 0-255, or float 0-1) moves by the action (4 directions,
+    wrapping around)."""
     rng = np.random.default_rng(0)
     moves = np.array([(0, 1), (0, -1), (1, 0), (-1, 0)])
     n_episodes, length = 30, 20
@@ -304,16 +318,16 @@ def test_idm_reads_image_observations_with_its_cnn():
         for _ in range(length):
             action = rng.integers(4)
             image = np.zeros((8, 8, 1), np.float32)
-            image[tuple(position)] = 255
+            image[tuple(position)] = bright
             position = (position + moves[action]) % 8
             following = np.zeros((8, 8, 1), np.float32)
-            following[tuple(position)] = 255
+            following[tuple(position)] = bright
             frames.append(image.ravel())
             next_frames.append(following.ravel())
             actions.append(action)
     n = n_episodes * length
     dataset = TransitionDataset(
-        dataset_id="pixels", spec=EnvSpec(gym.spaces.Box(0, 255, (8, 8, 1), np.uint8), gym.spaces.Discrete(4)),
+        dataset_id="pixels", spec=EnvSpec(gym.spaces.Box(0, bright, (8, 8, 1), dtype), gym.spaces.Discrete(4)),
         observations=torch.tensor(np.array(frames)), actions=torch.tensor(actions),
         rewards=torch.zeros(n), next_observations=torch.tensor(np.array(next_frames)), terminals=torch.zeros(n),
         timeouts=torch.zeros(n), episode_starts=torch.arange(0, n, length), episode_returns=np.zeros(n_episodes),

@@ -190,12 +190,23 @@ class ImageEnv(gym.Env):
         return np.full((12, 10, 3), 200, np.uint8), 0.0, False, False, {}
 
 
+class GrayImageEnv(ImageEnv):
+    """The same, 12x10 grayscale (no channel axis)."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 10), np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        return super().reset(seed=seed)[0][..., 0], {}
+
+
 @pytest.mark.parametrize("mode", ["blackout", "crop"])
-def test_image_regions_cover_exactly_the_box(mode):
-    env = PartialObservability(ImageEnv(), mode=mode, box="2/5/3/7")
+@pytest.mark.parametrize("box", [(2, 5, 3, 7), (0, 12, 0, 1)])  # the second touches the edges
+@pytest.mark.parametrize("image", [ImageEnv, GrayImageEnv])
+def test_image_regions_cover_exactly_the_box(mode, box, image):
+    env = PartialObservability(image(), mode=mode, box="/".join(map(str, box)))
     observation, _ = env.reset(seed=0)
-    inside = np.zeros((12, 10, 3), bool)
-    inside[2:5, 3:7] = True
+    inside = np.zeros(image.observation_space.shape, bool)
+    inside[box[0]:box[1], box[2]:box[3]] = True
     if mode == "blackout":
         assert np.all(observation[inside] == 0) and np.all(observation[~inside] == 200)
     else:
@@ -211,6 +222,11 @@ def test_pixel_events_touch_only_a_rectangle():
     rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
     assert changed.any() and changed[rows.min():rows.max() + 1].any()
     assert rows.max() - rows.min() < 7 and cols.max() - cols.min() < 6  # at most half of each side (+1)
+    # over many events the rectangles reach every row and column, the edges included
+    touched = np.zeros((12, 10), bool)
+    for _ in range(2_000):
+        touched |= np.any(env.step(0)[0] != 200, axis=2)
+    assert touched.all()
 
 
 @pytest.mark.parametrize("spec", [
@@ -253,6 +269,7 @@ def test_composition_order():
     ("stori:action:mode=gaussian", "mode=gaussian needs continuous actions"),
     ("stori:partial:mode=squint", "unknown partial mode 'squint'; one of: drop, mask, blackout, crop"),
     ("stori:partial:mode=mask,features=9", "features 9 outside the observation's 4 features"),
+    ("stori:partial:mode=mask,features=0/4", "features 0/4 outside the observation's 4 features"),
     ("stori:partial:mode=blackout,box=0/5/0/5", "mode=blackout needs image observations"),
     ("stori:partial:mode=drop,fill=blur", "unknown fill 'blur'"),
     ("stori:events:mode=pixels", "mode=pixels needs image observations"),
