@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from offrl_bench import registry
 from offrl_bench.algorithms.dynamics_model import DynamicsModel, DynamicsSettings
@@ -84,6 +85,38 @@ def test_filter_keeps_the_best_candidate_and_flags_those_below_the_threshold():
     assert torch.equal(rewards, candidate_rewards[closest, torch.arange(48)])
     assert torch.equal(best, levels)
     assert keep.tolist() == [False, True, True] * 16
+
+
+def test_adversarial_rounds_move_the_model_and_rerank_its_elites():
+    """MOREC's model steps change the ensemble (none without them), and the elites are ranked again
+    on the held-out transitions afterwards."""
+    for model_steps, moves in ((5, True), (0, False)):
+        dataset, model = fitted_model(DynamicsSettings(members=4, elites=2, width=32, depth=2, max_epochs=20))
+        before = [p.detach().clone() for p in model.ensemble.parameters()]
+        reward = DynamicsReward(4, 2, MORECSettings(width=32, rounds=2, discriminator_steps=5,
+                                                     model_steps=model_steps), torch.device("cpu"))
+        model.holdout_mse = torch.full_like(model.holdout_mse, float("nan"))  # stale until ranked again
+        reward.fit(dataset, dataset.actions, model, torch.Generator().manual_seed(0))
+        changed = any(not torch.equal(a, b) for a, b in zip(before, model.ensemble.parameters()))
+        assert changed == moves
+        mse = model.ensemble.member_mse(*model.holdout).cpu()
+        assert torch.equal(model.holdout_mse, mse)
+        assert model.elites.tolist() == torch.argsort(mse)[:2].tolist()
+
+
+def test_temperature_samples_candidates_by_the_softmax_of_their_dynamics_rewards():
+    dataset, model = fitted_model()
+    reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=2, threshold=0.0, temperature=0.25),
+                            torch.device("cpu"))
+    levels = torch.tensor([0.2, 0.4, 0.6, 0.8])  # candidate c of every row scores levels[c]
+    reward.score = lambda observations, actions, candidates: levels[:, None].expand(candidates.shape[:-1])
+    observations, actions = dataset.observations[:40].repeat(100, 1), dataset.actions[:40].repeat(100, 1)
+    torch.manual_seed(0)
+    best = reward.filter(model, observations, actions)[3]
+    counts = [(best == level).sum().item() for level in levels]
+    weights = np.exp(levels.double().numpy() / 0.25)
+    expected = weights / weights.sum() * len(best)
+    assert sum(counts) == len(best) and stats.chisquare(counts, expected).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("level, expected_length", [(0.5, 0.0), (0.7, 5.0)])
