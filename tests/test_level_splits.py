@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from offrl_bench.envs import make_env
-from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, parse_range
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, check_disjoint, parse_range
 from offrl_bench.errors import UsageError
 from offrl_bench.results import leaderboard
 
@@ -149,3 +149,9 @@ def test_level_ranges_parse_with_their_bounds_inclusive():
     for bad in ("5-3", f"0-{MAX_LEVEL + 1}", "-1", "a-b"):
         with pytest.raises(ValueError, match="level"):
             parse_range("test", bad)
+
+
+def test_splits_sharing_even_one_level_id_overlap():
+    check_disjoint({"train": (0, 9), "test": (10, 19)})
+    with pytest.raises(ValueError, match=r"level splits train \(0-10\) and test \(10-19\) overlap"):
+        check_disjoint({"train": (0, 10), "test": (10, 19)})

@@ -104,6 +104,18 @@ def test_adversarial_rounds_move_the_model_and_rerank_its_elites():
         assert model.elites.tolist() == torch.argsort(mse)[:2].tolist()
 
 
+def test_the_data_level_of_the_dynamics_reward_covers_datasets_larger_than_one_chunk():
+    """The discriminator's mean on dataset transitions is computed in chunks of 65,536: the same mean
+    as in one pass, on 70,000 transitions."""
+    _, model = fitted_model()
+    dataset = toy_dataset("continuous", n_episodes=70, length=1_000)
+    reward = DynamicsReward(4, 2, MORECSettings(width=32, rounds=0), torch.device("cpu"))
+    reward.fit(dataset, dataset.actions, model, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = torch.sigmoid(reward.logits(dataset.observations, dataset.actions, dataset.next_observations)).mean()
+    assert reward.real_level.item() == pytest.approx(whole.item(), rel=1e-5)
+
+
 def test_temperature_samples_candidates_by_the_softmax_of_their_dynamics_rewards():
     dataset, model = fitted_model()
     reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=2, threshold=0.0, temperature=0.25),
