@@ -1,10 +1,12 @@
 """Training runs: learning, evaluation, checkpoints, resume and records."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -149,6 +151,58 @@ def test_setup_runs_once_with_the_dataset_and_recorded_times_add_up(cartpole_exp
     # nothing to train: no training time and no rate
     random = execute_run(RunSpec("random", cartpole_expert, seed=0), RunStore(tmp_path / "random"))
     assert random["train_seconds"] == 0.0 and random["updates_per_second"] is None and random["updates"] == 0
+
+
+def test_a_run_puts_the_signal_handlers_back(cartpole_expert, tmp_path):
+    """Runs defer SIGINT/SIGTERM to the next update boundary while they train; afterwards the
+    caller's handlers are in place again."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    execute_run(RunSpec("bc", cartpole_expert, 0, updates=10, eval_every=10, eval_episodes=1), RunStore(tmp_path))
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_ctrl_c_during_an_update_finishes_that_update_and_checkpoints_it(cartpole_expert, tmp_path, monkeypatch):
+    """SIGINT arriving inside update 101 is deferred: the update completes, the run stops at the
+    boundary after it, and its checkpoint holds 101 updates (not the 100 of the last periodic one)."""
+    from offrl_bench.algorithms.bc import BC
+
+    update, calls = BC.update, []
+
+    def interrupted_update(self, batch):
+        calls.append(1)
+        if len(calls) == 101:
+            os.kill(os.getpid(), signal.SIGINT)
+        return update(self, batch)
+
+    monkeypatch.setattr(BC, "update", interrupted_update)
+    spec = RunSpec("bc", cartpole_expert, 0, updates=300, eval_every=300, checkpoint_every=50, eval_episodes=1)
+    store = RunStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, store)
+    assert len(calls) == 101
+    assert torch.load(store.run_dir(spec.run_id) / "checkpoint.pt", weights_only=False)["updates_done"] == 101
+
+
+def test_the_final_evaluation_is_after_the_last_update_when_budgets_do_not_divide(cartpole_expert, tmp_path):
+    store = RunStore(tmp_path)
+    spec = RunSpec("bc", cartpole_expert, 0, updates=250, eval_every=100, checkpoint_every=100, eval_episodes=2)
+    record = execute_run(spec, store)
+    assert [json.loads(line)["updates"] for line in (store.run_dir(spec.run_id) / "metrics.jsonl").open()] == [
+        100, 200, 250]
+    assert record["learning_curve"][-1] == [250, record["normalized_score"]]
+
+
+def test_one_element_tensor_losses_are_read_without_autograd_warnings(cartpole_expert, tmp_path, monkeypatch):
+    from offrl_bench.algorithms.bc import BC
+
+    update = BC.update
+    monkeypatch.setattr(BC, "update", lambda self, batch: {
+        "loss": torch.tensor(update(self, batch)["bc_loss"], requires_grad=True) * 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = execute_run(RunSpec("bc", cartpole_expert, 0, updates=20, eval_every=20, eval_episodes=1),
+                             RunStore(tmp_path))
+    assert isinstance(record["final_losses"]["loss"], float)
 
 
 def test_same_seed_same_numbers(cartpole_expert, tmp_path):
