@@ -205,6 +205,13 @@ def test_one_element_tensor_losses_are_read_without_autograd_warnings(cartpole_e
     assert isinstance(record["final_losses"]["loss"], float)
 
 
+def test_progress_is_reported_every_50_updates_and_at_the_end(cartpole_expert, tmp_path):
+    seen = []
+    execute_run(RunSpec("bc", cartpole_expert, 0, updates=120, eval_every=120, eval_episodes=1), RunStore(tmp_path),
+                lambda run_id, done, total: seen.append((done, total)))
+    assert seen == [(50, 120), (100, 120), (120, 120)]
+
+
 def test_same_seed_same_numbers(cartpole_expert, tmp_path):
     spec = RunSpec("bc", cartpole_expert, seed=4, updates=200, eval_every=200, eval_episodes=3)
     first = execute_run(spec, RunStore(tmp_path / "a"))
