@@ -51,7 +51,7 @@ class Interrupt(Exception):
     pass
 
 
-def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path):
+def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path, monkeypatch):
     spec = RunSpec("bc", cartpole_expert, seed=3, updates=400, eval_every=200, checkpoint_every=100,
                    eval_episodes=3)
     reference = execute_run(spec, RunStore(tmp_path / "a"))
@@ -65,7 +65,13 @@ def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         execute_run(spec, store, stop_after_250)
     assert not store.records()  # nothing recorded for an unfinished run
+    from offrl_bench import runner
+
+    saved, save = [], runner.save_checkpoint
+    monkeypatch.setattr(runner, "save_checkpoint", lambda path, algorithm, sampler, done, *rest: (
+        saved.append(done), save(path, algorithm, sampler, done, *rest)))
     resumed = execute_run(spec, store)
+    assert saved == [300, 400]  # back on the checkpoint_every grid after resuming at 250
     for key in ("return_mean", "eval_returns", "final_losses", "normalized_score", "updates"):
         assert resumed[key] == reference[key], key
     evaluations = [json.loads(line)["updates"] for line in (store.run_dir(spec.run_id) / "metrics.jsonl").open()]
