@@ -144,3 +144,25 @@ def test_bootstrap_intervals_leave_the_global_numpy_rng_alone():
     np.random.seed(123)
     leaderboard([record("s", "d", "a", seed, float(seed)) for seed in range(5)])
     assert np.random.random(3) == pytest.approx(expected)
+
+
+def test_every_bootstrap_is_the_same_whatever_the_global_numpy_rng_holds():
+    """Profiles, paired and unpaired differences and probabilities of improvement resample from
+    NumPy's global RNG inside rliable; each is seeded, so the caller's RNG state cannot change them."""
+    from offrl_bench.statistics import difference_interval, performance_profiles, probability_of_improvement
+
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.normal(50, 20, (5, 3)), "b": rng.normal(40, 20, (5, 3))}
+
+    def everything():
+        profiles, bands = performance_profiles(scores, np.array([25.0, 50.0]))
+        return (profiles, bands, difference_interval(scores["a"], scores["b"], "iqm", paired=False),
+                difference_interval(scores["a"], scores["b"], "mean", paired=True), probability_of_improvement(scores))
+
+    np.random.seed(1)
+    first = everything()
+    np.random.seed(2)
+    second = everything()
+    for name in scores:
+        assert np.array_equal(first[0][name], second[0][name]) and np.array_equal(first[1][name], second[1][name])
+    assert first[2] == second[2] and first[3] == second[3] and first[4].equals(second[4])
