@@ -247,7 +247,8 @@ def _run_tests(directory: Path, tests: list[str], timeout: float) -> tuple[str, 
     if result.returncode == 0:
         return "survived", seconds
     if result.returncode in (1, 2):  # failures, or errors while collecting the mutated module
-        return "killed", seconds
+        failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        return f"killed{' by ' + failed[0].split()[1] if failed else ''}", seconds
     return f"error (pytest exit {result.returncode}): {result.stdout[-300:]}", seconds
 
 
@@ -396,7 +397,7 @@ def _report(chosen: dict[str, list[Mutant]], totals: dict[str, int], outcomes: d
         if not results:
             print(f"| {module} | `{MODULES[module][0]}` | not run: its tests fail unmutated | | | | |")
             continue
-        killed = sum(r in ("killed", "timeout") for r in results)
+        killed = sum(r.startswith("killed") or r == "timeout" for r in results)
         survived = sum(r == "survived" for r in results)
         equivalent = sum(r.startswith("equivalent") for r in results)
         errors = len(results) - killed - survived - equivalent
