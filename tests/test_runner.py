@@ -183,8 +183,13 @@ def test_ctrl_c_during_an_update_finishes_that_update_and_checkpoints_it(cartpol
     monkeypatch.setattr(BC, "update", interrupted_update)
     spec = RunSpec("bc", cartpole_expert, 0, updates=300, eval_every=300, checkpoint_every=50, eval_episodes=1)
     store = RunStore(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store)
+    # Python's own Ctrl-C handler, whatever this process inherited (a background job ignores SIGINT)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute_run(spec, store)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert len(calls) == 101
     assert torch.load(store.run_dir(spec.run_id) / "checkpoint.pt", weights_only=False)["updates_done"] == 101
 
