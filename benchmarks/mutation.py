@@ -235,21 +235,21 @@ def _clone(directory: Path) -> None:
         f.write("offrl_bench/algorithms\noffrl_bench/envs\noffrl_bench/reference\n")
 
 
-def _run_tests(directory: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+def _run_tests(directory: Path, tests: list[str], timeout: float) -> tuple[str, float, str]:
     env = {**os.environ, "PYTHONPATH": str(directory), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     started = time.perf_counter()
     try:
         result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                                 cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.perf_counter() - started
+        return "timeout", time.perf_counter() - started, ""
     seconds = time.perf_counter() - started
     if result.returncode == 0:
-        return "survived", seconds
+        return "survived", seconds, result.stdout
     if result.returncode in (1, 2):  # failures, or errors while collecting the mutated module
         failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-        return f"killed{' by ' + failed[0].split()[1] if failed else ''}", seconds
-    return f"error (pytest exit {result.returncode}): {result.stdout[-300:]}", seconds
+        return f"killed{' by ' + failed[0].split()[1] if failed else ''}", seconds, result.stdout
+    return f"error (pytest exit {result.returncode})", seconds, result.stdout
 
 
 def _wilson(killed: int, n: int) -> tuple[float, float]:
@@ -347,7 +347,7 @@ def _run_all(chosen: dict[str, list[Mutant]], workers: int) -> dict[Mutant, str]
                         return
                 continue
             if isinstance(job, str):  # a module's baseline
-                outcome, seconds = _run_tests(clone, MODULES[job][1], timeout=1800)
+                outcome, seconds, output = _run_tests(clone, MODULES[job][1], timeout=1800)
                 with lock:
                     if outcome == "survived":
                         baseline[job] = seconds
@@ -355,7 +355,8 @@ def _run_all(chosen: dict[str, list[Mutant]], workers: int) -> dict[Mutant, str]
                             jobs.put(mutant)
                         print(f"baseline {job}: tests pass in {seconds:.0f} s", flush=True)
                     else:
-                        print(f"{job}: the tests fail without any mutant ({outcome}); its mutants are not run")
+                        print(f"{job}: the tests fail without any mutant ({outcome}); its mutants are not run:\n"
+                              + "\n".join(output.splitlines()[-25:]))
                     baselines_running[0] -= 1
                 continue
             reason = _equivalence(job)
@@ -366,7 +367,8 @@ def _run_all(chosen: dict[str, list[Mutant]], workers: int) -> dict[Mutant, str]
                 original = path.read_text()
                 path.write_text(mutated_source(job, original))
                 try:
-                    outcome, seconds = _run_tests(clone, MODULES[job.module][1], timeout=3 * baseline[job.module] + 30)
+                    outcome, seconds, _ = _run_tests(clone, MODULES[job.module][1],
+                                                     timeout=3 * baseline[job.module] + 30)
                 finally:
                     path.write_text(original)
             with lock:
