@@ -151,7 +151,7 @@ def test_setup_runs_once_with_the_dataset_and_recorded_times_add_up(cartpole_exp
                          RunStore(tmp_path / "bc"))
     wall = time.perf_counter() - started
     assert seen == [cartpole_expert]
-    assert record["setup_seconds"] >= 0.2 and record["eval_seconds"] > 0 and record["train_seconds"] > 0
+    assert record["setup_seconds"] >= 0.19 and record["eval_seconds"] > 0 and record["train_seconds"] > 0
     assert record["setup_seconds"] + record["train_seconds"] + record["eval_seconds"] <= wall
     assert record["updates_per_second"] == pytest.approx(200 / record["train_seconds"])
     # nothing to train: no training time and no rate
