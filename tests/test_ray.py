@@ -140,11 +140,16 @@ def test_ray_dying_mid_suite_ends_with_one_line_and_a_rerun_resumes_identically(
     killer.join()
     assert killed, "the raylet was never killed"
     lines = [line for line in err.splitlines() if line.strip()]
-    assert cli.returncode == 1 and "Traceback" not in err, err[-3000:]
-    assert lines[-1].startswith("error: Ray failed while running the suite (") and \
-        lines[-1].endswith("re-running the same command resumes"), lines[-1]
     recorded = RunStore(out).records()
-    assert 1 <= len(recorded) < 4 and not (out / "failures.jsonl").exists()  # nothing marked failed
+    assert "Traceback" not in err and not (out / "failures.jsonl").exists(), err[-3000:]  # nothing marked failed
+    if cli.returncode == 0:
+        # A race Ray can win: the driver keeps its worker leases and pushes the remaining tasks to
+        # those workers without the raylet, so the suite can finish. Then nothing may be missing.
+        assert len(recorded) == 4, err[-3000:]
+    else:
+        assert cli.returncode == 1 and 1 <= len(recorded) < 4, err[-3000:]
+        assert lines[-1].startswith("error: Ray failed while running the suite (") and \
+            lines[-1].endswith("re-running the same command resumes"), lines[-1]
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
