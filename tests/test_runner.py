@@ -15,6 +15,7 @@ import torch
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run, preflight
+from tests.conftest import assert_resumes_exactly
 
 
 def test_bc_learns_cartpole_from_expert_data(cartpole_expert, tmp_path):
@@ -104,34 +105,19 @@ def test_an_evaluation_logged_after_the_last_checkpoint_is_not_duplicated(cartpo
     assert [step for step, _ in record["learning_curve"]] == [200, 400]
 
 
-def _draws_from_the_global_torch_rng(monkeypatch):
-    """BC, changed into a plugin that also draws from torch's global RNG in every update (and reports
-    the draw), as third-party algorithms do."""
+def test_plugins_drawing_from_the_global_torch_rng_are_reproducible_and_resume_exactly(
+        cartpole_expert, tmp_path, monkeypatch):
+    """A plugin that draws from torch's global RNG in every update, as third-party algorithms do (here
+    BC, reporting the draw as a loss), gets the same numbers on every run of a seed and after a resume."""
     from offrl_bench.algorithms.bc import BC
 
     update = BC.update
     monkeypatch.setattr(BC, "update", lambda self, batch: {**update(self, batch), "draw": float(torch.rand(()))})
-
-
-def test_plugins_drawing_from_the_global_torch_rng_are_reproducible_and_resume_exactly(
-        cartpole_expert, tmp_path, monkeypatch):
-    _draws_from_the_global_torch_rng(monkeypatch)
     spec = RunSpec("bc", cartpole_expert, seed=5, updates=300, eval_every=300, checkpoint_every=100,
                    eval_episodes=2)
-    first = execute_run(spec, RunStore(tmp_path / "a"))
+    first = assert_resumes_exactly(spec, tmp_path, interrupt_at=150)  # the checkpoint holds the RNG
     torch.rand(1000)  # whatever ran in between: the run seeds the global RNG from its own seed
-    assert execute_run(spec, RunStore(tmp_path / "b"))["final_losses"] == first["final_losses"]
-
-    store = RunStore(tmp_path / "c")
-
-    def stop_after_150(run_id, done, total):
-        if done >= 150:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        execute_run(spec, store, stop_after_150)
-    torch.rand(1000)
-    assert execute_run(spec, store)["final_losses"] == first["final_losses"]  # the checkpoint holds the RNG
+    assert execute_run(spec, RunStore(tmp_path / "again"))["final_losses"] == first["final_losses"]
 
 
 def test_setup_runs_once_with_the_dataset_and_recorded_times_add_up(cartpole_expert, tmp_path, monkeypatch):
