@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,6 +213,7 @@ def _replace_child(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
     raise AssertionError("child not found")
 
 
+@cache
 def mutants(module: str) -> list[Mutant]:
     source = (REPO / MODULES[module][0]).read_text()
     return [Mutant(module, i, line, description)
@@ -276,9 +278,17 @@ def main() -> None:
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; one of: {', '.join(MODULES)}")
+    def named(name: str) -> Mutant:
+        """The mutant ``MODULE:INDEX``, or a usage error that says what is accepted."""
+        module, _, index = name.partition(":")
+        if module not in MODULES or not index.isdigit() or int(index) >= len(mutants(module)):
+            parser.error(f"unknown mutant {name!r}; expected MODULE:INDEX with MODULE one of {', '.join(MODULES)} "
+                         "and INDEX from --list")
+        return mutants(module)[int(index)]
+
     if args.show:
-        module, index = args.show.split(":")
-        mutant = mutants(module)[int(index)]
+        mutant = named(args.show)
+        module = mutant.module
         source = (REPO / MODULES[module][0]).read_text()
         new = mutated_source(mutant, source).splitlines()
         old = ast.unparse(_parse(source)).splitlines()
@@ -294,9 +304,10 @@ def main() -> None:
             random.Random(f"{args.seed}:{module}").sample(every, args.sample), key=lambda m: m.index)
         chosen[module] = picked
     if args.only:
-        names = set(args.only.split(","))
-        chosen = {module: [m for m in mutants(module) if m.name in names] for module in modules}
-        chosen = {module: picked for module, picked in chosen.items() if picked}
+        picked = sorted({named(name) for name in args.only.split(",")}, key=lambda m: (m.module, m.index))
+        chosen = {module: [m for m in picked if m.module == module] for module in MODULES}
+        chosen = {module: mutants_of for module, mutants_of in chosen.items() if mutants_of}
+        totals = {module: len(mutants(module)) for module in chosen}
     if args.list:
         for module, picked in chosen.items():
             for mutant in picked:
