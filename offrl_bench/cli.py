@@ -386,12 +386,13 @@ def report_(directory: Path, output: Path | None) -> None:
 def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, compare: bool = False) -> None:
     """Write the CSV; print a compact view of it (whole names, every number, at 80 columns), the
     provenance warning, and, with ``compare``, how it compares with the published reference."""
-    from offrl_bench import provenance
+    from offrl_bench import budget, provenance
     from offrl_bench.reference import compare_with_reference
     from offrl_bench.results import RunStore, leaderboard, write_leaderboard
 
     records = list(RunStore(directory).records().values())
-    frame = leaderboard(records, with_run_ids=True)  # run ids: for the reference comparison
+    frame = leaderboard(records, with_run_ids=True,  # run ids: for the reference comparison
+                        budget=budget.for_directory(directory, records))
     try:
         write_leaderboard(frame.drop(columns="run_ids"), csv_path)
     except OSError as exc:
@@ -433,14 +434,19 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
     tables = []
     for suite, rows in frame.groupby("suite", sort=False):
         rows = rows.to_dict("records")
+        checked = "budget" in frame
+        caption = f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative only."
+        if checked:
+            caption += (" budget: whether the algorithm learns at this budget on expert data (benchmarks/"
+                        "budget_check.py); an under-budget row measures the budget, not the method.")
         aggregate = Listing(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
-                            ["algorithm", "split", "n", "IQM [95% CI]"], numeric=numeric,
-                            caption=f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative "
-                                    f"only. Full table: {csv_path}")
+                            ["algorithm", "split", "n", "IQM [95% CI]", *(["budget"] if checked else [])],
+                            numeric=numeric, caption=f"{caption} Full table: {csv_path}")
         for row in rows:
             if row["dataset"] == ALL:
                 split = row["wrapper"].split(":", 1)[-1] if row["wrapper"] != ALL else "-"
-                aggregate.add_row(name(row), split, seeds(row), interval(row))
+                aggregate.add_row(name(row), split, seeds(row), interval(row),
+                                  *([row["budget"]] if checked else []))
         tables.append(aggregate)
         by_dataset: dict[str, list[dict]] = {}
         for row in rows:
@@ -455,12 +461,13 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
             for wrapper in wrappers:  # one table per evaluation wrapper: long specs stay in the title, whole
                 title = dataset if wrappers == ["none"] else f"{dataset} under {wrapper}"
                 per_task = Listing(title, ["algorithm", "n", "return", "IQM [95% CI]",
-                                           *("drop" if c == "drop_from_default" else "gap" for c in extra)],
+                                           *("drop" if c == "drop_from_default" else "gap" for c in extra),
+                                           *(["budget"] if checked else [])],
                                    numeric=numeric)
                 for row in members:
                     if row["wrapper"] == wrapper:
                         per_task.add_row(name(row), seeds(row), fmt(row["return_mean"]), interval(row),
-                                         *(fmt(row[c]) for c in extra))
+                                         *(fmt(row[c]) for c in extra), *([row["budget"]] if checked else []))
                 tables.append(per_task)
     return tables
 

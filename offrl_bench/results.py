@@ -16,7 +16,7 @@ import math
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ LEADERBOARD_COLUMNS = [
 ]
 #: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
 #: marks the rows with fewer than MIN_SEEDS seeds, when there are any.
-DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning")
+DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget")
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
@@ -206,7 +206,8 @@ def _variant(record: dict) -> tuple[str, tuple]:
     return record.get("algorithm_label") or record["algorithm"], tuple(sorted(columns.items()))
 
 
-def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame:
+def leaderboard(records: list[dict], with_run_ids: bool = False,
+                budget: Callable[[dict], str] | None = None) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
 
@@ -215,6 +216,11 @@ def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame
     The aggregate uses the same number of runs for every task (the smallest seed count, lowest seeds
     first) because a stratified bootstrap needs a runs x tasks matrix. ``with_run_ids`` adds a last
     column ``run_ids``: the runs behind each row (not part of the CSV).
+
+    ``budget`` (see :func:`offrl_bench.budget.verdict_function`) gives the sanity-floor verdict of a
+    run's algorithm at its budget; with it, a last column ``budget`` says ``learned``,
+    ``under-budget`` or ``unchecked`` per row, and an ``ALL`` row is ``under-budget`` when any task
+    it averages is.
     """
     if not records:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -222,12 +228,15 @@ def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame
     for record in records:
         key = (record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, _variant(record))
         groups.setdefault(key, []).append(record)
-    rows = []
+    if budget:
+        from offrl_bench.budget import aggregate_verdict
+    rows, verdicts = [], []
     for (suite, dataset, wrapper, (algorithm, columns)), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
         rows.append({**_row(suite, dataset, wrapper, algorithm, runs,
                             np.array([[r["normalized_score"]] for r in runs], dtype=float)), **dict(columns),
                      "run_ids": tuple(r["run_id"] for r in runs)})
+        verdicts.append(budget(runs[0]) if budget else "")
     # Aggregates over a suite's tasks, separately per level split: train- and test-level scores
     # answer different questions and must not be averaged together.
     aggregates: dict[tuple, list[list[dict]]] = {}
@@ -239,6 +248,7 @@ def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame
         used = [r for runs in tasks for r in runs[:n]]
         rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm, used, scores),
                      **dict(columns), "run_ids": tuple(r["run_id"] for r in used)})
+        verdicts.append(aggregate_verdict([budget(runs[0]) for runs in tasks]) if budget else "")
     extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS) - {"run_ids"})
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS + extra)
     wrappers = frame.wrapper[frame.dataset != ALL]
@@ -250,6 +260,8 @@ def leaderboard(records: list[dict], with_run_ids: bool = False) -> pd.DataFrame
         frame["generalization_gap"] = _generalization_gap(frame, extra)
     if (frame.n_seeds < MIN_SEEDS).any():
         frame["warning"] = [f"indicative: {n} seeds < {MIN_SEEDS}" if n < MIN_SEEDS else "" for n in frame.n_seeds]
+    if budget:
+        frame["budget"] = verdicts
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame

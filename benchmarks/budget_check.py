@@ -1,0 +1,77 @@
+"""Sanity floors: does every algorithm of a suite learn at that suite's budget?
+
+For each (suite, algorithm or variant, environment) it trains the algorithm with the suite's
+overrides and budget on that environment's *expert* data, next to BC, and prints ``learned`` where
+the mean normalised score reaches 50 while BC reaches 90, ``under-budget`` where it does not, and
+``no-anchor`` where BC itself stays below 90 (the check then judges nothing). See
+:mod:`offrl_bench.budget` for why.
+
+    python benchmarks/budget_check.py --suite default [--seeds 0,1,2,3,4] [--workers 2] [--out DIR]
+
+Runs go to ``results/budget-check/<suite>/`` (re-running resumes); the verdicts go to
+``budget_check.csv`` there, and with ``--publish`` also next to the suite's published reference,
+where every leaderboard of that suite reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from offrl_bench import budget, registry, scheduler
+from offrl_bench.data.datasets import dataset_exists
+from offrl_bench.data.make import make_dataset
+from offrl_bench.errors import UsageError
+from offrl_bench.reference import reference_roots
+from offrl_bench.results import RunStore
+from offrl_bench.runner import preflight
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", action="append", required=True, help="suite name (repeatable)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=None, help="output dir (default results/budget-check/<suite>)")
+    parser.add_argument("--publish", action="store_true",
+                        help="also write the verdicts to the suite's reference dir in this checkout")
+    args = parser.parse_args()
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    if args.out and len(args.suite) > 1:
+        parser.error("--out takes one suite at a time")
+    for name in args.suite:
+        try:
+            suite = registry.suite(name)
+        except UsageError as exc:
+            parser.error(str(exc))
+        check = budget.check_suite(suite, seeds)
+        out = Path(args.out or f"results/budget-check/{name}")
+        for request in check.datasets:
+            if not dataset_exists(request.dataset_id):
+                make_dataset(request, log=print)
+        specs = check.runs()
+        preflight(specs)
+        outcome = scheduler.execute(specs, out, workers=args.workers, command=" ".join(sys.argv))
+        if outcome.failed or outcome.failed_earlier:
+            sys.exit(f"{len(outcome.failed + outcome.failed_earlier)} check runs failed; see {out / 'failures.jsonl'}")
+        wanted = {spec.run_id for spec in specs}
+        records = [r for run_id, r in RunStore(out).records().items() if run_id in wanted]
+        verdicts = budget.verdicts(records)
+        budget.write(verdicts, out / budget.FILE_NAME)
+        print(f"suite {name}: floor {budget.FLOOR:g} normalised on expert data where BC reaches {budget.ANCHOR:g}")
+        print(budget.table(verdicts), end="")
+        print(f"wrote {out / budget.FILE_NAME}")
+        if args.publish:
+            reference = reference_roots()[0] / name
+            if not (reference / "runs.jsonl").is_file():
+                sys.exit(f"no published reference of suite {name} in {reference}")
+            budget.write(verdicts, reference / budget.FILE_NAME)
+            print(f"wrote {reference / budget.FILE_NAME}")
+
+
+if __name__ == "__main__":
+    main()

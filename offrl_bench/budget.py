@@ -1,0 +1,160 @@
+"""Sanity floors: does each algorithm of a suite learn at that suite's budget?
+
+A benchmark that gives one method a tenth of the updates it needs measures the budget, not the
+method. So before a suite's row is trusted, the same algorithm, with the same overrides and budget,
+is trained on the *expert* data of each of the suite's environments, next to BC. On expert data a
+method that learns at all must come close to the behaviour policy:
+
+- the check is valid where BC reaches ``ANCHOR`` (90) normalised: the data and budget suffice for
+  plain imitation;
+- the algorithm has *learned* where its mean normalised score reaches ``FLOOR`` (50), and is
+  *under-budget* otherwise.
+
+``benchmarks/budget_check.py`` runs the check runs and writes the verdicts to ``budget_check.csv``;
+the leaderboard reads them (from the results directory, else from the suite's published reference)
+and marks every row of an algorithm and environment whose check failed, and every ``ALL`` row that
+averages such a task in, as ``under-budget``. A verdict only applies to rows trained with the same
+number of updates as its check runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from offrl_bench import registry
+from offrl_bench.data.make import DatasetRequest
+from offrl_bench.results import NO_WRAPPER, variant_name, write_atomic
+from offrl_bench.runner import RunSpec
+from offrl_bench.suites import CombinedSuite, Suite
+
+FLOOR = 50.0
+ANCHOR = 90.0
+ANCHOR_ALGORITHM = "bc"
+FILE_NAME = "budget_check.csv"
+
+LEARNED, UNDER_BUDGET, NO_ANCHOR, UNCHECKED = "learned", "under-budget", "no-anchor", "unchecked"
+COLUMNS = ["suite", "algorithm", "env_id", "dataset", "wrapper", "updates", "n_seeds", "normalized_mean",
+           "normalized_min", "bc_normalized_mean", "floor", "anchor", "verdict", "git_revision"]
+
+
+def parts(suite: Suite | CombinedSuite) -> tuple[Suite, ...]:
+    return suite.parts if isinstance(suite, CombinedSuite) else (suite,)
+
+
+def check_suite(suite: Suite | CombinedSuite, seeds: tuple[int, ...] | None = None) -> CombinedSuite:
+    """The runs of the floor check of ``suite``, as a suite of its own (same name, so the records say
+    which suite's budgets they test): each part's algorithms and variants, with the part's overrides
+    and budgets, on the expert data of each of its environments, plus BC as the anchor. Algorithms
+    with nothing to learn (``random``) are left out. Evaluation uses the dataset's own collection
+    wrapper (e.g. ``levels:train``), never a perturbation: the question is whether training worked."""
+    checked = []
+    for part in parts(suite):
+        algorithms = tuple(a for a in part.algorithms if getattr(registry.algorithm_class(a), "trains", True))
+        if ANCHOR_ALGORITHM not in algorithms:
+            algorithms += (ANCHOR_ALGORITHM,)
+        for request in part.datasets:
+            expert = DatasetRequest(request.env_id, "expert", wrapper=request.wrapper, seed=request.seed)
+            checked.append(dataclasses.replace(
+                part, name=suite.name, datasets=(expert,), algorithms=algorithms,
+                wrappers=(request.wrapper,), seeds=seeds or part.seeds,
+                overrides={a: o for a, o in part.overrides.items() if a != ANCHOR_ALGORITHM}))
+    return CombinedSuite(suite.name, f"sanity floors of suite {suite.name}", tuple(checked))
+
+
+def verdicts(records: list[dict]) -> pd.DataFrame:
+    """One verdict per (suite, algorithm variant, environment) from the records of check runs."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        key = (record["suite"], variant_name(record), record["env_id"], record["dataset"],
+               record["wrapper"] or NO_WRAPPER, int(record["updates"]))
+        groups.setdefault(key, []).append(record)
+    anchors = {(suite, env, dataset, wrapper): float(np.mean([r["normalized_score"] for r in runs]))
+               for (suite, name, env, dataset, wrapper, _), runs in groups.items() if name == ANCHOR_ALGORITHM}
+    revision = {r.get("versions", {}).get("git_revision") for r in records}
+    rows = []
+    for (suite, name, env, dataset, wrapper, updates), runs in sorted(groups.items()):
+        scores = np.array([r["normalized_score"] for r in runs], dtype=float)
+        anchor = anchors.get((suite, env, dataset, wrapper), math.nan)
+        if not anchor >= ANCHOR:
+            verdict = NO_ANCHOR
+        else:
+            verdict = LEARNED if scores.mean() >= FLOOR else UNDER_BUDGET
+        rows.append({"suite": suite, "algorithm": name, "env_id": env, "dataset": dataset, "wrapper": wrapper,
+                     "updates": updates, "n_seeds": len(runs), "normalized_mean": float(scores.mean()),
+                     "normalized_min": float(scores.min()), "bc_normalized_mean": anchor, "floor": FLOOR,
+                     "anchor": ANCHOR, "verdict": verdict,
+                     "git_revision": next(iter(revision)) if len(revision) == 1 else "mixed"})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write(frame: pd.DataFrame, path: Path) -> None:
+    write_atomic(Path(path), frame.to_csv(index=False, float_format="%.6g"))
+
+
+def read(path: Path) -> pd.DataFrame:
+    with open(path, newline="") as f:
+        frame = pd.DataFrame(list(csv.DictReader(f)), columns=COLUMNS)
+    return frame.astype({"updates": int, "n_seeds": int})
+
+
+def load(directory: Path, suites: set[str]) -> pd.DataFrame | None:
+    """The verdicts that apply to results in ``directory``: its own ``budget_check.csv``, plus, for
+    suites it has none for, the published reference's. None when there are none at all."""
+    from offrl_bench.reference import reference_dir
+
+    found = []
+    own = Path(directory) / FILE_NAME
+    if own.is_file():
+        found.append(read(own))
+    covered = set(found[0].suite) if found else set()
+    for suite in sorted(suites - covered):
+        reference = reference_dir(suite)
+        if reference is not None and (reference / FILE_NAME).is_file():
+            found.append(read(reference / FILE_NAME))
+    return pd.concat(found, ignore_index=True) if found else None
+
+
+def for_directory(directory: Path, records: list[dict]):
+    """The ``budget`` argument of :func:`offrl_bench.results.leaderboard` for results in
+    ``directory`` (see :func:`load`); None when no verdicts apply."""
+    checks = load(directory, {record["suite"] for record in records})
+    return verdict_function(checks) if checks is not None else None
+
+
+def verdict_function(checks: pd.DataFrame):
+    """``record -> verdict`` for :func:`offrl_bench.results.leaderboard`: the verdict of the record's
+    (suite, algorithm variant, environment) at its number of updates, else ``unchecked`` (a check
+    without a valid BC anchor judges nothing)."""
+    verdict_of = {(row.suite, row.algorithm, row.env_id, int(row.updates)): row.verdict
+                  for row in checks.itertuples()}
+
+    def verdict(record: dict) -> str:
+        found = verdict_of.get((record["suite"], variant_name(record), record["env_id"], int(record["updates"])))
+        return found if found in (LEARNED, UNDER_BUDGET) else UNCHECKED
+
+    return verdict
+
+
+def aggregate_verdict(verdicts: list[str]) -> str:
+    """An ``ALL`` row averaging tasks with these verdicts: under-budget if any is."""
+    if UNDER_BUDGET in verdicts:
+        return UNDER_BUDGET
+    return LEARNED if verdicts and all(v == LEARNED for v in verdicts) else UNCHECKED
+
+
+def table(checks: pd.DataFrame) -> str:
+    """The verdicts as aligned text, one line per (suite, algorithm, environment)."""
+    out = io.StringIO()
+    for row in checks.itertuples():
+        out.write(f"{row.suite:10} {row.algorithm:45} {row.env_id:28} {row.verdict:13} "
+                  f"{row.normalized_mean:7.1f} (min {row.normalized_min:6.1f}, BC {row.bc_normalized_mean:6.1f}, "
+                  f"{row.n_seeds} seeds, {row.updates} updates)\n")
+    return out.getvalue()
