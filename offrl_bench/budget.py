@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,6 @@ import pandas as pd
 from offrl_bench import registry
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.results import NO_WRAPPER, variant_name, write_atomic
-from offrl_bench.runner import RunSpec
 from offrl_bench.suites import CombinedSuite, Suite
 
 FLOOR = 50.0
