@@ -30,6 +30,7 @@ import pandas as pd
 
 from offrl_bench import registry
 from offrl_bench.data.make import DatasetRequest
+from offrl_bench.errors import OffrlBenchError
 from offrl_bench.results import NO_WRAPPER, variant_name, write_atomic
 from offrl_bench.suites import CombinedSuite, Suite
 
@@ -39,6 +40,7 @@ ANCHOR_ALGORITHM = "bc"
 FILE_NAME = "budget_check.csv"
 
 LEARNED, UNDER_BUDGET, NO_ANCHOR, UNCHECKED = "learned", "under-budget", "no-anchor", "unchecked"
+BASELINE = "baseline"  # an algorithm with nothing to learn (``random``): no floor applies
 COLUMNS = ["suite", "algorithm", "env_id", "dataset", "wrapper", "updates", "n_seeds", "normalized_mean",
            "normalized_min", "bc_normalized_mean", "floor", "anchor", "verdict", "git_revision"]
 
@@ -55,7 +57,7 @@ def check_suite(suite: Suite | CombinedSuite, seeds: tuple[int, ...] | None = No
     wrapper (e.g. ``levels:train``), never a perturbation: the question is whether training worked."""
     checked = []
     for part in parts(suite):
-        algorithms = tuple(a for a in part.algorithms if getattr(registry.algorithm_class(a), "trains", True))
+        algorithms = tuple(a for a in part.algorithms if _trains(a))
         if ANCHOR_ALGORITHM not in algorithms:
             algorithms += (ANCHOR_ALGORITHM,)
         for request in part.datasets:
@@ -65,6 +67,13 @@ def check_suite(suite: Suite | CombinedSuite, seeds: tuple[int, ...] | None = No
                 wrappers=(request.wrapper,), seeds=seeds or part.seeds,
                 overrides={a: o for a, o in part.overrides.items() if a != ANCHOR_ALGORITHM}))
     return CombinedSuite(suite.name, f"sanity floors of suite {suite.name}", tuple(checked))
+
+
+def _trains(algorithm: str) -> bool:
+    try:
+        return getattr(registry.algorithm_class(algorithm), "trains", True)
+    except OffrlBenchError:  # records of an algorithm not installed here: judge them like any other
+        return True
 
 
 def verdicts(records: list[dict]) -> pd.DataFrame:
@@ -135,6 +144,8 @@ def verdict_function(checks: pd.DataFrame):
                   for row in checks.itertuples()}
 
     def verdict(record: dict) -> str:
+        if not _trains(record["algorithm"]):
+            return BASELINE
         found = verdict_of.get((record["suite"], variant_name(record), record["env_id"], int(record["updates"])))
         return found if found in (LEARNED, UNDER_BUDGET) else UNCHECKED
 
@@ -145,6 +156,8 @@ def aggregate_verdict(verdicts: list[str]) -> str:
     """An ``ALL`` row averaging tasks with these verdicts: under-budget if any is."""
     if UNDER_BUDGET in verdicts:
         return UNDER_BUDGET
+    if verdicts and all(v == BASELINE for v in verdicts):
+        return BASELINE
     return LEARNED if verdicts and all(v == LEARNED for v in verdicts) else UNCHECKED
 
 

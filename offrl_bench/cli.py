@@ -438,7 +438,8 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
         caption = f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative only."
         if checked:
             caption += (" budget: whether the algorithm learns at this budget on expert data (benchmarks/"
-                        "budget_check.py); an under-budget row measures the budget, not the method.")
+                        "budget_check.py); an under-budget row measures the budget, not the method. Per-task "
+                        "verdicts are in the CSV's budget column.")
         aggregate = Listing(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
                             ["algorithm", "split", "n", "IQM [95% CI]", *(["budget"] if checked else [])],
                             numeric=numeric, caption=f"{caption} Full table: {csv_path}")
@@ -461,13 +462,12 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
             for wrapper in wrappers:  # one table per evaluation wrapper: long specs stay in the title, whole
                 title = dataset if wrappers == ["none"] else f"{dataset} under {wrapper}"
                 per_task = Listing(title, ["algorithm", "n", "return", "IQM [95% CI]",
-                                           *("drop" if c == "drop_from_default" else "gap" for c in extra),
-                                           *(["budget"] if checked else [])],
+                                           *("drop" if c == "drop_from_default" else "gap" for c in extra)],
                                    numeric=numeric)
                 for row in members:
                     if row["wrapper"] == wrapper:
                         per_task.add_row(name(row), seeds(row), fmt(row["return_mean"]), interval(row),
-                                         *(fmt(row[c]) for c in extra), *([row["budget"]] if checked else []))
+                                         *(fmt(row[c]) for c in extra))
                 tables.append(per_task)
     return tables
 

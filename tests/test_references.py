@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, run_cli_process
-from offrl_bench import provenance, reference
+from offrl_bench import budget, provenance, reference
 from offrl_bench.claims import evaluate_directory, markdown
 from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
 
@@ -16,6 +16,8 @@ REFERENCES = sorted(path.parent for path in (REPO / "results" / "reference").glo
 
 def test_the_main_job_and_the_quick_suite_have_references():
     assert {path.name for path in REFERENCES} >= {"default", "quick"}
+    for directory in REFERENCES:  # and every published suite its sanity-floor verdicts
+        assert (directory / budget.FILE_NAME).is_file(), directory
 
 
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
@@ -28,7 +30,8 @@ def test_committed_references_come_from_one_clean_ancestor_revision(directory):
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
 def test_committed_leaderboards_are_rebuilt_from_their_records(directory):
     records = list(RunStore(directory).records().values())
-    assert (directory / "leaderboard.csv").read_text() == leaderboard_csv(leaderboard(records))
+    expected = leaderboard(records, budget=budget.for_directory(directory, records))
+    assert (directory / "leaderboard.csv").read_text() == leaderboard_csv(expected)
 
 
 def test_no_other_committed_results_directory():
