@@ -102,14 +102,20 @@ def verdicts(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def csv_text(frame: pd.DataFrame) -> str:
+    """The text of ``budget_check.csv`` for verdicts ``frame``."""
+    return frame.to_csv(index=False, float_format="%.6g")
+
+
 def write(frame: pd.DataFrame, path: Path) -> None:
-    write_atomic(Path(path), frame.to_csv(index=False, float_format="%.6g"))
+    write_atomic(Path(path), csv_text(frame))
 
 
 def read(path: Path) -> pd.DataFrame:
     with open(path, newline="") as f:
         frame = pd.DataFrame(list(csv.DictReader(f)), columns=COLUMNS)
-    return frame.astype({"updates": int, "n_seeds": int})
+    numbers = ("normalized_mean", "normalized_min", "bc_normalized_mean", "floor", "anchor")
+    return frame.astype({"updates": int, "n_seeds": int, **dict.fromkeys(numbers, float)})
 
 
 def load(directory: Path, suites: set[str]) -> pd.DataFrame | None:

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+from conftest import REPO
 
 from offrl_bench import budget, reference, registry, scheduler
 from offrl_bench.data.datasets import dataset_exists
@@ -109,7 +110,7 @@ def test_cli_leaderboard_and_report_show_the_marks(tmp_path, cli):
                  tmp_path / budget.FILE_NAME)
     result = cli("leaderboard", str(tmp_path))
     assert result.code == 0, result.err
-    assert "under-budget" in result.out and "measures the budget, not the method" in " ".join(result.out.split())
+    assert "under-budget" in result.out and "rows measure the budget, not the method" in " ".join(result.out.split())
     rows = list(csv.DictReader(open(tmp_path / "leaderboard.csv")))
     assert {(r["dataset"], r["algorithm"]): r["budget"] for r in rows} == {
         ("A/medium", "bc"): "learned", ("A/medium", "iql"): "under-budget",
@@ -138,6 +139,11 @@ def test_an_algorithm_that_cannot_learn_at_its_budget_is_found_under_budget(tmp_
 def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
     directory = reference.reference_dir(suite)
     checks = budget.read(directory / budget.FILE_NAME)
+    # The verdicts are what the shipped check runs give, and those ran at one clean revision.
+    runs = list(RunStore(REPO / "results" / "reference" / suite / "budget-check").records().values())
+    assert (directory / budget.FILE_NAME).read_text() == budget.csv_text(budget.verdicts(runs))
+    assert {(r["versions"]["git_revision"], r["versions"]["git_dirty"]) for r in runs} == {
+        (checks.git_revision[0], False)}
     for row in checks.itertuples():  # each verdict follows from its own numbers
         expected = ("no-anchor" if not row.bc_normalized_mean >= budget.ANCHOR else
                     "learned" if row.normalized_mean >= budget.FLOOR else "under-budget")
