@@ -5,8 +5,8 @@ import dataclasses
 import json
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from offrl_bench import budget, reference, registry, scheduler
 from offrl_bench.data.datasets import dataset_exists
 from offrl_bench.data.make import DatasetRequest, make_dataset
