@@ -45,7 +45,7 @@ COLUMNS = ["suite", "algorithm", "env_id", "dataset", "wrapper", "updates", "n_s
            "normalized_min", "bc_normalized_mean", "floor", "anchor", "verdict", "git_revision"]
 
 
-def parts(suite: Suite | CombinedSuite) -> tuple[Suite, ...]:
+def _parts(suite: Suite | CombinedSuite) -> tuple[Suite, ...]:
     return suite.parts if isinstance(suite, CombinedSuite) else (suite,)
 
 
@@ -56,7 +56,7 @@ def check_suite(suite: Suite | CombinedSuite, seeds: tuple[int, ...] | None = No
     with nothing to learn (``random``) are left out. Evaluation uses the dataset's own collection
     wrapper (e.g. ``levels:train``), never a perturbation: the question is whether training worked."""
     checked = []
-    for part in parts(suite):
+    for part in _parts(suite):
         algorithms = tuple(a for a in part.algorithms if _trains(a))
         if ANCHOR_ALGORITHM not in algorithms:
             algorithms += (ANCHOR_ALGORITHM,)

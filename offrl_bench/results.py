@@ -219,8 +219,8 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
 
     ``budget`` (see :func:`offrl_bench.budget.verdict_function`) gives the sanity-floor verdict of a
     run's algorithm at its budget; with it, a last column ``budget`` says ``learned``,
-    ``under-budget`` or ``unchecked`` per row, and an ``ALL`` row is ``under-budget`` when any task
-    it averages is.
+    ``under-budget``, ``unchecked`` or ``baseline`` (nothing to learn) per row, and an ``ALL`` row is
+    ``under-budget`` when any task it averages is.
     """
     if not records:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
