@@ -9,26 +9,34 @@ the mean normalised score reaches 50 while BC reaches 90, ``under-budget`` where
     python benchmarks/budget_check.py --suite default [--seeds 0,1,2,3,4] [--workers 2] [--out DIR]
 
 Runs go to ``results/budget-check/<suite>/`` (re-running resumes); the verdicts go to
-``budget_check.csv`` there, and with ``--publish`` also next to the suite's published reference,
-where every leaderboard of that suite reads them.
+``budget_check.csv`` there. ``--publish`` also writes them next to the suite's published reference,
+where every leaderboard of that suite reads them, with the check's records in ``budget-check/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from offrl_bench import budget, registry, scheduler
-from offrl_bench.data.datasets import dataset_exists
-from offrl_bench.data.make import make_dataset
-from offrl_bench.errors import UsageError
+from offrl_bench.data.make import make_missing_datasets
+from offrl_bench.errors import OffrlBenchError
 from offrl_bench.reference import reference_roots
 from offrl_bench.results import RunStore
 from offrl_bench.runner import preflight
 
 
 def main() -> None:
+    try:
+        check()
+    except OffrlBenchError as exc:  # bad input or a broken plugin: one line, the CLI's exit codes
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def check() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", action="append", required=True, help="suite name (repeatable)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
@@ -44,16 +52,10 @@ def main() -> None:
     if args.out and len(args.suite) > 1:
         parser.error("--out takes one suite at a time")
     for name in args.suite:
-        try:
-            suite = registry.suite(name)
-        except UsageError as exc:
-            parser.error(str(exc))
-        check = budget.check_suite(suite, seeds)
+        runs = budget.check_suite(registry.suite(name), seeds)
         out = Path(args.out or f"results/budget-check/{name}")
-        for request in check.datasets:
-            if not dataset_exists(request.dataset_id):
-                make_dataset(request, log=print)
-        specs = check.runs()
+        make_missing_datasets(runs.datasets)
+        specs = runs.runs()
         preflight(specs)
         outcome = scheduler.execute(specs, out, workers=args.workers, command=" ".join(sys.argv))
         if outcome.failed or outcome.failed_earlier:
@@ -70,7 +72,10 @@ def main() -> None:
             if not (reference / "runs.jsonl").is_file():
                 sys.exit(f"no published reference of suite {name} in {reference}")
             budget.write(verdicts, reference / budget.FILE_NAME)
-            print(f"wrote {reference / budget.FILE_NAME}")
+            (reference / "budget-check").mkdir(exist_ok=True)  # the records behind the verdicts
+            for file in ("runs.jsonl", "commands.jsonl"):
+                shutil.copyfile(out / file, reference / "budget-check" / file)
+            print(f"wrote {reference / budget.FILE_NAME} and {reference / 'budget-check'}/")
 
 
 if __name__ == "__main__":

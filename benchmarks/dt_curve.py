@@ -15,18 +15,28 @@ Runs go to ``--out`` (default ``results/dt-curve``; re-running resumes).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from offrl_bench import scheduler
 from offrl_bench.config import parse_set_options
+from offrl_bench.errors import OffrlBenchError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, preflight
 from offrl_bench.statistics import difference_interval
 
 
 def main() -> None:
+    try:
+        compare()
+    except OffrlBenchError as exc:  # bad input: one line, the CLI's exit codes
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def compare() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", required=True, help="comma-separated dataset ids")
     parser.add_argument("--seeds", default="0,1,2,3,4")
@@ -38,7 +48,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/dt-curve")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     dt_overrides = parse_set_options(tuple(args.set_))
     budget = dict(updates=args.updates, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                   checkpoint_every=args.eval_every)

@@ -183,6 +183,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
     from offrl_bench import scheduler
     from offrl_bench.config import parse_set_options
+    from offrl_bench.data.make import make_missing_datasets
     from offrl_bench.runner import RunSpec, preflight
 
     if suite and (algo or dataset):
@@ -194,7 +195,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         specs = chosen.runs(device=device, precision=precision)
         out = out or Path("results") / chosen.name
         scheduler.check_writable(out)
-        _prepare_datasets(chosen, quiet)
+        make_missing_datasets(chosen.datasets, log=(lambda message: None) if quiet else err.print)
     elif algo and dataset:
         for option, value in (("--updates", updates), ("--eval-every", eval_every),
                               ("--eval-episodes", eval_episodes), ("--checkpoint-every", checkpoint_every)):
@@ -273,15 +274,6 @@ def _run_adastop_batches(specs: list, names: list[str], out: Path, execute, n: i
         err.print(f"AdaStop after {result.runs_used} seeds per algorithm: {decided}", markup=False, highlight=False)
         if result.finished:
             return
-
-
-def _prepare_datasets(suite, quiet: bool) -> None:
-    from offrl_bench.data.datasets import dataset_exists
-    from offrl_bench.data.make import make_dataset
-
-    for request in suite.datasets:
-        if not dataset_exists(request.dataset_id):
-            make_dataset(request, log=(lambda message: None) if quiet else err.print)
 
 
 @app.command("leaderboard")

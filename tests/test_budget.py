@@ -8,8 +8,7 @@ import pytest
 
 from conftest import REPO
 from offrl_bench import budget, reference, registry, scheduler
-from offrl_bench.data.datasets import dataset_exists
-from offrl_bench.data.make import DatasetRequest, make_dataset
+from offrl_bench.data.make import DatasetRequest, make_missing_datasets
 from offrl_bench.results import RunStore, leaderboard
 from offrl_bench.suites import Suite
 
@@ -126,9 +125,8 @@ def test_an_algorithm_that_cannot_learn_at_its_budget_is_found_under_budget(tmp_
                   overrides={"bcq": (("lr", "1e-9"),)}, seeds=(0, 1), updates=500, eval_every=500,
                   checkpoint_every=500, eval_episodes=5)
     check = budget.check_suite(suite)
-    for request in check.datasets:
-        if not dataset_exists(request.dataset_id):
-            make_dataset(dataclasses.replace(request, episodes=10), log=lambda m: None)
+    make_missing_datasets([dataclasses.replace(request, episodes=10) for request in check.datasets],
+                          log=lambda m: None)
     scheduler.execute(check.runs(), tmp_path, quiet=True)
     found = budget.verdicts(list(RunStore(tmp_path).records().values()))
     assert dict(zip(found.algorithm, found.verdict)) == {"bc": "learned", "bcq": "under-budget"}, found

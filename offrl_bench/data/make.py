@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +63,13 @@ def _trained_policy(env_id: str, level: str, log: Callable[[str], None]):
             f"into {behaviour.cache_dir()} (done once)")
         behaviour.train_behaviour_policies(env_id, behaviour.cache_dir(), log=log)
     return behaviour.load_sb3_policy(env_id, level)
+
+
+def make_missing_datasets(requests: Iterable[DatasetRequest], log: Callable[[str], None] = print) -> None:
+    """Make each of ``requests`` that does not exist yet (a suite's datasets before its runs)."""
+    for request in requests:
+        if not dataset_exists(request.dataset_id):
+            make_dataset(request, log=log)
 
 
 def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
