@@ -18,16 +18,20 @@
 - **Offline-to-online**: PPO from scratch against BC -> PPO from 2 expert demonstrations on the
   MiniGrid train levels, scored on test levels.
 
-Offline runs take 2,000 updates (CQL with the offline suite's CPU settings), online runs 40,960
-environment steps. 5 seeds per row, the fewest at which the claims engine calls a verdict more
-than indicative, and 30 evaluation episodes per evaluation: one Pendulum policy's returns range
-from about 0 to -1,500 with the start state, and evaluation costs a fraction of a second.
+Offline runs take 2,000 updates (CQL with the offline suite's CPU settings), MOPO 8,000, online
+runs 40,960 environment steps. 5 seeds per row, the fewest at which the claims engine calls a
+verdict more than indicative, and 30 evaluation episodes per evaluation: one Pendulum policy's
+returns range from about 0 to -1,500 with the start state, and evaluation costs a fraction of a
+second.
 
 Sanity floors (``benchmarks/budget_check.py --suite default``; verdicts in the published reference):
-at these budgets IQL does not learn MiniGrid DoorKey expert data (suspected cause, not yet tested:
-its rewards are scaled by 1000 / the narrow spread of expert returns) and MOPO does not learn
-Pendulum expert data, so the leaderboard marks their rows ``under-budget``. Every other algorithm
-learned.
+every algorithm must reach half of expert level on its tasks' expert data at its budget. Two did
+not at 2,000 updates, and each was fixed by measurement, not by dropping the row. IQL on MiniGrid
+DoorKey expert data scored 11.0: its rewards were scaled by the paper's locomotion rule, x2,700
+there; unscaled, as the paper treats sparse goal rewards, it scored 100.0 (now IQL's default for
+sparse rewards). MOPO on Pendulum expert data scored 12.9 at 2,000 updates and 89.6 at 8,000 (5
+seeds each): SAC on model rollouts needs more updates than the regularised model-free methods, so
+the MOREC part (MOPO with and without the filter, same budget) runs 8,000 updates.
 """
 
 from offrl_bench.data.make import DatasetRequest
@@ -58,7 +62,7 @@ DEFAULT = CombinedSuite(
                         ("ssorl", (("base", "iql"), ("label_fraction", "0.1"), ("unlabelled", "drop"))),
                         ("ssorl", (("base", "iql"), ("label_fraction", "1.0")))), **SCALE),
         Suite("morec", "", datasets=(DatasetRequest("Pendulum-v1", "medium"),), algorithms=("mopo",),
-              variants=(("mopo", (("filter", "morec"),)),), **SCALE),
+              variants=(("mopo", (("filter", "morec"),)),), **{**SCALE, "updates": 8_000}),
         Suite("online", "", datasets=(MINIGRID_EXPERT,), algorithms=("ppo",),
               variants=(("bc_ppo", (("demonstrations", "2"),)),), wrappers=("levels:test",),
               env_steps=40_960, env_steps_eval_every=4_096, **SCALE),
