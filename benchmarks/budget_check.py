@@ -23,9 +23,10 @@ from pathlib import Path
 from offrl_bench import budget, registry, scheduler
 from offrl_bench.data.make import make_missing_datasets
 from offrl_bench.errors import OffrlBenchError
-from offrl_bench.reference import reference_roots
 from offrl_bench.results import RunStore
 from offrl_bench.runner import preflight
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -68,7 +69,8 @@ def check() -> None:
         print(budget.table(verdicts), end="")
         print(f"wrote {out / budget.FILE_NAME}")
         if args.publish:
-            reference = reference_roots()[0] / name
+            # the checkout this script belongs to, also where offrl-bench is installed non-editable
+            reference = REPOSITORY / "results" / "reference" / name
             if not (reference / "runs.jsonl").is_file():
                 sys.exit(f"no published reference of suite {name} in {reference}")
             budget.write(verdicts, reference / budget.FILE_NAME)
