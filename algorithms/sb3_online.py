@@ -16,6 +16,7 @@ import abc
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -24,7 +25,7 @@ from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -92,6 +93,17 @@ class _LastValues(KVWriter):
                 self.values[key.split("/", 1)[1]] = float(value)
 
 
+class _ResumableTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, with a purge step: a resumed run's readers drop the events past the
+    checkpoint it continues from (they are logged again, identically)."""
+
+    def __init__(self, folder: Path, purge_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+        self._is_closed = False
+
+
 class _WholeRunSchedule(BaseCallback):
     """``learn`` runs once per stretch of the budget; SB3 would spread its schedules (learning rate,
     exploration) over that stretch alone. This stretches them over the whole run again."""
@@ -129,6 +141,10 @@ class SB3Algorithm(OnlineAlgorithm):
         super().__init__(spec, config, seed, device)
         self.model = self.sb3_class("MlpPolicy", self._placeholder_envs(), seed=seed, device=self.device, verbose=0,
                                     policy_kwargs={"net_arch": [config.width] * config.depth}, **self.sb3_kwargs())
+        self.tensorboard: TensorBoardOutputFormat | None = None
+
+    def log_to_tensorboard(self, log_dir: Path, purge_step: int | None) -> None:
+        self.tensorboard = _ResumableTensorBoard(log_dir, purge_step)
 
     @abc.abstractmethod
     def sb3_kwargs(self) -> dict[str, Any]:
@@ -147,7 +163,7 @@ class SB3Algorithm(OnlineAlgorithm):
         self.model.set_env(envs)  # also forgets the last observation: the new environments reset
         self.model.set_random_seed(seed)  # Python, NumPy and torch RNGs, action space, environments
         writer = _LastValues()
-        self.model.set_logger(Logger(folder=None, output_formats=[writer]))
+        self.model.set_logger(Logger(folder=None, output_formats=[writer, *filter(None, [self.tensorboard])]))
         before = self.model.num_timesteps
         try:
             self.model.learn(steps, reset_num_timesteps=False, callback=_WholeRunSchedule(total_steps))
@@ -160,10 +176,13 @@ class SB3Algorithm(OnlineAlgorithm):
         actions, _ = self.model.policy.predict(observations, deterministic=True)
         return actions
 
-    def state_dict(self) -> dict:
+    def policy_state_dict(self) -> dict:
         model = io.BytesIO()
         self.model.save(model)
-        state = {"model": model.getvalue()}
+        return {"model": model.getvalue()}
+
+    def state_dict(self) -> dict:
+        state = self.policy_state_dict()
         if isinstance(self.model, OffPolicyAlgorithm):
             replay = io.BytesIO()
             self.model.save_replay_buffer(replay)

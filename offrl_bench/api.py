@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -149,6 +150,12 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
+    def policy_state_dict(self) -> dict:
+        """What :meth:`act` needs, loadable by :meth:`load_state_dict` into a fresh instance: the
+        runner keeps one per evaluation for offline policy selection. Default: :meth:`state_dict`;
+        override it when that carries large training-only state (a replay buffer)."""
+        return self.state_dict()
+
 
 class OfflineAlgorithm(Algorithm):
     """An algorithm trained by gradient updates on batches sampled from a fixed dataset.
@@ -201,3 +208,9 @@ class OnlineAlgorithm(Algorithm):
         drawing all randomness from ``seed``. ``total_steps`` is the run's whole budget (for
         schedules). Returns the environment steps actually taken (algorithms that collect fixed-size
         rollouts may overshoot) and diagnostics by name."""
+
+    def log_to_tensorboard(self, log_dir: Path, purge_step: int | None) -> None:
+        """Called before training when the run logs to TensorBoard (``run --logger tensorboard``):
+        a plugin with its own TensorBoard output writes it to ``log_dir``, marking events from
+        ``purge_step`` on (those past the checkpoint a resumed run continues from) as stale.
+        Default: nothing; the runner logs every evaluation there itself."""

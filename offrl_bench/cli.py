@@ -36,7 +36,7 @@ err = Console(stderr=True)
 #: The arguments of this invocation, recorded in the output directory by ``run``.
 _arguments: list[str] = []
 
-LISTABLE = ("algorithms", "datasets", "wrappers", "suites")
+LISTABLE = ("algorithms", "datasets", "wrappers", "suites", "loggers")
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -56,9 +56,9 @@ def _positive(name: str, value: int) -> int:
 
 
 @app.command("list")
-@click.argument("what", metavar="{algorithms,datasets,wrappers,suites}")
+@click.argument("what", metavar="{algorithms,datasets,wrappers,suites,loggers}")
 def list_(what: str) -> None:
-    """List installed algorithms, wrappers and suites, or local datasets."""
+    """List installed algorithms, wrappers, suites and loggers, or local datasets."""
     if what not in LISTABLE:
         raise UsageError(f"cannot list '{what}'; {one_of(LISTABLE)}")
     if what == "algorithms":
@@ -86,6 +86,15 @@ def list_(what: str) -> None:
             listing.add_row(dataset_id, ds.spec.env_spec.id if ds.spec.env_spec else "?", str(ds.total_episodes),
                             str(ds.total_steps), f"{meta.get('ref_min_score', float('nan')):.1f}",
                             f"{meta.get('ref_max_score', float('nan')):.1f}")
+    elif what == "loggers":
+        import importlib.util
+
+        listing = Listing(what, ("name", "installed", "entry point"))
+        for name, ep in sorted(registry.available(registry.LOGGERS).items()):
+            package = registry.logger_class(name).requires
+            ready = "yes" if not package or importlib.util.find_spec(package) else \
+                f"no: pip install 'offrl-bench[{name}]'"
+            listing.add_row(name, ready, ep.value)
     else:
         group = registry.WRAPPERS if what == "wrappers" else registry.SUITES
         second = "description" if what == "suites" else "entry point"
@@ -143,10 +152,11 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 
 
 @app.command()
-@click.option("--suite", default=None, help="named suite (see 'list suites')")
+@click.option("--suite", default=None, help="named suite (see 'list suites') or a suite file (.toml, .yaml)")
 @click.option("--algo", default=None, help="algorithm (see 'list algorithms')")
 @click.option("--dataset", default=None, help="Minari dataset id (see 'list datasets')")
 @click.option("--wrapper", default="", help="evaluation wrapper spec, e.g. 'stori:action:p=0.3'")
+@click.option("--env", default="", help="Gymnasium id that evaluates the agents (default: the dataset's env_spec)")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds")
 @click.option("--updates", type=int, default=5_000, show_default=True,
               help="gradient updates per run (environment steps for online algorithms)")
@@ -174,24 +184,27 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--adastop-n", type=int, default=5, show_default=True, help="seeds per AdaStop batch")
 @click.option("--adastop-interims", type=int, default=5, show_default=True, help="at most this many batches")
 @click.option("--adastop-alpha", type=float, default=0.05, show_default=True, help="family-wise error of the test")
+@click.option("--logger", "logger_names", default="", metavar="NAME[,NAME]",
+              help="also log every evaluation to these experiment trackers (see 'list loggers'), e.g. tensorboard")
 @click.option("--quiet", is_flag=True, help="no progress output")
-def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, seeds: str, updates: int,
+def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, env: str, seeds: str, updates: int,
         eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
         backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float, max_retries: int,
         retry_failed: bool, out_dir: str | None, device: str, precision: str, adastop: str | None, adastop_n: int,
-        adastop_interims: int, adastop_alpha: float, quiet: bool) -> None:
+        adastop_interims: int, adastop_alpha: float, logger_names: str, quiet: bool) -> None:
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
-    from offrl_bench import scheduler
+    from offrl_bench import loggers, scheduler
     from offrl_bench.config import parse_set_options
     from offrl_bench.data.make import make_missing_datasets
     from offrl_bench.runner import RunSpec, preflight
 
-    if suite and (algo or dataset):
-        raise UsageError("give either --suite or --algo with --dataset, not both")
+    if suite and (algo or dataset or env):
+        raise UsageError("give either --suite or --algo with --dataset (and --env), not both")
     scheduler.check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
+    trackers = loggers.check_names(logger_names.split(","))
     out = scheduler.output_dir(out_dir) if out_dir else None
     if suite:
-        chosen = registry.suite(suite)
+        chosen = _suite(suite)
         specs = chosen.runs(device=device, precision=precision)
         out = out or Path("results") / chosen.name
         scheduler.check_writable(out)
@@ -202,7 +215,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
             _positive(option, value)
         overrides = parse_set_options(set_)
         specs = [RunSpec(algo, dataset, seed, wrapper, updates, eval_every, eval_episodes, checkpoint_every,
-                         overrides, device=device, precision=precision) for seed in _parse_seeds(seeds)]
+                         overrides, device=device, precision=precision, env=env) for seed in _parse_seeds(seeds)]
         out = out or Path("results") / "custom"
     else:
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
@@ -215,7 +228,8 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         preflight(batch)
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                    retry_failed=retry_failed, max_retries=max_retries, command=command)
+                                    retry_failed=retry_failed, max_retries=max_retries, command=command,
+                                    loggers=trackers)
         command = None
         failed = outcome.failed + outcome.failed_earlier
         if failed:
@@ -230,6 +244,27 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     else:
         execute(specs)
     _write_and_show_leaderboard(out, out / "leaderboard.csv", quiet, compare=bool(suite))
+
+
+def _suite(name_or_file: str):
+    """An installed suite by name, or one defined in a suite file."""
+    from offrl_bench.suites.files import is_suite_file, load_suite
+
+    return load_suite(Path(name_or_file)) if is_suite_file(name_or_file) else registry.suite(name_or_file)
+
+
+@app.group("suite")
+def suite_app() -> None:
+    """Suites as files."""
+
+
+@suite_app.command("show")
+@click.argument("name")
+def suite_show(name: str) -> None:
+    """Write a suite as a TOML file ('run --suite FILE' runs it with the same run ids)."""
+    from offrl_bench.suites.files import suite_toml
+
+    click.echo(suite_toml(_suite(name)), nl=False)
 
 
 def _algorithm_names(*texts: str) -> list[str]:

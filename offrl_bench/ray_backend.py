@@ -41,7 +41,7 @@ def _progress_path(out_dir: Path, run_id: str) -> Path:
     return RunStore(out_dir).run_dir(run_id) / "progress"
 
 
-def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int) -> tuple[str, Attempt]:
+def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int, loggers: tuple[str, ...]) -> tuple[str, Attempt]:
     import ray
     import torch
 
@@ -61,7 +61,7 @@ def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int) -> tuple[str, A
 
     context = ray.get_runtime_context()
     where = executor("ray", "task", node_id=context.get_node_id(), task_id=context.get_task_id())
-    return spec.run_id, attempt_run(spec, Path(out_dir), report, wait, where)
+    return spec.run_id, attempt_run(spec, Path(out_dir), report, wait, where, loggers)
 
 
 class _ProgressFiles:
@@ -98,7 +98,7 @@ class _ProgressFiles:
 
 
 def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | None, workers: int,
-            cpus_per_run: float, gpus_per_run: float, max_retries: int) -> None:
+            cpus_per_run: float, gpus_per_run: float, max_retries: int, loggers: tuple[str, ...] = ()) -> None:
     if not todo:
         return
     try:
@@ -120,17 +120,17 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {exc}") from None
     try:
-        _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries)
+        _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries, loggers)
     finally:
         ray.shutdown()
 
 
 def _execute_tasks(ray, todo: list[RunSpec], out_dir: Path, sink: Sink, cpus_per_run: float, gpus_per_run: float,
-                   max_retries: int) -> None:
+                   max_retries: int, loggers: tuple[str, ...]) -> None:
     task = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
                                      retry_exceptions=False)
     threads = max(1, int(cpus_per_run))
-    submit = lambda spec, wait: task.remote(spec, str(out_dir), wait, threads)  # noqa: E731
+    submit = lambda spec, wait: task.remote(spec, str(out_dir), wait, threads, loggers)  # noqa: E731
     progress = _ProgressFiles(out_dir, sink)
     run_failures = _run_failure_types()
     pending: dict = {}

@@ -17,8 +17,9 @@ ALGORITHMS = "offrl_bench.algorithms"
 WRAPPERS = "offrl_bench.wrappers"
 SUITES = "offrl_bench.suites"
 CLAIMS = "offrl_bench.claims"
+LOGGERS = "offrl_bench.loggers"
 
-_KIND = {ALGORITHMS: "algorithm", WRAPPERS: "wrapper", SUITES: "suite", CLAIMS: "claim"}
+_KIND = {ALGORITHMS: "algorithm", WRAPPERS: "wrapper", SUITES: "suite", CLAIMS: "claim", LOGGERS: "logger"}
 
 
 @cache
@@ -55,6 +56,16 @@ def algorithm_class(name: str) -> type[Algorithm]:
 
 def wrapper_factory(name: str):
     return _load(WRAPPERS, name)
+
+
+def logger_class(name: str) -> type:
+    """The :class:`offrl_bench.loggers.RunLogger` subclass registered as ``name``."""
+    from offrl_bench.loggers import RunLogger
+
+    cls = _load(LOGGERS, name)
+    if not (isinstance(cls, type) and issubclass(cls, RunLogger)):
+        raise PluginError(f"logger plugin '{name}' is not a subclass of offrl_bench.loggers.RunLogger")
+    return cls
 
 
 def suite(name: str):

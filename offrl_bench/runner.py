@@ -4,6 +4,8 @@ Layout of a run inside an output directory::
 
     runs/<run_id>/spec.json        what was asked
     runs/<run_id>/metrics.jsonl    one line per evaluation (and the losses at that point)
+    runs/<run_id>/policies/N.pt    the algorithm's state at the evaluation after N updates (for
+                                   offline policy selection: ``offrl-bench ope``)
     runs/<run_id>/checkpoint.pt    latest state: algorithm, sampler RNG, progress (atomic replace)
     runs.jsonl                     the final record, appended once when the run finishes
 
@@ -42,6 +44,7 @@ from offrl_bench.config import build_config
 from offrl_bench.data.datasets import (
     TransitionDataset,
     dataset_path,
+    evaluation_env_id,
     has_action_free_episodes,
     load_dataset,
     open_dataset,
@@ -50,6 +53,7 @@ from offrl_bench.envs import make_env
 from offrl_bench.envs.level_splits import training_wrapper
 from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
 from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
+from offrl_bench.loggers import open_loggers
 from offrl_bench.results import RunStore, write_atomic
 from offrl_bench.rollout import perturbation_rates
 
@@ -72,30 +76,34 @@ class RunSpec:
     device: str = "cpu"
     #: "bf16" runs update() under CPU/GPU bfloat16 autocast (fp32 weights and optimiser state).
     precision: str = "fp32"
+    #: The Gymnasium id that evaluates the run, for a dataset that stores no ``env_spec`` ("": the
+    #: dataset's own).
+    env: str = ""
 
     @property
     def run_id(self) -> str:
         """Readable and unique: any change to what the run computes gives a new id."""
         fields = dataclasses.asdict(self)
         fields.pop("device")  # where it runs does not change what it is
-        if fields["precision"] == "fp32":  # the default, and what every id made before the field meant
-            fields.pop("precision")
+        for name, default in (("precision", "fp32"), ("env", "")):
+            if fields[name] == default:  # the defaults, and what every id made before these fields meant
+                fields.pop(name)
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         slug = lambda text: re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "none"  # noqa: E731
         return f"{slug(self.algo)}__{slug(self.dataset)}__{slug(self.wrapper)}__s{self.seed}__{digest}"
 
 
-def _cached_dataset(dataset_id: str, device: str) -> TransitionDataset:
+def _cached_dataset(dataset_id: str, device: str, env_id: str = "") -> TransitionDataset:
     """Each process reads a dataset once, however many runs use it (keyed by location and write
     time, so a re-made or relocated dataset is read again)."""
     metadata = dataset_path(dataset_id) / "data" / "metadata.json"
     stamp = metadata.stat().st_mtime_ns if metadata.exists() else 0
-    return _load_once(dataset_id, str(metadata), stamp, device)
+    return _load_once(dataset_id, str(metadata), stamp, device, env_id)
 
 
 @cache
-def _load_once(dataset_id: str, location: str, stamp: int, device: str) -> TransitionDataset:
-    return load_dataset(dataset_id).to(device)
+def _load_once(dataset_id: str, location: str, stamp: int, device: str, env_id: str) -> TransitionDataset:
+    return load_dataset(dataset_id, env_id).to(device)
 
 
 @cache
@@ -164,12 +172,12 @@ def preflight(specs: list[RunSpec]) -> None:
             raise UsageError(f"unknown precision '{spec.precision}'; one of: {', '.join(PRECISIONS)}")
         cls = registry.algorithm_class(spec.algo)
         config = build_config(cls, spec.overrides)
-        if spec.dataset not in datasets:
+        if (spec.dataset, spec.env) not in datasets:
             dataset = open_dataset(spec.dataset)
-            datasets[spec.dataset] = (dataset.spec.env_spec.id if dataset.spec.env_spec else "",
-                                      action_kind(dataset.action_space), has_action_free_episodes(dataset),
-                                      dataset.total_episodes)
-        env_id, kind, action_free, episodes = datasets[spec.dataset]
+            datasets[spec.dataset, spec.env] = (evaluation_env_id(dataset, spec.dataset, spec.env),
+                                                action_kind(dataset.action_space), has_action_free_episodes(dataset),
+                                                dataset.total_episodes)
+        env_id, kind, action_free, episodes = datasets[spec.dataset, spec.env]
         _check_compatible(cls, config, spec, kind, action_free, episodes)
         if (env_id, spec.wrapper) not in environments:  # unknown wrappers and bad parameters fail here
             make_env(env_id, spec.wrapper).close()
@@ -199,8 +207,14 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
 def save_checkpoint(path: Path, algorithm: Algorithm, sampler: torch.Generator, done: int, seconds: float,
                     losses: dict[str, float], eval_seconds: float) -> None:
     """Write the state a run continues from, atomically (see :func:`load_checkpoint`)."""
-    state = {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
-             "updates_done": done, "train_seconds": seconds, "losses": losses, "eval_seconds": eval_seconds}
+    save_atomic(path, {"algorithm": algorithm.state_dict(), "sampler": sampler.get_state(),
+                       "torch_rng": torch.get_rng_state(), "updates_done": done, "train_seconds": seconds,
+                       "losses": losses, "eval_seconds": eval_seconds})
+
+
+def save_atomic(path: Path, state: dict) -> None:
+    """``torch.save`` that leaves either the old file or the complete new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as f:
@@ -244,14 +258,15 @@ def _checked_losses(algo: str, losses: dict, step: int) -> dict[str, float]:
 
 
 def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | None = None,
-                executor: dict | None = None) -> dict:
+                executor: dict | None = None, loggers: tuple[str, ...] = ()) -> dict:
     """Train and evaluate one run (resuming from its checkpoint if any) and append its record.
     ``executor`` says where the run executed (backend, host, process, Ray task); it is recorded as
-    is, so that a record shows which backend really ran it."""
+    is, so that a record shows which backend really ran it. ``loggers`` name the experiment
+    trackers (:mod:`offrl_bench.loggers`) that mirror its evaluations."""
     run_dir = store.run_dir(spec.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
-    dataset = _cached_dataset(spec.dataset, spec.device)
+    dataset = _cached_dataset(spec.dataset, spec.device, spec.env)
     algorithm = build_algorithm(spec, dataset)
     setup_started = time.perf_counter()
     algorithm.setup(dataset)
@@ -275,6 +290,9 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
     kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
             if line.strip() and json.loads(line)["updates"] <= done]
     write_atomic(metrics_path, "".join(line + "\n" for line in kept))
+    trackers = open_loggers(loggers, run_dir, spec.run_id, dataclasses.asdict(spec), resumed_at=done)
+    if online and trackers.tensorboard:
+        algorithm.log_to_tensorboard(*trackers.tensorboard)
 
     def evaluate_now() -> tuple[np.ndarray, dict[str, float]]:
         nonlocal eval_seconds
@@ -349,15 +367,20 @@ def execute_run(spec: RunSpec, store: RunStore, progress: ProgressCallback | Non
                     returns, rates = evaluate_now()
                     line = {"updates": done, "return_mean": float(returns.mean()), "train_seconds": seconds,
                             "normalized_score": float(normalized_score(returns.mean(), dataset.ref_min_score,
-                                                                       dataset.ref_max_score)), **losses}
+                                                                       dataset.ref_max_score)),
+                            **losses, "perturbation_rates": rates}
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(line) + "\n")
+                    save_atomic(run_dir / "policies" / f"{done}.pt", {"algorithm": algorithm.policy_state_dict()})
+                    trackers.log(line)
                 save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
                 at_boundary = True
     except KeyboardInterrupt:
         if at_boundary:  # keep what was learned since the last checkpoint; the re-run resumes here
             save_checkpoint(checkpoint, algorithm, sampler, done, seconds, losses, eval_seconds)
         raise
+    finally:
+        trackers.close()
     if returns is None:
         returns, rates = evaluate_now()
     if progress:

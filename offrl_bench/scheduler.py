@@ -156,9 +156,9 @@ def executor(backend: str, process: str, **details) -> dict:
 
 
 def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool,
-                where: dict | None = None) -> Attempt:
+                where: dict | None = None, loggers: tuple[str, ...] = ()) -> Attempt:
     """Claim, then execute ``spec`` (resuming from its checkpoint); a failure is recorded, not raised.
-    ``where`` (see :func:`executor`) goes into the run's record."""
+    ``where`` (see :func:`executor`) goes into the run's record; ``loggers`` name its trackers."""
     store = RunStore(out_dir)
     with store.claim(spec.run_id, wait=wait) as claimed:
         if not claimed:
@@ -167,7 +167,7 @@ def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None,
         if finished is not None:
             return Attempt("recorded", finished)
         try:
-            return Attempt("completed", execute_run(spec, store, progress, where))
+            return Attempt("completed", execute_run(spec, store, progress, where, loggers))
         except Exception as exc:  # the traceback is kept for whoever debugs the plugin or the data
             reason = str(exc) if isinstance(exc, OffrlBenchError) else f"{type(exc).__name__}: {exc}"
             return Attempt("failed", record_failure(store, spec, reason, traceback.format_exc()))
@@ -247,9 +247,11 @@ class Sink:
 def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Console | None = None,
             quiet: bool = False, backend: str = "local", address: str | None = None,
             cpus_per_run: float | None = None, gpus_per_run: float = 0.0, retry_failed: bool = False,
-            max_retries: int = DEFAULT_MAX_RETRIES, command: str | None = None) -> Outcome:
+            max_retries: int = DEFAULT_MAX_RETRIES, command: str | None = None,
+            loggers: tuple[str, ...] = ()) -> Outcome:
     """Run ``specs`` not finished yet into ``out_dir``; ``command``, when given, is appended to its
-    ``commands.jsonl`` once the directory is known to be writable."""
+    ``commands.jsonl`` once the directory is known to be writable. ``loggers`` name the experiment
+    trackers every run mirrors its evaluations to (:mod:`offrl_bench.loggers`)."""
     console = console or Console(stderr=True)
     check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
     check_devices(specs, backend, gpus_per_run)
@@ -274,31 +276,31 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
             from offrl_bench import ray_backend
 
             ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
-                                gpus_per_run=gpus_per_run, max_retries=max_retries)
+                                gpus_per_run=gpus_per_run, max_retries=max_retries, loggers=loggers)
         elif workers == 1 or len(todo) <= 1:
             if cpus_per_run:
                 import torch
 
                 torch.set_num_threads(max(1, int(cpus_per_run)))
-            _execute_here(todo, store, sink)
+            _execute_here(todo, store, sink, loggers)
         else:
             workers = min(workers, len(todo))
             threads = max(1, int(cpus_per_run) if cpus_per_run else (os.cpu_count() or 1) // workers)
-            _LocalWorkers(workers, threads, store, sink, max_retries).execute(todo)
+            _LocalWorkers(workers, threads, store, sink, max_retries, loggers).execute(todo)
     return outcome
 
 
-def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink) -> None:
+def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink, loggers: tuple[str, ...]) -> None:
     claimed_elsewhere = []
     here = executor("local", "coordinator")
     for spec in todo:
-        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False, where=here)
+        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False, where=here, loggers=loggers)
         if attempt.status == "busy":
             claimed_elsewhere.append(spec)
         else:
             sink.finish(spec, attempt)
     for spec in claimed_elsewhere:
-        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True, where=here))
+        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True, where=here, loggers=loggers))
 
 
 def _stop_on_sigterm(signum, frame) -> None:
@@ -318,7 +320,8 @@ def _die_with_parent(parent: int) -> None:
         raise KeyboardInterrupt
 
 
-def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: int) -> None:
+def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: int,
+                 loggers: tuple[str, ...]) -> None:
     # Exiting must never wait for the outbox to drain: after the parent died nobody reads it, and a
     # full pipe would keep this process alive forever. The parent reads every result before it
     # asks a worker to stop, so nothing it needs is lost.
@@ -341,7 +344,7 @@ def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: 
             if task is None:
                 return
             spec, wait = task
-            attempt = attempt_run(spec, Path(out_dir), report, wait, executor("local", f"worker {index}"))
+            attempt = attempt_run(spec, Path(out_dir), report, wait, executor("local", f"worker {index}"), loggers)
             outbox.put(("result", index, (spec.run_id, attempt)))
     except KeyboardInterrupt:  # the run has checkpointed; the parent reports the interruption
         pass
@@ -358,9 +361,11 @@ class _LocalWorkers:
     """A fixed number of worker processes, each given one run at a time, so that the parent always
     knows which run a dead worker was executing."""
 
-    def __init__(self, count: int, threads: int, store: RunStore, sink: Sink, max_retries: int) -> None:
+    def __init__(self, count: int, threads: int, store: RunStore, sink: Sink, max_retries: int,
+                 loggers: tuple[str, ...] = ()) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.count, self.threads, self.store, self.sink, self.max_retries = count, threads, store, sink, max_retries
+        self.loggers = loggers
         self.outbox = self.context.Queue()
         self.workers: list[_Worker] = []
 
@@ -368,7 +373,7 @@ class _LocalWorkers:
         inbox = self.context.Queue()
         process = self.context.Process(target=_worker_main, name=f"offrl-bench-worker-{index}", daemon=True,
                                        args=(index, inbox, self.outbox, str(self.store.out_dir), self.threads,
-                                             os.getpid()))
+                                             os.getpid(), self.loggers))
         process.start()
         return _Worker(process, inbox)
 

@@ -114,7 +114,7 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
         (["run", "--suite", "quick", "--algo", "bc"], ["either --suite or --algo"]),
         (["run", "--bogus"], ["No such option", "offrl-bench run --help"]),
         (["run", "--updates", "many"], ["'many' is not a valid integer"]),
-        (["list", "things"], ["cannot list 'things'", "algorithms, datasets, suites, wrappers"]),
+        (["list", "things"], ["cannot list 'things'", "algorithms, datasets, loggers, suites, wrappers"]),
         (["data", "make", "CartPole-v1", "--quality", "superb"], ["unknown quality 'superb'"]),
         (["data", "make", "NoSuchEnv-v9"], ["cannot make environment 'NoSuchEnv-v9'"]),
         (["data", "make", "CartPole-v1", "--name", "{ds}"], ["already exists", "--overwrite"]),

@@ -28,6 +28,8 @@ from offrl_bench.rollout import Episode
 #: Minari's own id grammar (minari.dataset.minari_dataset.DATASET_ID_RE), with the version required.
 _ID = re.compile(r"^(?:[-_A-Za-z0-9][-_A-Za-z0-9/]*[-_A-Za-z0-9]+/)?[-_A-Za-z0-9]+?-v\d+$")
 METADATA_KEY = "offrl_bench"
+#: Namespaces of the datasets Minari publishes (``minari list remote``), e.g. ``mujoco/hopper/medium-v0``.
+PUBLISHED_NAMESPACES = ("D4RL", "atari", "minigrid", "mujoco")
 
 
 def _minari():
@@ -128,12 +130,33 @@ def write_dataset(
 def _missing_dataset_message(dataset_id: str) -> str:
     local = local_dataset_ids()
     hint = f"local datasets: {', '.join(local)}" if local else "no local datasets yet"
+    if "/" in dataset_id and dataset_id.split("/", 1)[0] in PUBLISHED_NAMESPACES:
+        return (f"dataset '{dataset_id}' not found in {datasets_root()}: it is one of Minari's published datasets; "
+                f"download it once with 'minari download {dataset_id}' (offrl-bench never downloads at run "
+                f"time), or copy its directory there; {hint}")
     return (
         f"dataset '{dataset_id}' not found in {datasets_root()} (set MINARI_DATASETS_PATH to change it); "
         f"create it with "
-        f"'offrl-bench data make ENV_ID --quality expert --name {dataset_id}' or import one with "
-        f"'offrl-bench data import-d4rl FILE.hdf5 --env ENV_ID --name {dataset_id}'; {hint}"
+        f"'offrl-bench data make ENV_ID --quality expert --name {dataset_id}', import one with "
+        f"'offrl-bench data import-d4rl FILE.hdf5 --env ENV_ID --name {dataset_id}', or, for a Minari dataset, "
+        f"'minari download {dataset_id}'; {hint}"
     )
+
+
+def evaluation_env_id(minari_dataset, dataset_id: str, env_id: str = "") -> str:
+    """The Gymnasium id that evaluates policies trained on the dataset: ``env_id`` when given, else
+    the dataset's ``env_spec``. Minari datasets may store none (then ``eval_env_spec`` may say it)."""
+    if env_id:
+        return env_id
+    spec = minari_dataset.spec.env_spec
+    if spec is not None:
+        return spec.id
+    try:  # Minari keeps the evaluation environment's spec as JSON in the metadata
+        suggestion = json.loads(minari_dataset.storage.metadata.get("eval_env_spec") or "{}").get("id", "ENV_ID")
+    except (json.JSONDecodeError, AttributeError):
+        suggestion = "ENV_ID"
+    raise UsageError(f"dataset '{dataset_id}' stores no env_spec, so offrl-bench cannot tell which environment "
+                     f"evaluates it; pass --env {suggestion} (the Gymnasium id its data came from)")
 
 
 def open_dataset(dataset_id: str):
@@ -226,9 +249,11 @@ def _flat_float(array: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(array, dtype=np.float32).reshape(n, -1)
 
 
-def load_dataset(dataset_id: str) -> TransitionDataset:
-    """Read a local Minari dataset (Box observations; Discrete or Box actions) into tensors."""
+def load_dataset(dataset_id: str, env_id: str = "") -> TransitionDataset:
+    """Read a local Minari dataset (Box observations; Discrete or Box actions) into tensors;
+    ``env_id`` names the evaluation environment of a dataset without ``env_spec``."""
     dataset = open_dataset(dataset_id)
+    env_id = env_id or (dataset.spec.env_spec.id if dataset.spec.env_spec else "")  # preflight names a missing one
     observation_space, action_space = dataset.observation_space, dataset.action_space
     if not isinstance(observation_space, gym.spaces.Box):
         raise UsageError(f"dataset '{dataset_id}' has {type(observation_space).__name__} observations; "
@@ -255,13 +280,12 @@ def load_dataset(dataset_id: str) -> TransitionDataset:
     if not returns:
         raise UsageError(f"dataset '{dataset_id}' has no episodes")
     lengths = np.array([len(r) for r in parts["rew"]])
-    env_spec = dataset.spec.env_spec
     meta = project_metadata(dataset)
     stored = dataset.storage.metadata
     labelled = _labelled_transitions(dataset_id, parts["act"], meta, discrete)
     return TransitionDataset(
         dataset_id=dataset_id,
-        spec=EnvSpec(observation_space, action_space, env_id=env_spec.id if env_spec else "",
+        spec=EnvSpec(observation_space, action_space, env_id=env_id,
                      wrapper=meta.get("wrapper", "")),
         observations=torch.from_numpy(np.concatenate(parts["obs"])),
         actions=torch.from_numpy(np.concatenate(parts["act"])),
