@@ -322,6 +322,43 @@ def leaderboard_(directory: Path, output: Path | None) -> None:
     _write_and_show_leaderboard(directory, output or directory / "leaderboard.csv", quiet=False, compare=True)
 
 
+@app.command("ope")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--updates", type=int, default=4_000, show_default=True, help="FQE gradient updates per checkpoint")
+@click.option("--algos", default="", help="only these algorithms (comma-separated; default: every offline run)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the FQE networks and batches")
+def ope_(directory: Path, updates: int, algos: str, seed: int) -> None:
+    """Offline policy selection: Fitted Q Evaluation of every kept checkpoint of DIRECTORY's runs.
+    Writes ope.jsonl (resumable) and ope_rank_correlation.csv, and adds the FQE-selected and oracle
+    scores to the leaderboard."""
+    from offrl_bench import ope
+    from offrl_bench.results import RunStore
+
+    if not (directory / "runs.jsonl").exists():
+        raise UsageError(f"no run records in '{directory}' (expected {directory / 'runs.jsonl'})")
+    _positive("--updates", updates)
+    only = [name.strip() for name in algos.split(",") if name.strip()]
+    for name in only:
+        registry.algorithm_class(name)  # unknown names fail here, with the installed ones
+    lines = ope.evaluate_directory(directory, ope.FQEConfig(updates=updates), seed, only,
+                                   progress=lambda run_id, i, n: err.print(f"FQE {i + 1}/{n}: {run_id}",
+                                                                            markup=False, highlight=False))
+    skipped = [line for line in lines if "skipped" in line]
+    path = ope.write_summary(directory, lines)
+    records = RunStore(directory).records()
+    listing = Listing("FQE rank correlation with the true scores, per task", ("dataset", "wrapper", "checkpoints",
+                                                                              "spearman rho"),
+                      numeric=frozenset({"checkpoints", "spearman rho"}))
+    for (dataset, wrapper), (rho, n) in ope.rank_correlations(lines, records).items():
+        listing.add_row(dataset, wrapper or "none", str(n), f"{rho:.2f}")
+    show(listing, out)
+    if skipped:
+        err.print(f"{len(skipped)} runs have no checkpoints to evaluate, e.g. {skipped[0]['run_id']}: "
+                  f"{skipped[0]['skipped']}", markup=False, highlight=False)
+    err.print(f"wrote {directory / ope.FILE_NAME} and {path}", markup=False, highlight=False)
+    _write_and_show_leaderboard(directory, directory / "leaderboard.csv", quiet=False)
+
+
 @app.command("compare")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--algos", required=True, help="two or more leaderboard algorithm names: --algos A B, or "
@@ -413,13 +450,13 @@ def report_(directory: Path, output: Path | None) -> None:
 def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, compare: bool = False) -> None:
     """Write the CSV; print a compact view of it (whole names, every number, at 80 columns), the
     provenance warning, and, with ``compare``, how it compares with the published reference."""
-    from offrl_bench import budget, provenance
+    from offrl_bench import budget, ope, provenance
     from offrl_bench.reference import compare_with_reference
     from offrl_bench.results import RunStore, leaderboard, write_leaderboard
 
     records = list(RunStore(directory).records().values())
     frame = leaderboard(records, with_run_ids=True,  # run ids: for the reference comparison
-                        budget=budget.for_directory(directory, records))
+                        budget=budget.for_directory(directory, records), selection=ope.load_selections(directory))
     try:
         write_leaderboard(frame.drop(columns="run_ids"), csv_path)
     except OSError as exc:

@@ -25,7 +25,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offrl_bench import budget
+from offrl_bench import budget, ope
 from offrl_bench.errors import UsageError
 from offrl_bench.results import (
     ALL,
@@ -179,7 +179,8 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
     if not records:
         raise UsageError(f"no run records in '{directory}' (expected {store.records_path})")
     frame = leaderboard(list(records.values()), with_run_ids=True,
-                        budget=budget.for_directory(directory, list(records.values())))
+                        budget=budget.for_directory(directory, list(records.values())),
+                        selection=ope.load_selections(directory))
     run_ids = frame.pop("run_ids").tolist()
     rows = list(csv.DictReader(io.StringIO(leaderboard_csv(frame))))
     columns = list(frame.columns)

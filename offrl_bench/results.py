@@ -32,7 +32,8 @@ LEADERBOARD_COLUMNS = [
 ]
 #: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
 #: marks the rows with fewer than MIN_SEEDS seeds, when there are any.
-DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget")
+DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget", "fqe_selected",
+                   "oracle_best")
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
@@ -207,7 +208,7 @@ def _variant(record: dict) -> tuple[str, tuple]:
 
 
 def leaderboard(records: list[dict], with_run_ids: bool = False,
-                budget: Callable[[dict], str] | None = None) -> pd.DataFrame:
+                budget: Callable[[dict], str] | None = None, selection: dict | None = None) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
 
@@ -221,6 +222,11 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     run's algorithm at its budget; with it, a last column ``budget`` says ``learned``,
     ``under-budget``, ``unchecked`` or ``baseline`` (nothing to learn) per row, and an ``ALL`` row is
     ``under-budget`` when any task it averages is.
+
+    ``selection`` (run id -> :class:`offrl_bench.ope.Selection`, from ``offrl-bench ope``) adds
+    ``fqe_selected`` and ``oracle_best``: the mean score of the checkpoints FQE selects and of the
+    best ones, beside ``normalized_mean`` (the final checkpoints); empty unless every run of the row
+    has a selection.
     """
     if not records:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -262,6 +268,10 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         frame["warning"] = [f"indicative: {n} seeds < {MIN_SEEDS}" if n < MIN_SEEDS else "" for n in frame.n_seeds]
     if budget:
         frame["budget"] = verdicts
+    if selection:
+        for column, field_ in (("fqe_selected", "selected"), ("oracle_best", "oracle")):
+            frame[column] = [float(np.mean([getattr(selection[run], field_) for run in row["run_ids"]]))
+                             if all(run in selection for run in row["run_ids"]) else float("nan") for row in rows]
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame

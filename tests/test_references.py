@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, run_cli_process
-from offrl_bench import budget, provenance, reference
+from offrl_bench import budget, ope, provenance, reference
 from offrl_bench.claims import evaluate_directory, markdown
 from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
 
@@ -30,7 +30,8 @@ def test_committed_references_come_from_one_clean_ancestor_revision(directory):
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
 def test_committed_leaderboards_are_rebuilt_from_their_records(directory):
     records = list(RunStore(directory).records().values())
-    expected = leaderboard(records, budget=budget.for_directory(directory, records))
+    expected = leaderboard(records, budget=budget.for_directory(directory, records),
+                           selection=ope.load_selections(directory))
     assert (directory / "leaderboard.csv").read_text() == leaderboard_csv(expected)
 
 

@@ -80,3 +80,12 @@ def test_missing_suite_file_and_unknown_format(cli, tmp_path):
     (tmp_path / "suite.json").write_text("{}")
     assert_usage_error(cli("run", "--suite", str(tmp_path / "suite.json")), "unknown format '.json'", ".toml")
     assert_usage_error(cli("suite", "show", "nope"), "unknown suite 'nope'")
+
+
+def test_the_readmes_example_suite_file_is_valid():
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = suite_from_dict(tomllib.loads("\n".join(line[2:] for line in example.splitlines())), "README")
+    assert len(suite.runs()) == 2 * 2 * 4 * 5  # datasets x wrappers x (3 algorithms + 1 variant) x seeds

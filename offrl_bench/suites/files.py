@@ -49,7 +49,8 @@ def load_suite(path: Path) -> Suite | CombinedSuite:
         try:
             import yaml
         except ImportError:
-            raise UsageError(f"suite file {path}: YAML needs PyYAML (pip install pyyaml), or write it as TOML") from None
+            raise UsageError(f"suite file {path}: YAML needs PyYAML (pip install pyyaml), "
+                             "or write it as TOML") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -77,7 +78,8 @@ def suite_from_dict(data: Any, where: str) -> Suite | CombinedSuite:
 def _only(data: dict, accepted: set[str], where: str, prefix: str) -> None:
     for key in data:
         if key not in accepted:
-            raise UsageError(f"suite file {where}: unknown key '{prefix}{key}'; accepted: {', '.join(sorted(accepted))}")
+            raise UsageError(f"suite file {where}: unknown key '{prefix}{key}'; "
+                             f"accepted: {', '.join(sorted(accepted))}")
 
 
 def _suite(data: Any, where: str, prefix: str) -> Suite:
@@ -93,13 +95,15 @@ def _suite(data: Any, where: str, prefix: str) -> Suite:
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key == "datasets":
-            values[key] = tuple(_dataset(item, where, f"{name}[{i}]") for i, item in enumerate(_list(value, where, name)))
+            values[key] = tuple(_dataset(item, where, f"{name}[{i}]")
+                                for i, item in enumerate(_list(value, where, name)))
         elif key == "overrides":
             if not isinstance(value, dict):
                 raise UsageError(f"suite file {where}: '{name}' must map algorithms to tables of fields")
             values[key] = {algo: _settings(fields_, where, f"{name}.{algo}") for algo, fields_ in value.items()}
         elif key == "variants":
-            values[key] = tuple(_variant(item, where, f"{name}[{i}]") for i, item in enumerate(_list(value, where, name)))
+            values[key] = tuple(_variant(item, where, f"{name}[{i}]")
+                                for i, item in enumerate(_list(value, where, name)))
         else:
             values[key] = _typed(value, hints[key], where, name)
     return Suite(**values)
@@ -154,7 +158,8 @@ def _typed(value: Any, hint: Any, where: str, name: str) -> Any:
         kinds = [kind for kind in arguments if kind is not type(None)]
         return _typed(value, kinds[0], where, name)  # None is spelled by leaving the key out
     if origin is tuple:
-        return tuple(_typed(item, arguments[0], where, f"{name}[{i}]") for i, item in enumerate(_list(value, where, name)))
+        return tuple(_typed(item, arguments[0], where, f"{name}[{i}]")
+                     for i, item in enumerate(_list(value, where, name)))
     if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise UsageError(f"suite file {where}: '{name}' must be an integer, got {value!r}")
     if hint is str and not isinstance(value, str):

@@ -1,0 +1,229 @@
+"""Offline policy selection: Fitted Q Evaluation over a run's checkpoints.
+
+Offline RL papers usually report the last checkpoint, or the best one by evaluating every
+checkpoint in the simulator, which a real offline setting forbids. Fitted Q Evaluation (FQE; Le et
+al. 2019, used for selection by Paine et al. 2020) estimates a fixed policy's value from the
+dataset alone: regress Q(s, a) on r + gamma * Q'(s', pi(s')) over the dataset's transitions, then
+average Q(s0, pi(s0)) over the episodes' first states. ``offrl-bench ope DIR`` fits one FQE per
+checkpoint that the runner kept (``runs/<id>/policies/N.pt``, one per evaluation) and stores the
+estimate next to the checkpoint's true score in ``DIR/ope.jsonl``. From it come, per leaderboard
+row, the score of the checkpoint FQE selects, against the final checkpoint's and the best one's
+(the oracle, which used the simulator), and FQE's rank correlation with the true scores per task.
+
+The oracle's score is optimistic: it picks the maximum of noisy evaluations with the same episodes
+that score it. Policies that condition on the episode so far (``episodic``, e.g. Decision
+Transformer) have no per-state action to evaluate and are skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+
+from offrl_bench.algorithms.nn import mlp
+from offrl_bench.api import Algorithm
+from offrl_bench.data.datasets import TransitionDataset
+from offrl_bench.results import RunStore, write_atomic
+
+FILE_NAME = "ope.jsonl"
+
+
+@dataclass(frozen=True)
+class FQEConfig:
+    """FQE at CPU scale. With hard target updates, FQE's k-th target network holds the policy's
+    k-step discounted return, so the estimate covers ``updates / target_update_interval`` steps of
+    horizon (80 by default, against 1 / (1 - gamma) = 100 for gamma 0.99). d3rlpy's defaults (lr
+    1e-4, a target update every 100 steps) need far more updates than a CPU can spend per checkpoint;
+    here each target is fitted for 50 steps at lr 3e-4, warm-started from the last one. The network
+    is small because the tasks are (64x2; FQE's cost is per checkpoint, and a run keeps several)."""
+
+    updates: int = 4_000
+    batch_size: int = 256
+    lr: float = 3e-4
+    gamma: float = 0.99
+    target_update_interval: int = 50
+    width: int = 64
+    depth: int = 2
+
+
+def _actions(algorithm: Algorithm, observations: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The policy's action for every row (its evaluation behaviour, ``act``), as a tensor."""
+    parts = [np.asarray(algorithm.act(observations[i:i + chunk].cpu().numpy())) for i in
+             range(0, len(observations), chunk)]
+    return torch.as_tensor(np.concatenate(parts))
+
+
+def fqe_value(algorithm: Algorithm, dataset: TransitionDataset, config: FQEConfig, seed: int) -> float:
+    """FQE's estimate of the policy's discounted return from the dataset's initial states."""
+    discrete = dataset.spec.action_kind == "discrete"
+    keep = dataset.labelled if dataset.labelled is not None else torch.ones(len(dataset), dtype=torch.bool)
+    observations, next_observations = dataset.observations[keep], dataset.next_observations[keep]
+    actions, rewards, terminals = dataset.actions[keep], dataset.rewards[keep], dataset.terminals[keep]
+    next_actions = _actions(algorithm, next_observations)
+    starts = dataset.observations[dataset.episode_starts]
+    start_actions = _actions(algorithm, starts)
+    # No value can leave [min(0, r_min), max(0, r_max)] / (1 - gamma): clipping the targets there keeps
+    # bootstrapping on out-of-distribution actions from diverging to impossible values.
+    low = min(0.0, float(rewards.min())) / (1.0 - config.gamma)
+    high = max(0.0, float(rewards.max())) / (1.0 - config.gamma)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if discrete:
+            q = mlp(dataset.spec.observation_dim, dataset.spec.action_space.n, config.width, config.depth)
+        else:
+            q = mlp(dataset.spec.observation_dim + dataset.spec.action_dim, 1, config.width, config.depth)
+    target = copy.deepcopy(q)
+    optimizer = torch.optim.Adam(q.parameters(), lr=config.lr)
+
+    def value(network: torch.nn.Module, states: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        if discrete:
+            return network(states).gather(1, chosen.long().view(-1, 1)).squeeze(1)
+        return network(torch.cat([states, chosen.float().view(len(states), -1)], dim=1)).squeeze(1)
+
+    for step in range(config.updates):
+        index = torch.randint(len(observations), (config.batch_size,), generator=generator)
+        with torch.no_grad():
+            bootstrap = value(target, next_observations[index], next_actions[index])
+            y = (rewards[index] + config.gamma * (1.0 - terminals[index]) * bootstrap).clamp(low, high)
+        loss = F.mse_loss(value(q, observations[index], actions[index]), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % config.target_update_interval == 0:
+            target.load_state_dict(q.state_dict())
+    with torch.no_grad():
+        return float(value(q, starts, start_actions).mean())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    fqe: float
+    score: float  # the true normalised score of this checkpoint's evaluation
+
+
+def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0) -> list[Checkpoint] | str:
+    """FQE for every checkpoint of one finished run; a string says why the run has none."""
+    from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm
+
+    spec = RunSpec(**{key: tuple(tuple(pair) for pair in value) if key == "overrides" else value
+                      for key, value in json.loads((run_dir / "spec.json").read_text()).items()})
+    snapshots = sorted(run_dir.glob("policies/*.pt"), key=lambda path: int(path.stem))
+    scores = {line["updates"]: line["normalized_score"] for line in
+              map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if line}
+    snapshots = [path for path in snapshots if int(path.stem) in scores]
+    if not snapshots:
+        return "no policy snapshots (runs before snapshots existed, or algorithms that do not train)"
+    dataset = _cached_dataset(spec.dataset, "cpu", spec.env)
+    algorithm = build_algorithm(spec, dataset)
+    if algorithm.episodic:
+        return f"'{spec.algo}' conditions on the episode so far: no per-state action to evaluate"
+    checkpoints = []
+    for path in snapshots:
+        algorithm.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["algorithm"])
+        checkpoints.append(Checkpoint(int(path.stem), fqe_value(algorithm, dataset, config, seed),
+                                      float(scores[int(path.stem)])))
+    return checkpoints
+
+
+def evaluate_directory(directory: Path, config: FQEConfig, seed: int = 0, only: Iterable[str] = (),
+                       progress: Callable[[str, int, int], None] | None = None) -> list[dict]:
+    """FQE for every finished run of ``directory`` (``only``: these algorithms) not already in its
+    ``ope.jsonl`` with these settings; each run's line is appended as soon as it is done, so an
+    interrupted evaluation resumes. Returns every line for these settings."""
+    from offrl_bench.runner import _environment_versions
+
+    store = RunStore(directory)
+    path = directory / FILE_NAME
+    settings = {"fqe": asdict(config), "seed": seed}
+    done = {line["run_id"]: line for line in read_lines(directory) if line["settings"] == settings}
+    records = [record for record in store.records().values()
+               if record.get("paradigm", "offline") != "online" and (not only or record["algorithm"] in only)]
+    todo = [record for record in records if record["run_id"] not in done]
+    for i, record in enumerate(todo):
+        if progress:
+            progress(record["run_id"], i, len(todo))
+        result = evaluate_run(store.run_dir(record["run_id"]), config, seed)
+        # which code estimated (the run's own record says which code trained it)
+        line = {"run_id": record["run_id"], "settings": settings, "versions": _environment_versions()}
+        line.update({"skipped": result} if isinstance(result, str) else
+                    {"checkpoints": [[c.step, c.fqe, c.score] for c in result]})
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        done[record["run_id"]] = line
+    return [done[record["run_id"]] for record in records if record["run_id"] in done]
+
+
+def read_lines(directory: Path) -> list[dict]:
+    path = directory / FILE_NAME
+    if not path.exists():
+        return []
+    lines = []
+    for text in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:  # a line torn by a kill: that run is evaluated again
+            continue
+    return lines
+
+
+@dataclass(frozen=True)
+class Selection:
+    final: float  # the last checkpoint's score
+    selected: float  # the score of the checkpoint with the highest FQE estimate
+    oracle: float  # the best checkpoint's score (chosen with the simulator)
+
+
+def selections(lines: Iterable[dict]) -> dict[str, Selection]:
+    """Per run id, the scores of its final, FQE-selected and best checkpoints (latest settings win)."""
+    chosen = {}
+    for line in lines:
+        checkpoints = line.get("checkpoints")
+        if not checkpoints:
+            continue
+        steps, estimates, scores = zip(*checkpoints)
+        chosen[line["run_id"]] = Selection(final=scores[int(np.argmax(steps))],
+                                           selected=scores[int(np.argmax(estimates))], oracle=max(scores))
+    return chosen
+
+
+def rank_correlations(lines: Iterable[dict], records: dict[str, dict]) -> dict[tuple[str, str], tuple[float, int]]:
+    """Per task (dataset, wrapper): Spearman's rho between FQE estimates and true scores over every
+    checkpoint of every run, and the number of checkpoints."""
+    by_task: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for line in lines:
+        record = records.get(line["run_id"])
+        if record is None or not line.get("checkpoints"):
+            continue
+        by_task.setdefault((record["dataset"], record["wrapper"]), []).extend(
+            (estimate, score) for _, estimate, score in line["checkpoints"])
+    result = {}
+    for task, pairs in sorted(by_task.items()):
+        estimates, scores = zip(*pairs)
+        rho = spearmanr(estimates, scores).statistic if len(pairs) > 2 and len(set(scores)) > 1 else float("nan")
+        result[task] = (float(rho), len(pairs))
+    return result
+
+
+def load_selections(directory: Path) -> dict[str, Selection]:
+    return selections(read_lines(directory))
+
+
+def write_summary(directory: Path, lines: list[dict]) -> Path:
+    """``DIR/ope_rank_correlation.csv``: FQE's rank correlation per task."""
+    records = RunStore(directory).records()
+    rows = ["dataset,wrapper,checkpoints,spearman_rho"]
+    rows += [f"{dataset},{wrapper or 'none'},{n},{rho:.4g}"
+             for (dataset, wrapper), (rho, n) in rank_correlations(lines, records).items()]
+    path = directory / "ope_rank_correlation.csv"
+    write_atomic(path, "\n".join(rows) + "\n")
+    return path

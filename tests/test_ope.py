@@ -1,0 +1,67 @@
+"""Offline policy selection: FQE's estimates, and 'offrl-bench ope' over a run's kept checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from offrl_bench import ope
+from offrl_bench.results import RunStore
+from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm, execute_run
+from tests.conftest import assert_usage_error
+
+
+def test_fqe_estimates_the_discounted_return_of_a_policy_that_acts_like_the_data(pendulum_expert):
+    """BC trained on expert data acts like the behaviour policy, where FQE is on firm ground: its
+    estimate is near the data's own discounted return over FQE's horizon (after k target updates
+    the target network holds the k-step return). Same seed, same estimate."""
+    config = ope.FQEConfig(updates=2_000)
+    horizon = config.updates // config.target_update_interval
+    dataset = _cached_dataset(pendulum_expert, "cpu")
+    policy = build_algorithm(RunSpec("bc", pendulum_expert, seed=0), dataset)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(1_000):
+        policy.update(policy.sample(dataset, 256, generator))
+    bounds = dataset.episode_starts.tolist() + [len(dataset)]
+    behaviour = np.mean([sum(config.gamma ** t * float(dataset.rewards[start + t])
+                             for t in range(min(horizon, end - start))) for start, end in zip(bounds[:-1], bounds[1:])])
+    estimate = ope.fqe_value(policy, dataset, config, seed=0)
+    assert estimate == pytest.approx(behaviour, rel=0.25), (estimate, behaviour)
+    assert ope.fqe_value(policy, dataset, config, seed=0) == estimate
+
+
+def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pendulum_expert, cli, tmp_path):
+    store = RunStore(tmp_path)
+    for seed in (0, 1):
+        execute_run(RunSpec("bc", pendulum_expert, seed=seed, updates=300, eval_every=100, checkpoint_every=100,
+                            eval_episodes=2), store)
+    result = cli("ope", str(tmp_path), "--updates", "200")
+    assert result.code == 0, result.err
+    lines = [json.loads(line) for line in (tmp_path / ope.FILE_NAME).open()]
+    assert len(lines) == 2 and all([step for step, _, _ in line["checkpoints"]] == [100, 200, 300] for line in lines)
+    scores = {line["run_id"]: [score for _, _, score in line["checkpoints"]] for line in lines}
+    for run_id, record in store.records().items():  # the true scores are the runs' own evaluations
+        assert [score for _, score in record["learning_curve"]] == scores[run_id]
+
+    (row,) = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))[:1]
+    chosen = ope.selections(lines)
+    assert float(row["fqe_selected"]) == pytest.approx(np.mean([c.selected for c in chosen.values()]))
+    assert float(row["oracle_best"]) == pytest.approx(np.mean([max(s) for s in scores.values()]))
+    assert float(row["oracle_best"]) >= max(float(row["fqe_selected"]), float(row["normalized_mean"]))
+    correlation = list(csv.DictReader((tmp_path / "ope_rank_correlation.csv").open()))
+    assert [(r["dataset"], r["checkpoints"]) for r in correlation] == [(pendulum_expert, "6")]
+
+    again = cli("ope", str(tmp_path), "--updates", "200")  # nothing left to evaluate
+    assert again.code == 0 and "FQE 1/" not in again.err
+    assert len((tmp_path / ope.FILE_NAME).read_text().splitlines()) == 2
+
+
+def test_ope_usage_errors(cli, tmp_path):
+    assert_usage_error(cli("ope", str(tmp_path)), "no run records")
+    (tmp_path / "runs.jsonl").write_text("")
+    assert_usage_error(cli("ope", str(tmp_path), "--algos", "nope"), "unknown algorithm 'nope'")
+    assert_usage_error(cli("ope", str(tmp_path), "--updates", "0"), "--updates")
