@@ -18,6 +18,8 @@ Transformer) have no per-state action to evaluate and are skipped.
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -111,8 +113,13 @@ class Checkpoint:
     score: float  # the true normalised score of this checkpoint's evaluation
 
 
-def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0) -> list[Checkpoint] | str:
-    """FQE for every checkpoint of one finished run; a string says why the run has none."""
+def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
+                 known: dict[tuple, float] | None = None) -> list[Checkpoint] | str:
+    """FQE for every checkpoint of one finished run; a string says why the run has none.
+
+    ``known`` maps (dataset, environment, policy file digest) to estimates made before with the same
+    settings: runs that differ only in their evaluation wrapper train the same policy, bit for bit,
+    and FQE's estimate (from the dataset alone, seeded) is then the same too."""
     from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm
 
     spec = RunSpec(**{key: tuple(tuple(pair) for pair in value) if key == "overrides" else value
@@ -127,11 +134,16 @@ def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0) -> list[Checkp
     algorithm = build_algorithm(spec, dataset)
     if algorithm.episodic:
         return f"'{spec.algo}' conditions on the episode so far: no per-state action to evaluate"
+    known = {} if known is None else known
     checkpoints = []
     for path in snapshots:
-        algorithm.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["algorithm"])
-        checkpoints.append(Checkpoint(int(path.stem), fqe_value(algorithm, dataset, config, seed),
-                                      float(scores[int(path.stem)])))
+        policy = path.read_bytes()
+        key = (spec.dataset, spec.env, hashlib.sha256(policy).hexdigest())
+        if key not in known:
+            state = torch.load(io.BytesIO(policy), map_location="cpu", weights_only=False)
+            algorithm.load_state_dict(state["algorithm"])
+            known[key] = fqe_value(algorithm, dataset, config, seed)
+        checkpoints.append(Checkpoint(int(path.stem), known[key], float(scores[int(path.stem)])))
     return checkpoints
 
 
@@ -149,10 +161,11 @@ def evaluate_directory(directory: Path, config: FQEConfig, seed: int = 0, only: 
     records = [record for record in store.records().values()
                if record.get("paradigm", "offline") != "online" and (not only or record["algorithm"] in only)]
     todo = [record for record in records if record["run_id"] not in done]
+    known: dict[tuple, float] = {}
     for i, record in enumerate(todo):
         if progress:
             progress(record["run_id"], i, len(todo))
-        result = evaluate_run(store.run_dir(record["run_id"]), config, seed)
+        result = evaluate_run(store.run_dir(record["run_id"]), config, seed, known)
         # which code estimated (the run's own record says which code trained it)
         line = {"run_id": record["run_id"], "settings": settings, "versions": _environment_versions()}
         line.update({"skipped": result} if isinstance(result, str) else

@@ -34,30 +34,43 @@ def test_fqe_estimates_the_discounted_return_of_a_policy_that_acts_like_the_data
     assert ope.fqe_value(policy, dataset, config, seed=0) == estimate
 
 
-def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pendulum_expert, cli, tmp_path):
+def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pendulum_expert, cli, tmp_path,
+                                                                             monkeypatch):
     store = RunStore(tmp_path)
-    for seed in (0, 1):
+    for seed, wrapper in ((0, ""), (1, ""), (0, "stori:action:p=0.3")):
         execute_run(RunSpec("bc", pendulum_expert, seed=seed, updates=300, eval_every=100, checkpoint_every=100,
-                            eval_episodes=2), store)
+                            eval_episodes=2, wrapper=wrapper), store)
+    fits = []
+    fqe_value = ope.fqe_value
+    monkeypatch.setattr(ope, "fqe_value", lambda *args: fits.append(1) or fqe_value(*args))
     result = cli("ope", str(tmp_path), "--updates", "200")
     assert result.code == 0, result.err
     lines = [json.loads(line) for line in (tmp_path / ope.FILE_NAME).open()]
-    assert len(lines) == 2 and all([step for step, _, _ in line["checkpoints"]] == [100, 200, 300] for line in lines)
+    assert len(lines) == 3 and all([step for step, _, _ in line["checkpoints"]] == [100, 200, 300] for line in lines)
+    # the run under STORI noise trained the same policy as seed 0's plain run: fitted once, same estimates
+    by_wrapper = {store.records()[line["run_id"]]["wrapper"]: line for line in lines
+                  if store.records()[line["run_id"]]["seed"] == 0}
+    assert [e for _, e, _ in by_wrapper[""]["checkpoints"]] == [
+        e for _, e, _ in by_wrapper["stori:action:p=0.3"]["checkpoints"]]
+    assert len(fits) == 6
     scores = {line["run_id"]: [score for _, _, score in line["checkpoints"]] for line in lines}
     for run_id, record in store.records().items():  # the true scores are the runs' own evaluations
         assert [score for _, score in record["learning_curve"]] == scores[run_id]
 
-    (row,) = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))[:1]
+    plain = [r for r in store.records().values() if not r["wrapper"]]
+    row = next(row for row in csv.DictReader((tmp_path / "leaderboard.csv").open())
+               if row["dataset"] == pendulum_expert and row["wrapper"] == "none")
     chosen = ope.selections(lines)
-    assert float(row["fqe_selected"]) == pytest.approx(np.mean([c.selected for c in chosen.values()]))
-    assert float(row["oracle_best"]) == pytest.approx(np.mean([max(s) for s in scores.values()]))
+    assert float(row["fqe_selected"]) == pytest.approx(np.mean([chosen[r["run_id"]].selected for r in plain]))
+    assert float(row["oracle_best"]) == pytest.approx(np.mean([max(scores[r["run_id"]]) for r in plain]))
     assert float(row["oracle_best"]) >= max(float(row["fqe_selected"]), float(row["normalized_mean"]))
     correlation = list(csv.DictReader((tmp_path / "ope_rank_correlation.csv").open()))
-    assert [(r["dataset"], r["checkpoints"]) for r in correlation] == [(pendulum_expert, "6")]
+    assert [(r["dataset"], r["wrapper"], r["checkpoints"]) for r in correlation] == [
+        (pendulum_expert, "none", "6"), (pendulum_expert, "stori:action:p=0.3", "3")]
 
     again = cli("ope", str(tmp_path), "--updates", "200")  # nothing left to evaluate
-    assert again.code == 0 and "FQE 1/" not in again.err
-    assert len((tmp_path / ope.FILE_NAME).read_text().splitlines()) == 2
+    assert again.code == 0 and "FQE 1/" not in again.err and len(fits) == 6
+    assert len((tmp_path / ope.FILE_NAME).read_text().splitlines()) == 3
 
 
 def test_ope_usage_errors(cli, tmp_path):
