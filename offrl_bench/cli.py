@@ -355,6 +355,7 @@ def ope_(directory: Path, updates: int, algos: str, seed: int) -> None:
     if skipped:
         err.print(f"{len(skipped)} runs have no checkpoints to evaluate, e.g. {skipped[0]['run_id']}: "
                   f"{skipped[0]['skipped']}", markup=False, highlight=False)
+    out.print(ope.selection_summary(ope.selections(lines)), markup=False, highlight=False)
     err.print(f"wrote {directory / ope.FILE_NAME} and {path}", markup=False, highlight=False)
     _write_and_show_leaderboard(directory, directory / "leaderboard.csv", quiet=False)
 

@@ -113,6 +113,18 @@ class Checkpoint:
     score: float  # the true normalised score of this checkpoint's evaluation
 
 
+def load_policy(algorithm: Algorithm, policy: dict, dataset: TransitionDataset) -> None:
+    """Load a policy snapshot (:meth:`~offrl_bench.api.Algorithm.policy_state_dict`). A plugin whose
+    ``load_state_dict`` also wants keys the snapshot leaves out (BC -> PPO's ``pretrained`` flag at
+    b1a1c98) gets them from a freshly set-up instance: they are training state, not what ``act``
+    uses. Only then is ``setup`` called, since for some plugins it trains a model."""
+    try:
+        algorithm.load_state_dict(policy)
+    except KeyError:
+        algorithm.setup(dataset)
+        algorithm.load_state_dict({**algorithm.state_dict(), **policy})
+
+
 def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
                  known: dict[tuple, float] | None = None) -> list[Checkpoint] | str:
     """FQE for every checkpoint of one finished run; a string says why the run has none.
@@ -140,8 +152,8 @@ def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
         policy = path.read_bytes()
         key = (spec.dataset, spec.env, hashlib.sha256(policy).hexdigest())
         if key not in known:
-            state = torch.load(io.BytesIO(policy), map_location="cpu", weights_only=False)
-            algorithm.load_state_dict(state["algorithm"])
+            load_policy(algorithm, torch.load(io.BytesIO(policy), map_location="cpu", weights_only=False)["algorithm"],
+                        dataset)
             known[key] = fqe_value(algorithm, dataset, config, seed)
         checkpoints.append(Checkpoint(int(path.stem), known[key], float(scores[int(path.stem)])))
     return checkpoints
@@ -225,6 +237,17 @@ def rank_correlations(lines: Iterable[dict], records: dict[str, dict]) -> dict[t
         rho = spearmanr(estimates, scores).statistic if len(pairs) > 2 and len(set(scores)) > 1 else float("nan")
         result[task] = (float(rho), len(pairs))
     return result
+
+
+def selection_summary(chosen: dict[str, Selection]) -> str:
+    """One line: how FQE's choices compare with the final and the best checkpoints, over runs."""
+    if not chosen:
+        return "no run has checkpoints to choose from"
+    gain = np.array([c.selected - c.final for c in chosen.values()])
+    oracle = np.array([c.oracle - c.final for c in chosen.values()])
+    return (f"over {len(chosen)} runs, the FQE-selected checkpoint scores {gain.mean():+.1f} points against the final "
+            f"one on average (better in {int((gain > 0).sum())}, worse in {int((gain < 0).sum())}, the same in "
+            f"{int((gain == 0).sum())}); the best checkpoint would score {oracle.mean():+.1f}")
 
 
 def load_selections(directory: Path) -> dict[str, Selection]:

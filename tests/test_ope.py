@@ -70,6 +70,7 @@ def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pe
 
     again = cli("ope", str(tmp_path), "--updates", "200")  # nothing left to evaluate
     assert again.code == 0 and "FQE 1/" not in again.err and len(fits) == 6
+    assert "over 3 runs, the FQE-selected checkpoint scores" in again.out
     assert len((tmp_path / ope.FILE_NAME).read_text().splitlines()) == 3
 
 
@@ -78,3 +79,17 @@ def test_ope_usage_errors(cli, tmp_path):
     (tmp_path / "runs.jsonl").write_text("")
     assert_usage_error(cli("ope", str(tmp_path), "--algos", "nope"), "unknown algorithm 'nope'")
     assert_usage_error(cli("ope", str(tmp_path), "--updates", "0"), "--updates")
+
+
+def test_every_kind_of_trained_policy_snapshot_loads_for_fqe(cartpole_expert, tmp_path):
+    """Offline (BCQ) and offline-to-online (BC -> PPO, an SB3 model whose snapshot leaves out the
+    training-only state its load_state_dict reads) snapshots both load and get estimates."""
+    store = RunStore(tmp_path)
+    small_ppo = (("batch_size", "64"), ("n_envs", "2"), ("n_steps", "64"), ("bc_updates", "20"),
+                 ("demonstrations", "3"))
+    for spec in (RunSpec("bcq", cartpole_expert, seed=0, updates=100, eval_every=100, eval_episodes=1),
+                 RunSpec("bc_ppo", cartpole_expert, seed=0, updates=256, eval_every=256, eval_episodes=1,
+                         overrides=small_ppo)):
+        execute_run(spec, store)
+    lines = ope.evaluate_directory(tmp_path, ope.FQEConfig(updates=50))
+    assert len(lines) == 2 and all(len(line["checkpoints"]) == 1 for line in lines), lines
