@@ -18,6 +18,7 @@ Transformer) have no per-state action to evaluate and are skipped.
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import io
 import json
@@ -234,7 +235,8 @@ def rank_correlations(lines: Iterable[dict], records: dict[str, dict]) -> dict[t
     result = {}
     for task, pairs in sorted(by_task.items()):
         estimates, scores = zip(*pairs)
-        rho = spearmanr(estimates, scores).statistic if len(pairs) > 2 and len(set(scores)) > 1 else float("nan")
+        defined = len(pairs) > 2 and len(set(scores)) > 1 and len(set(estimates)) > 1  # else rho is undefined
+        rho = spearmanr(estimates, scores).statistic if defined else float("nan")
         result[task] = (float(rho), len(pairs))
     return result
 
@@ -257,9 +259,11 @@ def load_selections(directory: Path) -> dict[str, Selection]:
 def write_summary(directory: Path, lines: list[dict]) -> Path:
     """``DIR/ope_rank_correlation.csv``: FQE's rank correlation per task."""
     records = RunStore(directory).records()
-    rows = ["dataset,wrapper,checkpoints,spearman_rho"]
-    rows += [f"{dataset},{wrapper or 'none'},{n},{rho:.4g}"
-             for (dataset, wrapper), (rho, n) in rank_correlations(lines, records).items()]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # wrapper specs hold commas
+    writer.writerow(["dataset", "wrapper", "checkpoints", "spearman_rho"])
+    writer.writerows([dataset, wrapper or "none", n, f"{rho:.4g}"]
+                     for (dataset, wrapper), (rho, n) in rank_correlations(lines, records).items())
     path = directory / "ope_rank_correlation.csv"
-    write_atomic(path, "\n".join(rows) + "\n")
+    write_atomic(path, text.getvalue())
     return path

@@ -37,7 +37,7 @@ def test_fqe_estimates_the_discounted_return_of_a_policy_that_acts_like_the_data
 def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pendulum_expert, cli, tmp_path,
                                                                              monkeypatch):
     store = RunStore(tmp_path)
-    for seed, wrapper in ((0, ""), (1, ""), (0, "stori:action:p=0.3")):
+    for seed, wrapper in ((0, ""), (1, ""), (0, "stori:partial:mode=drop,p=0.3")):
         execute_run(RunSpec("bc", pendulum_expert, seed=seed, updates=300, eval_every=100, checkpoint_every=100,
                             eval_episodes=2, wrapper=wrapper), store)
     fits = []
@@ -51,7 +51,7 @@ def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pe
     by_wrapper = {store.records()[line["run_id"]]["wrapper"]: line for line in lines
                   if store.records()[line["run_id"]]["seed"] == 0}
     assert [e for _, e, _ in by_wrapper[""]["checkpoints"]] == [
-        e for _, e, _ in by_wrapper["stori:action:p=0.3"]["checkpoints"]]
+        e for _, e, _ in by_wrapper["stori:partial:mode=drop,p=0.3"]["checkpoints"]]
     assert len(fits) == 6
     scores = {line["run_id"]: [score for _, _, score in line["checkpoints"]] for line in lines}
     for run_id, record in store.records().items():  # the true scores are the runs' own evaluations
@@ -66,7 +66,7 @@ def test_ope_command_selects_checkpoints_adds_leaderboard_columns_and_resumes(pe
     assert float(row["oracle_best"]) >= max(float(row["fqe_selected"]), float(row["normalized_mean"]))
     correlation = list(csv.DictReader((tmp_path / "ope_rank_correlation.csv").open()))
     assert [(r["dataset"], r["wrapper"], r["checkpoints"]) for r in correlation] == [
-        (pendulum_expert, "none", "6"), (pendulum_expert, "stori:action:p=0.3", "3")]
+        (pendulum_expert, "none", "6"), (pendulum_expert, "stori:partial:mode=drop,p=0.3", "3")]
 
     again = cli("ope", str(tmp_path), "--updates", "200")  # nothing left to evaluate
     assert again.code == 0 and "FQE 1/" not in again.err and len(fits) == 6
