@@ -87,13 +87,11 @@ def list_(what: str) -> None:
                             str(ds.total_steps), f"{meta.get('ref_min_score', float('nan')):.1f}",
                             f"{meta.get('ref_max_score', float('nan')):.1f}")
     elif what == "loggers":
-        import importlib.util
+        from offrl_bench.loggers import missing_package
 
         listing = Listing(what, ("name", "installed", "entry point"))
         for name, ep in sorted(registry.available(registry.LOGGERS).items()):
-            package = registry.logger_class(name).requires
-            ready = "yes" if not package or importlib.util.find_spec(package) else \
-                f"no: pip install 'offrl-bench[{name}]'"
+            ready = f"no: pip install 'offrl-bench[{name}]'" if missing_package(name) else "yes"
             listing.add_row(name, ready, ep.value)
     else:
         group = registry.WRAPPERS if what == "wrappers" else registry.SUITES

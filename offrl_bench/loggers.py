@@ -124,6 +124,12 @@ def flatten(line: dict[str, Any]) -> dict[str, float]:
     return {name: value for name, value in values.items() if math.isfinite(value)}
 
 
+def missing_package(name: str) -> str | None:
+    """The package the installed logger ``name`` needs and this environment lacks, if any."""
+    package = registry.logger_class(name).requires
+    return package if package and importlib.util.find_spec(package) is None else None
+
+
 def check_names(names: Iterable[str]) -> tuple[str, ...]:
     """``--logger`` values, checked against the installed loggers (a usage error names them)."""
     names = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
@@ -131,8 +137,8 @@ def check_names(names: Iterable[str]) -> tuple[str, ...]:
     for name in names:
         if name not in installed:
             raise UsageError(f"unknown logger '{name}'; {one_of(installed)}")
-        package = registry.logger_class(name).requires
-        if package and importlib.util.find_spec(package) is None:
+        package = missing_package(name)
+        if package:
             raise UsageError(f"logger '{name}' needs {package}, which is not installed: "
                              f"pip install -c constraints.txt 'offrl-bench[{name}]'")
     return names

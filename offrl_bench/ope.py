@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 from offrl_bench.algorithms.nn import mlp
 from offrl_bench.api import Algorithm
 from offrl_bench.data.datasets import TransitionDataset
-from offrl_bench.results import RunStore, write_atomic
+from offrl_bench.results import RunStore, append_jsonl, read_jsonl, write_atomic
 
 FILE_NAME = "ope.jsonl"
 
@@ -138,8 +138,7 @@ def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
     spec = RunSpec(**{key: tuple(tuple(pair) for pair in value) if key == "overrides" else value
                       for key, value in json.loads((run_dir / "spec.json").read_text()).items()})
     snapshots = sorted(run_dir.glob("policies/*.pt"), key=lambda path: int(path.stem))
-    scores = {line["updates"]: line["normalized_score"] for line in
-              map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if line}
+    scores = {line["updates"]: line["normalized_score"] for line in read_jsonl(run_dir / "metrics.jsonl")}
     snapshots = [path for path in snapshots if int(path.stem) in scores]
     if not snapshots:
         return "no policy snapshots (runs before snapshots existed, or algorithms that do not train)"
@@ -183,23 +182,14 @@ def evaluate_directory(directory: Path, config: FQEConfig, seed: int = 0, only: 
         line = {"run_id": record["run_id"], "settings": settings, "versions": _environment_versions()}
         line.update({"skipped": result} if isinstance(result, str) else
                     {"checkpoints": [[c.step, c.fqe, c.score] for c in result]})
-        with open(path, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_jsonl(path, line)
         done[record["run_id"]] = line
     return [done[record["run_id"]] for record in records if record["run_id"] in done]
 
 
 def read_lines(directory: Path) -> list[dict]:
-    path = directory / FILE_NAME
-    if not path.exists():
-        return []
-    lines = []
-    for text in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:  # a line torn by a kill: that run is evaluated again
-            continue
-    return lines
+    """``DIR/ope.jsonl``; a line torn by a kill is skipped, so that run is evaluated again."""
+    return list(read_jsonl(directory / FILE_NAME))
 
 
 @dataclass(frozen=True)

@@ -92,13 +92,13 @@ class RunStore:
         """Finished runs by id. A torn last line (process killed mid-write) is ignored; the first
         record of a run id wins, so a record is never counted twice."""
         found: dict[str, dict] = {}
-        for record in _read_jsonl(self.records_path):
+        for record in read_jsonl(self.records_path):
             found.setdefault(record["run_id"], record)
         return found
 
     def failures(self) -> dict[str, dict]:
         """The latest failed attempt of every run that has not finished since."""
-        latest = {failure["run_id"]: failure for failure in _read_jsonl(self.failures_path)}
+        latest = {failure["run_id"]: failure for failure in read_jsonl(self.failures_path)}
         finished = self.records()
         return {run_id: failure for run_id, failure in latest.items() if run_id not in finished}
 
@@ -107,22 +107,23 @@ class RunStore:
         with self.locked():
             if record["run_id"] in self.records():
                 return False
-            _append_line(self.records_path, record)
+            append_jsonl(self.records_path, record)
             return True
 
     def append_failure(self, failure: dict) -> None:
         with self.locked():
-            _append_line(self.failures_path, failure)
+            append_jsonl(self.failures_path, failure)
 
     def append_command(self, command: str, started_at: str) -> None:
         with self.locked():
-            _append_line(self.commands_path, {"command": command, "started_at": started_at})
+            append_jsonl(self.commands_path, {"command": command, "started_at": started_at})
 
     def commands(self) -> list[dict]:
-        return list(_read_jsonl(self.commands_path))
+        return list(read_jsonl(self.commands_path))
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """The entries of a JSONL file; a line torn by a kill is skipped."""
     if not path.exists():
         return
     for line in path.read_text().splitlines():
@@ -132,7 +133,8 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
             continue
 
 
-def _append_line(path: Path, entry: dict) -> None:
+def append_jsonl(path: Path, entry: dict) -> None:
+    """Append one entry durably (fsync), on its own line even after a torn last line."""
     line = json.dumps(entry, sort_keys=True) + "\n"
     with open(path, "a+b") as f:
         f.seek(0, os.SEEK_END)
