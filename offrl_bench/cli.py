@@ -163,12 +163,12 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--eval-episodes", type=int, default=10, show_default=True, help="episodes per evaluation")
 @click.option("--checkpoint-every", type=int, default=1_000, show_default=True, help="checkpoint every N updates")
 @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="algorithm config field (repeatable)")
-@click.option("--workers", type=int, default=1, show_default=True, help="runs at once (local processes, or the size "
-              "of a local Ray instance)")
+@click.option("--workers", type=int, default=None, help="runs at once (local processes, or the size of a local Ray "
+              "instance; default: one per CPU core, with one torch thread per run, when there are several runs)")
 @click.option("--backend", default="local", show_default=True, help="local (worker processes) or ray")
 @click.option("--address", default=None, help="Ray cluster address (with --backend ray; default: a local instance)")
-@click.option("--cpus-per-run", type=float, default=None, help="CPUs (torch threads) per run (default: CPUs / workers "
-              "locally, 1 on Ray)")
+@click.option("--cpus-per-run", type=float, default=None, help="CPUs (torch threads) per run (default: 1 on Ray and "
+              "without --workers; CPUs / workers with --workers N)")
 @click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="GPUs per run (Ray)")
 @click.option("--max-retries", type=int, default=2, show_default=True, help="retries of a run whose worker dies")
 @click.option("--retry-failed", is_flag=True, help="run again the runs that failed before (see failures.jsonl)")
@@ -186,7 +186,7 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
               help="also log every evaluation to these experiment trackers (see 'list loggers'), e.g. tensorboard")
 @click.option("--quiet", is_flag=True, help="no progress output")
 def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, env: str, seeds: str, updates: int,
-        eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int,
+        eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int | None,
         backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float, max_retries: int,
         retry_failed: bool, out_dir: str | None, device: str, precision: str, adastop: str | None, adastop_n: int,
         adastop_interims: int, adastop_alpha: float, logger_names: str, quiet: bool) -> None:
@@ -198,7 +198,8 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
 
     if suite and (algo or dataset or env):
         raise UsageError("give either --suite or --algo with --dataset (and --env), not both")
-    scheduler.check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
+    scheduler.check_options(backend, 1 if workers is None else workers, address, cpus_per_run, gpus_per_run,
+                            max_retries)
     trackers = loggers.check_names(logger_names.split(","))
     out = scheduler.output_dir(out_dir) if out_dir else None
     if suite:
@@ -219,6 +220,9 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         raise UsageError("nothing to run: give --suite NAME, or --algo A --dataset ID (see 'offrl-bench run --help')")
     if adastop and not suite:
         raise UsageError("--adastop runs the seeds of a suite in batches: give it with --suite")
+    if workers is None and len(specs) > 1:  # robust on a shared machine (see offrl_bench.contention)
+        workers, cpus_per_run = scheduler.default_workers(len(specs)), cpus_per_run or 1
+    workers = workers or 1
     command: str | None = shlex.join(["offrl-bench", *_arguments])  # recorded with the first batch
 
     def execute(batch: list) -> None:

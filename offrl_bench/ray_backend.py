@@ -8,11 +8,12 @@ runs checkpoint and record into the output directory, which every node must reac
 (NFS, CephFS, a mounted bucket). Datasets are opened from ``MINARI_DATASETS_PATH``, which is passed
 to every task, so on a cluster it has to point at shared storage as well.
 
-Progress travels the same way: a task writes ``runs/<run_id>/progress`` about once a second and the
-driver reads it, so no helper actor exists whose loss could end the suite. If Ray itself fails
-(its raylet or node dies, the cluster goes away), the command ends with one ``error:`` line, exit
-code 1: every finished run is recorded, the others have checkpoints and are *not* recorded as
-failed, so re-running the same command resumes them.
+Progress travels the same way: a task writes ``runs/<run_id>/progress`` about once a second
+(updates done and total, then any warnings of its contention watch, one per line) and the driver
+reads it, so no helper actor exists whose loss could end the suite. If Ray itself fails (its raylet
+or node dies, the cluster goes away), the command ends with one ``error:`` line, exit code 1: every
+finished run is recorded, the others have checkpoints and are *not* recorded as failed, so
+re-running the same command resumes them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from offrl_bench.data.datasets import datasets_root
 from offrl_bench.errors import OffrlBenchError, UsageError
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttled
+from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttled, watched
 
 #: environment variables every task needs to find what this process finds
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")
@@ -47,6 +48,7 @@ def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int, loggers: tuple[
 
     torch.set_num_threads(threads)
     progress_file = _progress_path(Path(out_dir), spec.run_id)
+    warnings: list[str] = []
 
     @throttled
     def report(run_id: str, done: int, total: int) -> None:
@@ -54,10 +56,12 @@ def _task(spec: RunSpec, out_dir: str, wait: bool, threads: int, loggers: tuple[
         # helper process whose loss could stop the suite, and nothing here blocks on Ray.
         try:
             temporary = progress_file.with_name(f".progress.{os.getpid()}")
-            temporary.write_text(f"{done} {total}\n")
+            temporary.write_text("".join(f"{line}\n" for line in (f"{done} {total}", *warnings)))
             os.replace(temporary, progress_file)
         except OSError:
             pass  # best effort: the run itself records into the same directory and says what is wrong
+
+    report = watched(report, warnings.append)
 
     context = ray.get_runtime_context()
     where = executor("ray", "task", node_id=context.get_node_id(), task_id=context.get_task_id())
@@ -71,6 +75,7 @@ class _ProgressFiles:
     def __init__(self, out_dir: Path, sink: Sink) -> None:
         self.out_dir, self.sink = out_dir, sink
         self.shown: dict[str, tuple[int, int]] = {}
+        self.warned: dict[str, int] = {}  # warnings shown per run
         self.lost = False
         self.next_look = 0.0
 
@@ -80,19 +85,24 @@ class _ProgressFiles:
         self.next_look = time.monotonic() + _PROGRESS_POLL
         for spec in specs:
             try:
-                done, total = map(int, _progress_path(self.out_dir, spec.run_id).read_text().split())
+                counts, *warnings = _progress_path(self.out_dir, spec.run_id).read_text().splitlines()
+                done, total = map(int, counts.split())
             except (FileNotFoundError, ValueError):  # not started, or caught between write and rename
                 continue
             except OSError as exc:
                 self.lost = True
                 self.sink.note(f"[yellow]progress display lost: {escape(str(exc))}; runs continue[/yellow]")
                 return
+            for warning in warnings[self.warned.get(spec.run_id, 0):]:
+                self.sink.warn(warning)
+            self.warned[spec.run_id] = len(warnings)
             if self.shown.get(spec.run_id) != (done, total):
                 self.shown[spec.run_id] = (done, total)
                 self.sink.progress(spec.run_id, done, total)
 
     def forget(self, spec: RunSpec) -> None:
         self.shown.pop(spec.run_id, None)
+        self.warned.pop(spec.run_id, None)
         with contextlib.suppress(OSError):
             _progress_path(self.out_dir, spec.run_id).unlink(missing_ok=True)
 

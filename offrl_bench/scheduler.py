@@ -14,6 +14,11 @@ Local workers are long-lived ``spawn`` processes (forking a process that already
 can deadlock), each with an equal share of the CPU threads. A worker that dies (SIGKILL, the OOM
 killer) is replaced and its run retried from its last checkpoint, up to ``max_retries`` times; the
 other workers carry on undisturbed.
+
+The CLI's default for a command with several runs is :func:`default_workers` with one torch
+thread per run: single-threaded runs keep their share of a machine on which another process takes
+a core, where a run's several threads stall (see :mod:`offrl_bench.contention`), and a run's
+numbers then do not depend on how many cores or runs are left.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from offrl_bench.contention import ContentionWatch, usable_cpus
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 from offrl_bench.results import RunStore
 from offrl_bench.runner import ProgressCallback, RunSpec, execute_run
@@ -46,6 +52,40 @@ DEFAULT_MAX_RETRIES = 2
 #: Seconds between two progress messages of a run sent to the coordinator, which shares the CPU
 #: with the runs (at one message per 50 updates a fast run sent dozens a second).
 PROGRESS_INTERVAL = 1.0
+#: Memory set aside per default worker: a worker training on the default suite's datasets peaked
+#: at 410 MB resident (IQL on MiniGrid), and larger datasets need more.
+WORKER_MEMORY_BYTES = 1 << 30
+
+
+def default_workers(runs: int) -> int:
+    """Worker processes for ``runs`` runs when ``--workers`` is not given: one per usable core, no
+    more than the runs, and no more than the available memory holds (WORKER_MEMORY_BYTES each)."""
+    return max(1, min(runs, usable_cpus(), _available_memory() // WORKER_MEMORY_BYTES))
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # not Linux: no cap
+
+
+def watched(report: ProgressCallback, note) -> ProgressCallback:
+    """``report``, with this process's :class:`ContentionWatch` looking at every progress report
+    first and passing what it notices to ``note``."""
+    watch = ContentionWatch()
+
+    def send(run_id: str, done: int, total: int) -> None:
+        message = watch.observe(run_id, done, total)
+        if message:
+            note(message)
+        report(run_id, done, total)
+
+    return send
 
 
 def throttled(report: ProgressCallback, interval: float = PROGRESS_INTERVAL) -> ProgressCallback:
@@ -151,8 +191,10 @@ def record_failure(store: RunStore, spec: RunSpec, reason: str, details: str = "
 
 
 def executor(backend: str, process: str, **details) -> dict:
-    """Where a run executes, as its record keeps it: backend, process, host and pid (Ray adds its ids)."""
-    return {"backend": backend, "process": process, "host": socket.gethostname(), "pid": os.getpid(), **details}
+    """Where a run executes, as its record keeps it: backend, process, host, pid and torch threads (the
+    thread count can change the order of floating-point sums); Ray adds its ids."""
+    return {"backend": backend, "process": process, "host": socket.gethostname(), "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads(), **details}
 
 
 def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool,
@@ -210,6 +252,10 @@ class ProgressView:
         if not self.quiet:
             self.console.print(message, soft_wrap=True)  # run ids and reasons stay whole
 
+    def warn(self, message: str) -> None:
+        """A line from a run's process, as plain text (run ids hold brackets)."""
+        self.note(f"[yellow]{escape(message)}[/yellow]")
+
     def finish(self, run_id: str) -> None:
         if self.progress:
             if run_id in self.tasks:
@@ -228,6 +274,9 @@ class Sink:
 
     def note(self, message: str) -> None:
         self.view.note(message)
+
+    def warn(self, message: str) -> None:
+        self.view.warn(message)
 
     def finish(self, spec: RunSpec, attempt: Attempt) -> None:
         if attempt.status == "failed":
@@ -277,30 +326,37 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
 
             ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
                                 gpus_per_run=gpus_per_run, max_retries=max_retries, loggers=loggers)
-        elif workers == 1 or len(todo) <= 1:
-            if cpus_per_run:
-                import torch
-
-                torch.set_num_threads(max(1, int(cpus_per_run)))
-            _execute_here(todo, store, sink, loggers)
         else:
-            workers = min(workers, len(todo))
-            threads = max(1, int(cpus_per_run) if cpus_per_run else (os.cpu_count() or 1) // workers)
-            _LocalWorkers(workers, threads, store, sink, max_retries, loggers).execute(todo)
+            # Threads per run follow from the options, not from how many runs are left: the thread
+            # count changes the order of floating-point sums, so a run resumed alone must use as many
+            # threads as it would have had beside the others.
+            threads = max(1, int(cpus_per_run)) if cpus_per_run else max(1, usable_cpus() // workers)
+            if workers == 1 or len(todo) <= 1:
+                _execute_here(todo, store, sink, loggers, threads if cpus_per_run or workers > 1 else None)
+            else:
+                _LocalWorkers(min(workers, len(todo)), threads, store, sink, max_retries, loggers).execute(todo)
     return outcome
 
 
-def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink, loggers: tuple[str, ...]) -> None:
-    claimed_elsewhere = []
-    here = executor("local", "coordinator")
-    for spec in todo:
-        attempt = attempt_run(spec, store.out_dir, sink.progress, wait=False, where=here, loggers=loggers)
-        if attempt.status == "busy":
-            claimed_elsewhere.append(spec)
-        else:
-            sink.finish(spec, attempt)
-    for spec in claimed_elsewhere:
-        sink.finish(spec, attempt_run(spec, store.out_dir, sink.progress, wait=True, where=here, loggers=loggers))
+def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink, loggers: tuple[str, ...],
+                  threads: int | None) -> None:
+    """Execute ``todo`` in this process, with ``threads`` torch threads (None: as they are)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        progress = watched(sink.progress, sink.warn)
+        claimed_elsewhere = []
+        here = executor("local", "coordinator")
+        for spec in todo:
+            attempt = attempt_run(spec, store.out_dir, progress, wait=False, where=here, loggers=loggers)
+            if attempt.status == "busy":
+                claimed_elsewhere.append(spec)
+            else:
+                sink.finish(spec, attempt)
+        for spec in claimed_elsewhere:
+            sink.finish(spec, attempt_run(spec, store.out_dir, progress, wait=True, where=here, loggers=loggers))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _stop_on_sigterm(signum, frame) -> None:
@@ -335,6 +391,8 @@ def _worker_main(index: int, inbox, outbox, out_dir: str, threads: int, parent: 
         @throttled
         def report(run_id: str, done: int, total: int) -> None:
             outbox.put(("progress", index, (run_id, done, total)))
+
+        report = watched(report, lambda message: outbox.put(("warning", index, message)))
 
         while os.getppid() == parent:
             try:
@@ -406,6 +464,9 @@ class _LocalWorkers:
         kind, index, payload = message
         if kind == "progress":
             self.sink.progress(*payload)
+            return
+        if kind == "warning":
+            self.sink.warn(payload)
             return
         run_id, attempt = payload
         worker = self.workers[index]
