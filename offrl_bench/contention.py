@@ -2,9 +2,9 @@
 
 torch's OpenMP threads meet at the end of every parallel kernel. When another process takes one of
 their cores, each kernel waits for the thread that is not running. On this 2-core machine, with a
-busy loop pinned to one core, an MLP's 256-row matmuls with 2 torch threads ran at 1/3 to 1/100 of
-their idle rate, depending on where the scheduler put the threads; one thread per process kept its
-share. Without a warning, a run simply takes many times longer.
+busy loop pinned to one core, the probe below ran 5.4x slower with 2 torch threads (median of 9,
+``benchmarks/co_tenant.py``) and 1.3x slower with one; single probes during a 2-thread run fell
+200x below start-up. Without a warning, a run simply takes many times longer.
 
 :class:`ContentionWatch` follows a run's own update rate. When the rate falls far below the run's
 best, it re-measures a small matmul probe against the probe taken when the process started, so the
@@ -125,7 +125,7 @@ class ContentionWatch:
 
     def _stalled_at_start(self, single: float) -> str | None:
         """Several threads clearly slower than one: a core is already taken, so the later rates alone
-        could not tell (idle, 2 threads here ran the probe 1.7-2x faster than 1)."""
+        could not tell (idle, 2 threads here ran the probe 1.7x faster than 1)."""
         if self.threads < 2 or single <= STALL_MARGIN * self.start_rate:
             return None
         return (f"torch's {self.threads} threads per run multiply matrices {single / self.start_rate:.1f}x slower "

@@ -32,6 +32,7 @@ import socket
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,7 +75,7 @@ def _available_memory() -> int:
     return 1 << 62  # not Linux: no cap
 
 
-def watched(report: ProgressCallback, note) -> ProgressCallback:
+def watched(report: ProgressCallback, note: Callable[[str], None]) -> ProgressCallback:
     """``report``, with this process's :class:`ContentionWatch` looking at every progress report
     first and passing what it notices to ``note``."""
     watch = ContentionWatch()
