@@ -3,6 +3,7 @@
 import functools
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -120,12 +121,13 @@ def test_a_real_co_tenant_is_reported_while_the_run_goes_on(pendulum_expert, tmp
 
     def occupy_both_cores_for_a_while() -> None:
         time.sleep(4.0)  # the run's first windows set its best rate
-        for cpu in (0, 0, 1, 1):
+        for cpu in 2 * sorted(os.sched_getaffinity(0))[:2]:
             co_tenants.append(subprocess.Popen(
                 [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"]))
         time.sleep(6.0)
         for process in co_tenants:
             process.kill()
+            process.wait()
 
     spec = RunSpec("bc", pendulum_expert, 0, updates=8000, eval_every=4000, eval_episodes=2)
     threading.Thread(target=occupy_both_cores_for_a_while, daemon=True).start()
