@@ -50,16 +50,10 @@ def suite_file(path: Path, seeds: int, updates: int) -> Path:
 
 
 def probe_rates(threads: int, repeats: int, probes: int = 9) -> list[float]:
-    import torch
+    from offrl_bench.contention import matmul_rate, torch_threads
 
-    from offrl_bench.contention import matmul_rate
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return [matmul_rate(repeats) / 1e9 for _ in range(probes)]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def print_probes(cpu: int) -> None:

@@ -19,10 +19,11 @@ several runs, see :func:`offrl_bench.scheduler.default_workers`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -75,19 +76,26 @@ def probe_repeats(seconds: float = PROBE_SECONDS) -> int:
     return max(1, round(seconds * matmul_rate(20) / _PROBE_FLOPS))
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's thread count set to ``count`` (None: left as it is) for the block, then restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count or previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @functools.lru_cache(maxsize=None)
 def start_up_rates(threads: int) -> tuple[int, float, float]:
     """This process's probe at ``threads`` threads, measured once: (repeats, FLOP/s at ``threads``
     threads, FLOP/s at one thread)."""
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
+    with torch_threads(threads):
         repeats = probe_repeats()
         rate = matmul_rate(repeats)
-        torch.set_num_threads(1)
+    with torch_threads(1):
         return repeats, rate, rate if threads == 1 else matmul_rate(repeats)
-    finally:
-        torch.set_num_threads(previous)
 
 
 _STALL_REPORTED: set[int] = set()  # thread counts whose stall at start-up this process has reported

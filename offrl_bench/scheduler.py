@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from offrl_bench.contention import ContentionWatch, usable_cpus
+from offrl_bench.contention import ContentionWatch, torch_threads, usable_cpus
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 from offrl_bench.results import RunStore
 from offrl_bench.runner import ProgressCallback, RunSpec, execute_run
@@ -342,9 +342,7 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
 def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink, loggers: tuple[str, ...],
                   threads: int | None) -> None:
     """Execute ``todo`` in this process, with ``threads`` torch threads (None: as they are)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or previous)
-    try:
+    with torch_threads(threads):
         progress = watched(sink.progress, sink.warn)
         claimed_elsewhere = []
         here = executor("local", "coordinator")
@@ -356,8 +354,6 @@ def _execute_here(todo: list[RunSpec], store: RunStore, sink: Sink, loggers: tup
                 sink.finish(spec, attempt)
         for spec in claimed_elsewhere:
             sink.finish(spec, attempt_run(spec, store.out_dir, progress, wait=True, where=here, loggers=loggers))
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _stop_on_sigterm(signum, frame) -> None:
