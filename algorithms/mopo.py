@@ -2,7 +2,10 @@
 dynamics-reward filter (``--set filter=morec``).
 
 1. Train a probabilistic dynamics ensemble on the dataset (7 members, 5 elites); with MOREC, also
-   the adversarial dynamics reward (:mod:`offrl_bench.algorithms.morec`).
+   the adversarial dynamics reward (:mod:`offrl_bench.algorithms.morec`), whose generator is a copy
+   of the ensemble: MOPO and MOPO+MOREC roll out the same ensemble, bit for bit, and differ in the
+   filter alone. ``morec_model=adversarial`` rolls out the adversarially fine-tuned copy instead
+   (leaderboard row ``mopo+morec+adversarial-model``), MOREC's dynamics reward changing the model too.
 2. Every ``rollout_every`` updates, roll the current policy out in the model for ``rollout_length``
    steps from ``rollout_batch`` dataset states. The reward is penalised by the model's uncertainty:
    r - penalty * max over elites of ||std||. Unfiltered, every step takes a random elite's sample;
@@ -41,6 +44,7 @@ from offrl_bench.envs.termination import TERMINATION_FUNCTIONS, termination_func
 from offrl_bench.errors import UsageError, one_of
 
 FILTERS = ("none", "morec")
+MOREC_MODELS = ("mle", "adversarial")
 _MODEL_SEED_OFFSET = 104_729
 
 
@@ -72,13 +76,18 @@ class MOPOConfig:
     # MOREC's filter: 5 elites x 2 candidates, threshold 0.6 (the paper's defaults).
     filter: str = "none"
     morec_candidates_per_elite: PositiveInt = 2
-    morec_threshold: UnitFloat = 0.6
+    morec_threshold: NonNegativeFloat = 0.6  # on the dynamics reward -log(1 - p), in [0, 6.9]
     morec_temperature: NonNegativeFloat = 0.0
-    morec_rounds: PositiveInt = 10
+    morec_rounds: PositiveInt = 100
+    morec_model: str = "mle"  # "adversarial": roll out MOREC's fine-tuned generator instead of MOPO's ensemble
 
     def __post_init__(self) -> None:
         if self.filter not in FILTERS:
             raise ValueError(f"unknown filter '{self.filter}'; {one_of(FILTERS)}")
+        if self.morec_model not in MOREC_MODELS:
+            raise ValueError(f"unknown morec_model '{self.morec_model}'; {one_of(MOREC_MODELS)}")
+        if self.morec_model != "mle" and self.filter != "morec":
+            raise ValueError("morec_model=adversarial needs filter=morec")
         if self.model_elites > self.model_members:
             raise ValueError(f"model_elites ({self.model_elites}) cannot exceed model_members ({self.model_members})")
 
@@ -116,7 +125,9 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
 
     @classmethod
     def leaderboard_name(cls, config: MOPOConfig) -> str:
-        return "mopo" if config.filter == "none" else f"mopo+{config.filter}"
+        if config.filter == "none":
+            return "mopo"
+        return "mopo+morec" + ("+adversarial-model" if config.morec_model == "adversarial" else "")
 
     def setup(self, dataset: TransitionDataset) -> None:
         if bool(dataset.terminals.any()) and self.terminated is None:
@@ -130,7 +141,9 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
             generator = torch.Generator(device=self.device).manual_seed(seed)
             self.model.fit(dataset, unit_actions, generator)
             if self.dynamics_reward is not None:
-                self.dynamics_reward.fit(dataset, unit_actions, self.model, generator)
+                fine_tuned = self.dynamics_reward.fit(dataset, unit_actions, self.model, generator)
+                if self.config.morec_model == "adversarial":
+                    self.model = fine_tuned
         self.model_diagnostics = {"model_epochs": float(self.model.epochs),
                                   "model_holdout_mse": float(self.model.holdout_mse[self.model.elites.cpu()].mean())}
 

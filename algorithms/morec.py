@@ -1,33 +1,49 @@
 """MOREC's dynamics reward and rollout filter (Luo et al., "Reward-Consistent Dynamics Models are
 Strongly Generalizable for Offline Reinforcement Learning", ICLR 2024).
 
-The dynamics reward D(s, a, s') scores how real a transition looks. It is learnt adversarially, as
-in GAIL with the dynamics model in the role of the policy: a discriminator learns to tell dataset
-transitions from model transitions, and the model is pushed (through reparameterised samples) to
-make transitions the discriminator takes for real, alongside its likelihood loss. The last
-discriminator is the dynamics reward.
+The dynamics reward scores how real a transition (s, a, s') looks. It is learnt adversarially, as
+in GAIL with a dynamics model in the role of the policy: a discriminator learns to tell dataset
+transitions from the model's, and the model (the *generator*) is pushed through reparameterised
+samples to make transitions the discriminator takes for real, alongside its likelihood loss.
+
+The generator is a copy of the trained MOPO ensemble. The ensemble that MOPO rolls out is not
+touched, so ``mopo`` and ``mopo`` with ``filter=morec`` roll out the same model, bit for bit, and
+differ in the filter alone. (Rolling out the adversarially fine-tuned copy instead is MOPO's
+``morec_model=adversarial`` variant, a separate leaderboard row.)
+
+As in the authors' code, the dynamics reward is an ensemble of *historical* discriminators, not the
+last one. A snapshot is kept after every round; the last ``history_kept`` are retained and every
+``history_every``-th of those, counted back from the newest, scores. Each snapshot's logit is
+calibrated by its own mean logits on dataset (``expert``) and generator (``learner``) transitions at
+the time it was taken: clamped to [learner, expert] and mapped linearly onto [-R/2, R/2], R = 2 max
+over snapshots of |expert|, |learner|. A snapshot whose dataset mean is not above its generator mean
+separates nothing and is left out. The reward of a transition is -log(1 - mean_k min(p_k, 0.999)),
+p_k the calibrated probability of snapshot k, so the rollout threshold 0.6 ends a rollout where the
+snapshots' mean probability is below 1 - e^-0.6 = 0.451, i.e. near or below the generator's level.
 
 In rollouts (:meth:`DynamicsReward.filter`), every step draws candidates from all elites (default
 5 x 2), keeps the one with the highest dynamics reward (or samples one with a softmax at a
-temperature), and ends the rollout where even the best candidate scores below the threshold
-(the paper's default 0.6).
+temperature), and ends the rollout where even the best candidate scores below the threshold.
 
-The dynamics reward is calibrated against the data: the discriminator's probability divided by
-its mean on dataset transitions, capped at 1. Against a good model an adversarial discriminator
-ends near 0.5 for real and model transitions alike, so a threshold on its raw output would end
-nearly every rollout at once (measured: 0.25% of steps kept at 0.6 on Pendulum); relative to the
-data, 0.6 means "less than 60% as real-looking as the dataset's own transitions".
+Where each constant comes from (authors' code, ``EnsembleDynamics`` and ``DiscriminatorEnsemble``):
+the threshold (``terminal_dynamics_reward`` 0.6), the probability clip (``d_clip`` 0.999), the
+reward transform (``prob_mean_clip``), 400 retained snapshots (``max_maintaining_disc``), every
+10th scoring (``history_discriminator_interval``), the softmax temperature 0.1 of its
+``softmax_elite`` option (here off by default: its default ``select_elite`` keeps the best). The
+candidate count, 2 per elite, is this project's: the authors' default resamples each elite once.
+The round structure (100 rounds of 10 discriminator and 5 generator steps) is CPU scale.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from offrl_bench.algorithms.dynamics_model import DynamicsModel, model_inputs
-from offrl_bench.algorithms.nn import adam, mlp
+from offrl_bench.algorithms.nn import FusedMLPEnsemble, adam, mlp
 from offrl_bench.data.datasets import TransitionDataset
 
 
@@ -36,88 +52,133 @@ class MORECSettings:
     width: int = 256
     depth: int = 2
     lr: float = 3e-4
-    rounds: int = 10
-    discriminator_steps: int = 100  # per round
-    model_steps: int = 50  # per round
-    adversarial_weight: float = 0.1  # of the model's "look real" loss next to its NLL
+    rounds: int = 100
+    discriminator_steps: int = 10  # per round
+    generator_steps: int = 5  # per round
+    adversarial_weight: float = 0.1  # of the generator's "look real" loss next to its NLL
     batch_size: int = 256
+    history_kept: int = 400
+    history_every: int = 10
+    probability_clip: float = 0.999
     candidates_per_elite: int = 2
     threshold: float = 0.6
     temperature: float = 0.0  # 0: keep the best candidate
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A discriminator's weights after one round, with its mean logits at that time."""
+    state: dict[str, torch.Tensor]
+    expert: float  # mean logit on dataset transitions
+    learner: float  # mean logit on generator transitions
+
+
 class DynamicsReward:
     def __init__(self, obs_dim: int, action_dim: int, settings: MORECSettings, device: torch.device) -> None:
         self.settings = settings
-        self.discriminator = mlp(2 * obs_dim + action_dim, 1, settings.width, settings.depth).to(device)
-        self.mean = torch.zeros(2 * obs_dim + action_dim, device=device)
-        self.std = torch.ones(2 * obs_dim + action_dim, device=device)
-        self.real_level = torch.ones((), device=device)  # mean discriminator output on dataset transitions
-        #: (round, accuracy on dataset transitions, accuracy on model transitions) after each round
+        self.in_dim = 2 * obs_dim + action_dim
+        self.device = device
+        self.discriminator = mlp(self.in_dim, 1, settings.width, settings.depth).to(device)
+        self.mean = torch.zeros(self.in_dim, device=device)
+        self.std = torch.ones(self.in_dim, device=device)
+        #: the scoring snapshots as one fused ensemble, with their calibration (None before :meth:`fit`)
+        self.scorers: FusedMLPEnsemble | None = None
+        self.expert: torch.Tensor | None = None  # (K, 1) dataset mean logit of each scorer
+        self.learner: torch.Tensor | None = None  # (K, 1) generator mean logit of each scorer
+        self.half_range = 1.0
+        #: (round, accuracy on dataset transitions, accuracy on generator transitions) after each round
         self.history: list[tuple[int, float, float]] = []
 
-    def logits(self, observations: torch.Tensor, unit_actions: torch.Tensor, next_observations: torch.Tensor
-               ) -> torch.Tensor:
-        """Broadcasts over leading candidate dimensions of ``next_observations``."""
+    def features(self, observations: torch.Tensor, unit_actions: torch.Tensor, next_observations: torch.Tensor
+                 ) -> torch.Tensor:
+        """Standardised (s, a, s'); broadcasts over leading candidate dimensions of ``next_observations``."""
         shape = next_observations.shape[:-1]
         features = torch.cat([observations.expand(*shape, -1), unit_actions.expand(*shape, -1), next_observations],
                              dim=-1)
-        return self.discriminator((features - self.mean) / self.std).squeeze(-1)
+        return (features - self.mean) / self.std
+
+    def logits(self, observations: torch.Tensor, unit_actions: torch.Tensor, next_observations: torch.Tensor
+               ) -> torch.Tensor:
+        """The discriminator in training (not the dynamics reward)."""
+        return self.discriminator(self.features(observations, unit_actions, next_observations)).squeeze(-1)
 
     def score(self, observations: torch.Tensor, unit_actions: torch.Tensor, next_observations: torch.Tensor
               ) -> torch.Tensor:
-        """The dynamics reward in [0, 1]: the discriminator's probability that the transition is real,
-        relative to its mean on the dataset's transitions."""
-        probability = torch.sigmoid(self.logits(observations, unit_actions, next_observations))
-        return (probability / self.real_level).clamp(max=1.0)
+        """The dynamics reward -log(1 - mean calibrated probability), in [0, -log(1 - clip)]."""
+        features = self.features(observations, unit_actions, next_observations)
+        shape = features.shape[:-1]
+        if self.scorers is None or self.scorers.n == 0:  # nothing separates: every transition alike
+            probability = torch.full(shape, 0.5, device=features.device)
+        else:
+            logits = self.scorers(features.reshape(-1, self.in_dim)).squeeze(-1)  # (K, N)
+            logits = torch.minimum(torch.maximum(logits, self.learner), self.expert)
+            calibrated = (logits - self.learner) / (self.expert - self.learner) * 2 * self.half_range - self.half_range
+            probability = torch.sigmoid(calibrated).clamp(max=self.settings.probability_clip).mean(0).reshape(shape)
+        return -torch.log1p(-probability)
 
     def fit(self, dataset: TransitionDataset, unit_actions: torch.Tensor, model: DynamicsModel,
-            generator: torch.Generator) -> None:
-        """Adversarial rounds of discriminator and model updates; then the model's elites are re-ranked."""
+            generator: torch.Generator) -> DynamicsModel:
+        """Adversarial rounds of discriminator and generator updates; the generator starts as a copy
+        of ``model``, which stays as it is. Returns the fine-tuned generator, its elites re-ranked."""
         s = self.settings
         features = torch.cat([dataset.observations, unit_actions, dataset.next_observations], dim=1)
         self.mean, self.std = features.mean(0), features.std(0) + 1e-6
-        targets = model.training_targets(dataset)
+        learner = copy.deepcopy(model)
+        targets = learner.training_targets(dataset)
         d_optimizer = adam(self.discriminator.parameters(), lr=s.lr)
-        m_optimizer = adam(model.ensemble.parameters(), lr=model.settings.lr)
+        g_optimizer = adam(learner.ensemble.parameters(), lr=learner.settings.lr)
         draw = lambda: torch.randint(len(dataset), (s.batch_size,), generator=generator,  # noqa: E731
                                      device=features.device)
-        self.history = []
+        self.history, snapshots = [], []
         for round_ in range(1, s.rounds + 1):
             for _ in range(s.discriminator_steps):
                 pick = draw()
                 obs, act, nxt = dataset.observations[pick], unit_actions[pick], dataset.next_observations[pick]
                 with torch.no_grad():
-                    fake, _ = model.sample_all_members(obs, act)
+                    fake, _ = learner.sample_all_members(obs, act)
                 real_logits, fake_logits = self.logits(obs, act, nxt), self.logits(obs, act, fake)
                 loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                         + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
                 d_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 d_optimizer.step()
-            for _ in range(s.model_steps):
-                pick = draw()
-                obs, act = dataset.observations[pick], unit_actions[pick]
-                fake, _ = model.sample_all_members(obs, act)
-                fake_logits = self.logits(obs, act, fake)
-                look_real = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-                loss = model.ensemble.nll(model_inputs(obs, act), targets[pick]) + s.adversarial_weight * look_real
-                m_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                m_optimizer.step()
             with torch.no_grad():
                 pick = draw()
                 obs, act, nxt = dataset.observations[pick], unit_actions[pick], dataset.next_observations[pick]
-                fake, _ = model.sample_all_members(obs, act)
-                real_accuracy = float((self.logits(obs, act, nxt) > 0).float().mean())
-                fake_accuracy = float((self.logits(obs, act, fake) < 0).float().mean())
-            self.history.append((round_, real_accuracy, fake_accuracy))
-        model.select_elites()
+                fake, _ = learner.sample_all_members(obs, act)
+                real_logits, fake_logits = self.logits(obs, act, nxt), self.logits(obs, act, fake)
+            snapshots.append(Snapshot({k: v.detach().clone() for k, v in self.discriminator.state_dict().items()},
+                                      float(real_logits.mean()), float(fake_logits.mean())))
+            self.history.append((round_, float((real_logits > 0).float().mean()),
+                                 float((fake_logits < 0).float().mean())))
+            for _ in range(s.generator_steps):
+                pick = draw()
+                obs, act = dataset.observations[pick], unit_actions[pick]
+                fake, _ = learner.sample_all_members(obs, act)
+                fake_logits = self.logits(obs, act, fake)
+                look_real = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+                loss = learner.ensemble.nll(model_inputs(obs, act), targets[pick]) + s.adversarial_weight * look_real
+                g_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                g_optimizer.step()
+        self._keep_scorers(snapshots)
+        learner.select_elites()
+        return learner
+
+    def _keep_scorers(self, snapshots: list[Snapshot]) -> None:
+        s = self.settings
+        chosen = [snapshot for snapshot in snapshots[-s.history_kept:][::-1][::s.history_every]
+                  if snapshot.expert > snapshot.learner]
+        self.half_range = max((max(abs(snapshot.expert), abs(snapshot.learner)) for snapshot in chosen), default=1.0)
+        self.scorers = FusedMLPEnsemble(len(chosen), self.in_dim, 1, s.width, s.depth).to(self.device)
+        linear_layers = [name.rsplit(".", 1)[0] for name in self.discriminator.state_dict() if name.endswith("weight")]
         with torch.no_grad():
-            probabilities = [torch.sigmoid(self.logits(dataset.observations[i:i + 65_536], unit_actions[i:i + 65_536],
-                                                       dataset.next_observations[i:i + 65_536]))
-                             for i in range(0, len(dataset), 65_536)]
-            self.real_level = torch.cat(probabilities).mean()
+            for k, snapshot in enumerate(chosen):
+                for layer, name in enumerate(linear_layers):
+                    self.scorers.weights[layer][k].copy_(snapshot.state[f"{name}.weight"].T)
+                    self.scorers.biases[layer][k, 0].copy_(snapshot.state[f"{name}.bias"])
+        self.expert = torch.tensor([[snapshot.expert] for snapshot in chosen], device=self.device)
+        self.learner = torch.tensor([[snapshot.learner] for snapshot in chosen], device=self.device)
 
     @torch.no_grad()
     def filter(self, model: DynamicsModel, observations: torch.Tensor, unit_actions: torch.Tensor

@@ -76,18 +76,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)",
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 1.5 * np.log(2 * np.pi)"):
         "the Gaussian normalising constant: a constant in the loss, no gradient",
-    ("algorithms/morec.py", "self.mean = torch.zeros(2 * obs_dim + action_dim, device=device)",
-     "self.mean = torch.zeros(3 * obs_dim + action_dim, device=device)"):
-        "a placeholder that fit() replaces before any score",
-    ("algorithms/morec.py", "self.std = torch.ones(2 * obs_dim + action_dim, device=device)",
-     "self.std = torch.ones(3 * obs_dim + action_dim, device=device)"):
-        "a placeholder that fit() replaces before any score",
-    ("algorithms/morec.py", "fake_accuracy = float((self.logits(obs, act, fake) < 0).float().mean())",
-     "fake_accuracy = float((self.logits(obs, act, fake) <= 0).float().mean())"):
-        "a diagnostic, and a float32 logit of exactly 0 does not occur in practice",
     ("algorithms/morec.py", "d_optimizer.zero_grad(set_to_none=True)", "d_optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of none: every parameter gets a gradient each step, so the same update",
-    ("algorithms/morec.py", "m_optimizer.zero_grad(set_to_none=True)", "m_optimizer.zero_grad(set_to_none=False)"):
+    ("algorithms/morec.py", "g_optimizer.zero_grad(set_to_none=True)", "g_optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of none: every parameter gets a gradient each step, so the same update",
 }
 

@@ -9,6 +9,7 @@ line when either fails; :func:`reference_problems` is the strict form a publishe
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import subprocess
 from collections import Counter
@@ -58,21 +59,48 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def algorithm_sources(records: Iterable[dict], root: Path) -> list[str]:
-    """The repository paths of the modules that implement the records' algorithms."""
+    """The repository paths of the modules that compute the records' algorithms: each algorithm's
+    module, the ``offrl_bench.algorithms`` modules it imports (transitively: MOPO's dynamics model
+    and MOREC's dynamics reward, SS-ORL's inverse dynamics model), and those of a wrapper's base
+    algorithm named in the record's config (SS-ORL's ``base``)."""
     from offrl_bench import registry
 
-    paths = set()
-    for name in {record["algorithm"] for record in records}:
-        entry_point = registry.available(registry.ALGORITHMS).get(name)
-        if entry_point is None:
+    available = registry.available(registry.ALGORITHMS)
+    modules: list[str] = []
+    for record in records:
+        for name in (record["algorithm"], (record.get("config") or {}).get("base")):
+            entry_point = available.get(name) if isinstance(name, str) else None
+            if entry_point is not None and entry_point.module not in modules:
+                modules.append(entry_point.module)
+    paths: set[str] = set()
+    while modules:
+        spec = importlib.util.find_spec(modules.pop())
+        if not (spec and spec.origin):
             continue
-        spec = importlib.util.find_spec(entry_point.module)
-        if spec and spec.origin:
-            try:
-                paths.add(str(Path(spec.origin).resolve().relative_to(root)))
-            except ValueError:  # installed elsewhere (a third-party plugin): not this repository's history
-                continue
+        try:
+            path = str(Path(spec.origin).resolve().relative_to(root))
+        except ValueError:  # installed elsewhere (a third-party plugin): not this repository's history
+            continue
+        if path in paths:
+            continue
+        paths.add(path)
+        modules += [module for module in _imported_modules(Path(spec.origin))
+                    if module.startswith(f"{_ALGORITHMS_PACKAGE}.")]
     return sorted(paths)
+
+
+_ALGORITHMS_PACKAGE = "offrl_bench.algorithms"
+
+
+def _imported_modules(path: Path) -> list[str]:
+    """Absolute module names a source file imports (``import a.b``, ``from a.b import c``)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
 
 
 def changed_since(revision: str, paths: Iterable[str], root: Path) -> list[str] | None:

@@ -73,6 +73,18 @@ def test_provenance_warning_names_dirty_records_mixed_revisions_and_changed_file
     assert problems == ["2 of 2 records are not from a clean tree (git_dirty true or missing)"]
 
 
+def test_provenance_pins_the_algorithm_modules_an_algorithm_imports_and_its_base_algorithm():
+    """A change to MOREC's dynamics reward changes MOPO+MOREC's numbers though mopo.py is unchanged;
+    an SS-ORL record's numbers come from its base algorithm too."""
+    mopo = provenance.algorithm_sources([{"algorithm": "mopo"}], REPO)
+    assert {"algorithms/mopo.py", "algorithms/morec.py", "algorithms/dynamics_model.py",
+            "algorithms/soft_actor_critic.py", "algorithms/nn.py"} <= set(mopo)
+    assert "algorithms/iql.py" not in mopo
+    ssorl = provenance.algorithm_sources([{"algorithm": "ssorl", "config": {"base": "iql"}}], REPO)
+    assert {"algorithms/ssorl.py", "algorithms/inverse_dynamics.py", "algorithms/iql.py"} <= set(ssorl)
+    assert provenance.algorithm_sources([{"algorithm": "bc"}], REPO) == ["algorithms/bc.py", "algorithms/nn.py"]
+
+
 def _suite_records(shift: float = 0.0) -> list[dict]:
     records = []
     for algorithm, base in (("bc", 50.0), ("iql", 70.0)):

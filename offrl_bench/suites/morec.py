@@ -5,7 +5,9 @@ Hopper-v5 medium data (the ``mujoco`` extra; MOPO's rollouts end at Hopper's hea
 MOPO and MOPO+MOREC use the defaults of ``algorithms/mopo.py`` (7-member ensemble, h = 5, lambda =
 1, real ratio 0.05, MOREC's 10 candidates and threshold 0.6); TD3+BC, IQL and CQL (the offline
 suite's CPU settings) are the model-free reference. 4,000 updates, 5 seeds. The leaderboard row
-names are ``mopo`` and ``mopo+morec``.
+names are ``mopo``, ``mopo+morec`` (the same ensemble as ``mopo``, filtered) and
+``mopo+morec+adversarial-model`` (the filter over MOREC's adversarially fine-tuned copy of the
+ensemble: what changing the model as well as the filter adds).
 """
 
 from offrl_bench.data.make import DatasetRequest
@@ -19,7 +21,7 @@ MOREC = Suite(
     datasets=(DatasetRequest("Pendulum-v1", "medium"), DatasetRequest("Pendulum-v1", "mixed"),
               DatasetRequest("Hopper-v5", "medium")),
     algorithms=("td3_bc", "iql", "cql", "mopo"),
-    variants=(("mopo", (("filter", "morec"),)),),
+    variants=(("mopo", (("filter", "morec"),)), ("mopo", (("filter", "morec"), ("morec_model", "adversarial")))),
     seeds=(0, 1, 2, 3, 4),
     updates=4_000,
     eval_every=1_000,
