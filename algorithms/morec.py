@@ -13,11 +13,12 @@ differ in the filter alone. (Rolling out the adversarially fine-tuned copy inste
 
 As in the authors' code, the dynamics reward is an ensemble of *historical* discriminators, not the
 last one. A snapshot is kept after every round; the last ``history_kept`` are retained and every
-``history_every``-th of those, counted back from the newest, scores. Each snapshot's logit is
-calibrated by its own mean logits on dataset (``expert``) and generator (``learner``) transitions at
-the time it was taken: clamped to [learner, expert] and mapped linearly onto [-R/2, R/2], R = 2 max
-over snapshots of |expert|, |learner|. A snapshot whose dataset mean is not above its generator mean
-separates nothing and is left out. The reward of a transition is -log(1 - mean_k min(p_k, 0.999)),
+``history_every``-th of those, counted back from the newest, scores. The authors' code clamps each
+snapshot's logit to that snapshot's own [learner value, expert value] and maps it linearly onto
+[-R/2, R/2], R = 2 max over snapshots of |expert|, |learner|; here those two values are the
+snapshot's mean logits on a batch of generator and of dataset transitions when it was taken. A
+snapshot whose dataset mean is not above its generator mean separates nothing and is left out.
+The reward of a transition is -log(1 - mean_k min(p_k, 0.999)),
 p_k the calibrated probability of snapshot k, so the rollout threshold 0.6 ends a rollout where the
 snapshots' mean probability is below 1 - e^-0.6 = 0.451, i.e. near or below the generator's level.
 
