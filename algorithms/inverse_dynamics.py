@@ -42,6 +42,7 @@ class IDMSettings:
     updates: int = 10_000
     eval_every: int = 250
     validation_fraction: float = 0.1
+    frame_differences: bool = True  # vector observations: the frames' differences as inputs too
 
 
 def observation_windows(dataset: TransitionDataset, index: torch.Tensor, window: int,
@@ -70,7 +71,8 @@ class InverseDynamicsModel(nn.Module):
             self.normalizer = ObservationNormalizer(spec.observation_dim, enabled=False)
         else:
             self.encoder = nn.Flatten()
-            features = (2 * frames - 1) * spec.observation_dim  # frames and their differences
+            self.frame_differences = settings.frame_differences
+            features = (2 * frames - 1 if self.frame_differences else frames) * spec.observation_dim
             self.normalizer = ObservationNormalizer(spec.observation_dim)
         self.difference_normalizer = ObservationNormalizer(spec.observation_dim, enabled=self.image_shape is None)
         out_dim = self.action_dim if self.discrete else 2 * self.action_dim
@@ -84,16 +86,20 @@ class InverseDynamicsModel(nn.Module):
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, frames, obs_dim) -> (ensemble, B, out).
 
-        Vector observations: the frames and the differences of consecutive frames. An action shows in
-        how the observation changes; given the change explicitly the MLP extrapolates to states
-        outside the labelled episodes (on s' = s + Ba, frames alone leave 2.5x the held-out error)."""
+        Vector observations: the frames and (``frame_differences``, this project's addition to the
+        paper's IDM) the differences of consecutive frames. An action shows in how the observation
+        changes; given the change explicitly the MLP extrapolates to states outside the labelled
+        episodes (on s' = s + Ba, frames alone leave 2.5x the held-out error)."""
         if self.image_shape is not None:  # frames stacked as channels: (B, H, W, frames * C)
             height, width, channels = self.image_shape
             batch, frames = windows.shape[:2]
             windows = windows.reshape(batch, frames, height, width, channels).permute(0, 2, 3, 1, 4)
             return self.heads(self.encoder(windows.reshape(batch, height, width, frames * channels)))
+        frames = self.normalizer(windows).flatten(1)
+        if not self.frame_differences:
+            return self.heads(frames)
         differences = self.difference_normalizer(windows[:, 1:] - windows[:, :-1])
-        return self.heads(torch.cat([self.normalizer(windows).flatten(1), differences.flatten(1)], dim=1))
+        return self.heads(torch.cat([frames, differences.flatten(1)], dim=1))
 
     def loss(self, windows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean over members of the NLL of ``targets`` (class ids, or unit actions in [-1, 1])."""

@@ -66,6 +66,7 @@ class SSORLConfig:
     idm_updates: PositiveInt = 10_000
     idm_eval_every: PositiveInt = 250
     idm_validation_fraction: Fraction = 0.1
+    idm_frame_differences: bool = True  # not in the paper's IDM: "false" gives it the frames alone
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -91,7 +92,8 @@ class SSORLConfig:
 
     def idm_settings(self) -> IDMSettings:
         return IDMSettings(self.window, self.idm_width, self.idm_depth, self.idm_ensemble, self.idm_lr,
-                           self.idm_batch_size, self.idm_updates, self.idm_eval_every, self.idm_validation_fraction)
+                           self.idm_batch_size, self.idm_updates, self.idm_eval_every, self.idm_validation_fraction,
+                           self.idm_frame_differences)
 
 
 class SSORL(OfflineAlgorithm):
@@ -116,7 +118,8 @@ class SSORL(OfflineAlgorithm):
 
     @classmethod
     def leaderboard_name(cls, config: SSORLConfig) -> str:
-        suffix = "" if config.selection == "random" else f", {config.selection}"
+        suffix = ("" if config.selection == "random" else f", {config.selection}") + (
+            "" if config.idm_frame_differences else ", idm frames only")
         if config.unlabelled == "drop":
             return f"{config.base} (labelled only{suffix})"
         return f"ssorl({config.base}{suffix})"

@@ -74,6 +74,35 @@ def test_idm_recovers_actions_of_a_deterministic_system(kind, tolerance):
     assert labels.dtype == dataset.actions.dtype and labels.shape == dataset.actions[held_out].shape
 
 
+def test_frame_differences_are_a_named_idm_option_that_helps_on_unseen_episodes():
+    """The paper's IDM sees the frames alone; this project's default adds their differences, which
+    halve (or better) the held-out error on s' = s + Ba. The rows carry the option in their name."""
+    dataset = toy_dataset("continuous")
+    train, held_out = torch.arange(0, 600), torch.arange(600, 800)
+    errors = {}
+    for differences in (True, False):
+        idm = InverseDynamics(dataset.spec, IDMSettings(width=64, updates=1500, eval_every=100,
+                                                        frame_differences=differences), 0, torch.device("cpu"))
+        assert idm.model.heads.weights[0].shape[1] == (5 if differences else 3) * 4  # s_{t-1}, s_t, s_{t+1}
+        idm.fit(dataset, train)
+        errors[differences] = idm.error(dataset, held_out, dataset.actions[held_out])
+    assert errors[True] < 0.5 * errors[False], errors
+    cls = registry.algorithm_class("ssorl")
+    config = build_config(cls, (("idm_frame_differences", "false"), ("selection", "low_return")))
+    assert cls.leaderboard_name(config) == "ssorl(iql, low_return, idm frames only)"
+
+
+def test_ssorl_suite_headline_rows_label_low_return_episodes_with_five_seeds():
+    runs = registry.suite("ssorl").runs()
+    headline = [spec for spec in runs if dict(spec.overrides).get("selection") == "low_return"]
+    assert {dict(spec.overrides)["label_fraction"] for spec in headline} == {"0.01", "0.1"}
+    assert {dict(spec.overrides).get("selection", "random") for spec in runs} == {"low_return", "random"}
+    assert {dict(spec.overrides)["label_fraction"] for spec in runs} == {"0.01", "0.1", "1.0"}
+    assert len({spec.dataset for spec in headline}) == 2
+    for overrides in {spec.overrides for spec in runs}:
+        assert {spec.seed for spec in runs if spec.overrides == overrides} >= {0, 1, 2, 3, 4}
+
+
 def test_idm_labels_in_the_environments_action_units():
     """Pendulum-like bounds that are not [-1, 1]: labels must come back in the environment's units,
     compared with the true actions (the model itself works in [-1, 1])."""
