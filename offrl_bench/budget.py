@@ -89,10 +89,12 @@ def verdicts(records: list[dict]) -> pd.DataFrame:
     for (suite, name, env, dataset, wrapper, updates), runs in sorted(groups.items()):
         if name == ANCHOR_ALGORITHM:
             anchors[(suite, env, dataset, wrapper)] = float(np.mean([r["normalized_score"] for r in runs]))
-    revision = {r.get("versions", {}).get("git_revision") for r in records}
     rows = []
     for (suite, name, env, dataset, wrapper, updates), runs in sorted(groups.items()):
         scores = np.array([r["normalized_score"] for r in runs], dtype=float)
+        # the revision of this row's own runs: a check resumed at a later revision reruns only the
+        # rows whose code changed, and each row says which code its verdict describes
+        revision = {r.get("versions", {}).get("git_revision") for r in runs}
         anchor = anchors.get((suite, env, dataset, wrapper), math.nan)
         if not anchor >= ANCHOR:
             verdict = NO_ANCHOR

@@ -53,13 +53,12 @@ class Listing:
         return table
 
     def blocks(self) -> str:
-        """Each row as its first cell, then one indented ``column: value`` line per other column."""
+        """Each row as its first cell, then one indented ``column: value`` line per other column (the
+        caption is not included: :func:`show` prints it wrapped)."""
         lines = [self.title]
         for row in self.rows:
             lines.append(row[0])
             lines += [f"  {column}: {cell}" for column, cell in zip(self.columns[1:], row[1:]) if cell]
-        if self.caption:
-            lines.append(self.caption)
         return "\n".join(lines)
 
 
@@ -70,3 +69,5 @@ def show(listing: Listing, console: Console) -> None:
         console.print(listing.table())
     else:
         console.print(listing.blocks(), markup=False, highlight=False, soft_wrap=True)
+        if listing.caption:  # running text: wrapped between words at the console's width
+            console.print(Text(listing.caption))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import REPO
-from offrl_bench import budget, reference, registry, scheduler
+from offrl_bench import budget, provenance, reference, registry, scheduler
 from offrl_bench.data.make import DatasetRequest, make_missing_datasets
 from offrl_bench.results import RunStore, leaderboard
 from offrl_bench.suites import Suite
@@ -144,15 +144,29 @@ def test_an_algorithm_that_cannot_learn_at_its_budget_is_found_under_budget(tmp_
     assert found.bc_normalized_mean.min() >= 90 and found.set_index("algorithm").normalized_mean["bcq"] < 50
 
 
+def test_each_verdict_names_the_revision_of_its_own_runs():
+    def run(algorithm, seed, revision):
+        return {"suite": "s", "algorithm": algorithm, "algorithm_label": algorithm, "env_id": "E", "dataset": "d",
+                "wrapper": "", "updates": 100, "seed": seed, "normalized_score": 95.0,
+                "versions": {"git_revision": revision}}
+    found = budget.verdicts([run("bc", 0, "a" * 40), run("bc", 1, "a" * 40), run("iql", 0, "b" * 40),
+                             run("cql", 0, "a" * 40), run("cql", 1, "b" * 40)])
+    assert dict(zip(found.algorithm, found.git_revision)) == {"bc": "a" * 40, "iql": "b" * 40, "cql": "mixed"}
+
+
 @pytest.mark.parametrize("suite", ["default", "quick"])
 def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
     directory = reference.reference_dir(suite)
     checks = budget.read(directory / budget.FILE_NAME)
-    # The verdicts are what the shipped check runs give, and those ran at one clean revision.
+    # The verdicts are what the shipped check runs give, each row's runs from one clean revision (a
+    # check resumed at a later revision reran only the rows whose code changed), named in the row.
     runs = list(RunStore(REPO / "results" / "reference" / suite / "budget-check").records().values())
     assert (directory / budget.FILE_NAME).read_text() == budget.csv_text(budget.verdicts(runs))
-    assert {(r["versions"]["git_revision"], r["versions"]["git_dirty"]) for r in runs} == {
-        (checks.git_revision[0], False)}
+    assert all(r["versions"]["git_dirty"] is False for r in runs)
+    assert "mixed" not in set(checks.git_revision)
+    for revision in set(checks.git_revision):
+        assert provenance.reference_problems([r for r in runs if r["versions"]["git_revision"] == revision],
+                                             REPO) == []
     for row in checks.itertuples():  # each verdict follows from its own numbers
         expected = ("no-anchor" if not row.bc_normalized_mean >= budget.ANCHOR else
                     "learned" if row.normalized_mean >= budget.FLOOR else "under-budget")
