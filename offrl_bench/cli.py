@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -271,8 +270,18 @@ def suite_show(name: str) -> None:
 
 def _algorithm_names(*texts: str) -> list[str]:
     """Algorithm variant names given as separate words and/or comma-separated; a comma inside a
-    variant's brackets (``x[a=1,b=2]``) is part of its name."""
-    return [name.strip() for text in texts for name in re.split(r",(?![^\[]*\])", text) if name.strip()]
+    variant's brackets or parentheses (``x[a=1,b=2]``, ``iql (labelled only, low_return)``) is part
+    of its name."""
+    names = []
+    for text in texts:
+        depth, start = 0, 0
+        for position, char in enumerate(text):
+            depth += (char in "([") - (char in ")]")
+            if char == "," and depth <= 0:
+                names.append(text[start:position])
+                start = position + 1
+        names.append(text[start:])
+    return [name.strip() for name in names if name.strip()]
 
 
 def _spec_variant(spec) -> str:

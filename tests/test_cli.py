@@ -59,7 +59,7 @@ def test_every_list_prints_whole_names_at_80_columns_in_a_pipe(tmp_path, cartpol
 def test_compare_and_run_summary_print_whole_names_at_80_columns(tmp_path, cartpole_expert):
     from conftest import REPO
 
-    names = ("iql (labelled only)[label_fraction=0.1]", "ssorl(iql)[label_fraction=0.1]")
+    names = ("iql (labelled only, low_return)[label_fraction=0.1]", "ssorl(iql, low_return)[label_fraction=0.1]")
     compared = run_cli_process("compare", str(REPO / "results" / "reference" / "default"), "--algos", *names,
                                env={"COLUMNS": "80"})
     assert compared.returncode == 0, compared.stderr
@@ -171,3 +171,10 @@ def test_real_process_prints_no_traceback(cartpole_expert):
     assert_usage_error(result, "unknown algorithm 'nope'")
     result = run_cli_process("run", "--algo", "bc", "--dataset", cartpole_expert, "--set", "=3")
     assert_usage_error(result, "malformed --set '=3'")
+
+
+def test_algorithm_names_split_on_commas_outside_brackets_and_parentheses():
+    from offrl_bench.cli import _algorithm_names
+
+    assert _algorithm_names("iql (labelled only, low_return)[label_fraction=0.1],x[a=1,b=2]", "bc") == [
+        "iql (labelled only, low_return)[label_fraction=0.1]", "x[a=1,b=2]", "bc"]
