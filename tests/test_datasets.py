@@ -164,18 +164,19 @@ def test_unknown_env():
         make_dataset(DatasetRequest("NoSuchEnv-v0", "random"), log=lambda m: None)
 
 
-def test_shipped_hopper_behaviour_policies_rank_expert_over_medium_over_random():
-    """The MuJoCo checkpoints ship with the package (training them takes over an hour on a CPU)."""
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "HalfCheetah-v5"])
+def test_shipped_mujoco_behaviour_policies_rank_expert_over_medium_over_random(env_id):
+    """The MuJoCo checkpoints ship with the package (training them takes about an hour on a CPU)."""
     pytest.importorskip("mujoco", reason="needs the 'mujoco' extra")
     import numpy as np
 
     from offrl_bench.data import behaviour
     from offrl_bench.envs import make_env
 
-    env_fn = lambda: make_env("Hopper-v5")  # noqa: E731
-    assert behaviour.checkpoint_path("Hopper-v5", "expert").parent == behaviour.SHIPPED_DIR
+    env_fn = lambda: make_env(env_id)  # noqa: E731
+    assert behaviour.checkpoint_path(env_id, "expert").parent == behaviour.SHIPPED_DIR
     random = behaviour.mean_return(env_fn, behaviour.random_policy(env_fn().action_space, np.random.default_rng(0)), 3)
-    medium, expert = (behaviour.mean_return(env_fn, behaviour.load_sb3_policy("Hopper-v5", level), 3)
+    medium, expert = (behaviour.mean_return(env_fn, behaviour.load_sb3_policy(env_id, level), 3)
                       for level in ("medium", "expert"))
     gap = expert - random
     assert medium > random + 0.25 * gap and expert > medium + 0.25 * gap
