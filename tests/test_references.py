@@ -1,13 +1,15 @@
 """Published references: clean provenance, the comparison every suite run ends with, and the
 README's claims table, which must be what ``offrl-bench claims`` prints for the committed records."""
 
+import fnmatch
 import json
+import re
 import subprocess
 
 import pytest
 
 from conftest import REPO, run_cli_process
-from offrl_bench import budget, ope, provenance, reference
+from offrl_bench import budget, ope, provenance, reference, registry
 from offrl_bench.claims import evaluate_directory, markdown
 from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
 
@@ -41,11 +43,16 @@ def test_no_other_committed_results_directory():
     assert tracked and all(path.startswith("results/reference/") for path in tracked)
 
 
-def test_readme_claims_table_is_what_the_claims_command_prints():
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("<!-- claims: offrl-bench claims results/reference/default --markdown -->\n")[1]
-    table = table.split("<!-- end claims -->")[0]
-    assert table == markdown(evaluate_directory(REPO / "results" / "reference" / "default"))
+def test_readme_claims_tables_are_what_the_claims_command_prints():
+    """Each table sits between ``<!-- claims: offrl-bench claims DIR [--claim PATTERN]... --markdown -->``
+    and ``<!-- end claims -->``: the command that prints it."""
+    blocks = re.findall(r"<!-- claims: offrl-bench claims (\S+)((?: --claim \S+)*) --markdown -->\n(.*?)"
+                        r"<!-- end claims -->", (REPO / "README.md").read_text(), re.S)
+    assert "results/reference/default" in {directory for directory, _, _ in blocks}
+    for directory, options, table in blocks:
+        patterns = options.split()[1::2]
+        chosen = [c for c in registry.claims() if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+        assert table == markdown(evaluate_directory(REPO / directory, chosen)), directory
 
 
 def _records(revision: str | None, dirty: bool | None, algorithm: str = "bc") -> list[dict]:
