@@ -287,6 +287,13 @@ def evaluate_claim(claim: Claim, records: Iterable[dict]) -> Verdict:
     return verdict
 
 
+def named(patterns: tuple[str, ...] | list[str]) -> list[Claim]:
+    """The installed claims whose name matches any of these shell patterns (all of them if none)."""
+    from offrl_bench import registry
+
+    return [c for c in registry.claims() if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+
+
 def evaluate_directory(directory: Path, claims: list[Claim] | None = None) -> list[Verdict]:
     """The verdict of every installed claim (or of ``claims``) on the records in ``directory``."""
     from offrl_bench import registry

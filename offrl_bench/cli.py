@@ -410,15 +410,11 @@ def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, i
 def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
     """Decide every installed paper claim on the run records in DIRECTORY: reproduced, contradicted
     or inconclusive, with the numbers behind each verdict."""
-    import fnmatch
-
     from offrl_bench import claims, registry
 
-    chosen = registry.claims()
-    if patterns:
-        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
-        if not chosen:
-            raise UsageError(f"no claim matches {', '.join(patterns)}; {one_of(c.name for c in registry.claims())}")
+    chosen = claims.named(patterns)
+    if not chosen:
+        raise UsageError(f"no claim matches {', '.join(patterns)}; {one_of(c.name for c in registry.claims())}")
     verdicts = claims.evaluate_directory(directory, chosen)
     say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
     if markdown:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: The published reference directories, one per suite (results/reference/<suite>/).
+PUBLISHED_REFERENCES = sorted(path.parent for path in (REPO / "results" / "reference").glob("*/runs.jsonl"))
 
 
 def pytest_addoption(parser):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import REPO
+from conftest import PUBLISHED_REFERENCES, REPO
 from offrl_bench import budget, provenance, reference, registry, scheduler
 from offrl_bench.data.make import DatasetRequest, make_missing_datasets
 from offrl_bench.results import RunStore, leaderboard
@@ -154,10 +154,7 @@ def test_each_verdict_names_the_revision_of_its_own_runs():
     assert dict(zip(found.algorithm, found.git_revision)) == {"bc": "a" * 40, "iql": "b" * 40, "cql": "mixed"}
 
 
-PUBLISHED_SUITES = sorted(path.parent.name for path in (REPO / "results" / "reference").glob("*/runs.jsonl"))
-
-
-@pytest.mark.parametrize("suite", PUBLISHED_SUITES)
+@pytest.mark.parametrize("suite", [directory.name for directory in PUBLISHED_REFERENCES])
 def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
     directory = reference.reference_dir(suite)
     checks = budget.read(directory / budget.FILE_NAME)

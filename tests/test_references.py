@@ -1,19 +1,18 @@
 """Published references: clean provenance, the comparison every suite run ends with, and the
 README's claims table, which must be what ``offrl-bench claims`` prints for the committed records."""
 
-import fnmatch
 import json
 import re
 import subprocess
 
 import pytest
 
-from conftest import REPO, run_cli_process
-from offrl_bench import budget, ope, provenance, reference, registry
-from offrl_bench.claims import evaluate_directory, markdown
+from conftest import PUBLISHED_REFERENCES, REPO, run_cli_process
+from offrl_bench import budget, ope, provenance, reference
+from offrl_bench.claims import evaluate_directory, markdown, named
 from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
 
-REFERENCES = sorted(path.parent for path in (REPO / "results" / "reference").glob("*/runs.jsonl"))
+REFERENCES = PUBLISHED_REFERENCES
 
 
 def test_the_main_job_and_the_quick_suite_have_references():
@@ -51,8 +50,7 @@ def test_readme_claims_tables_are_what_the_claims_command_prints():
     assert "results/reference/default" in {directory for directory, _, _ in blocks}
     for directory, options, table in blocks:
         patterns = options.split()[1::2]
-        chosen = [c for c in registry.claims() if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
-        assert table == markdown(evaluate_directory(REPO / directory, chosen)), directory
+        assert table == markdown(evaluate_directory(REPO / directory, named(patterns))), directory
 
 
 def _records(revision: str | None, dirty: bool | None, algorithm: str = "bc") -> list[dict]:
