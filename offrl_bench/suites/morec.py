@@ -36,9 +36,9 @@ MOREC = Suite(
 #: policies, 50k transitions), where imitating the mixture leaves room to improve on the data.
 #: Rollouts at MOPO's paper setting for HalfCheetah mixed and medium-expert data, h = 5 and lambda =
 #: 1 (``algorithms/mopo.py``'s defaults); MOREC's paper rolls out 100 steps with per-task penalties,
-#: which these budgets cannot afford. 20,000 updates instead of MOPO's 1M+: MOPO trained 58
-#: updates/s on one core on this task's data, so SAC's part of a run is about 6 minutes, next to up
-#: to 50 epochs of the ensemble.
+#: which these budgets cannot afford. 20,000 updates instead of MOPO's 1M+: MOPO trained 58.7
+#: updates/s per worker in the reference run (2 workers on 2 cores), so SAC's part of a run is about
+#: 6 minutes, next to 4-5 minutes for the 50 epochs of the ensemble.
 MOREC_HALFCHEETAH = Suite(
     name="morec-halfcheetah",
     description="BC vs MOPO vs MOPO+MOREC on HalfCheetah-v5 mixed data (5 seeds; needs the mujoco extra)",
