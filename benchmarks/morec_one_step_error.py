@@ -86,16 +86,23 @@ def rollout_errors(mopo, starts: torch.Tensor, actions: torch.Tensor, filtered: 
 
 def first_step_choices(mopo, starts: torch.Tensor, unit_actions: torch.Tensor, env) -> dict[str, float]:
     """Mean true error of MOREC's pick, a random candidate and the candidates' mean, all from one
-    draw of candidates (same model, starts, actions and candidates)."""
+    draw of candidates (same model, starts, actions and candidates). MOREC's pick is the filter's own
+    choice; the global torch generator, which the model's sampling draws from, is rewound so that
+    the comparison sees the candidates the filter chose among."""
     reward = mopo.dynamics_reward
+    draw = torch.get_rng_state()
     with torch.no_grad():
+        chosen = reward.filter(mopo.model, starts, unit_actions)[0]
+        torch.set_rng_state(draw)
         candidates, _, _ = mopo.model.sample(starts, unit_actions, reward.settings.candidates_per_elite)
-        scores = reward.score(starts, unit_actions, candidates)
+    if not (candidates == chosen).all(-1).any(0).all():
+        raise RuntimeError("the filter's pick is not among the redrawn candidates: sampling no longer "
+                           "draws from the global torch generator alone")
     rows = torch.arange(len(starts))
     env_actions = mopo.scaler.from_unit(unit_actions).numpy()
     truth = torch.tensor(np.array([true_step(env, o, a)[0] for o, a in zip(starts.numpy(), env_actions)]),
                          dtype=torch.float32)
-    picks = {"morec-chosen": candidates[scores.argmax(0), rows],
+    picks = {"morec-chosen": chosen,
              "random-candidate": candidates[torch.randint(len(candidates), (len(starts),)), rows],
              "mean-candidate": candidates.mean(0)}
     return {name: float((pick - truth).norm(dim=1).mean()) for name, pick in picks.items()}

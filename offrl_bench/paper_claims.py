@@ -37,27 +37,36 @@ GENERALIZATION = (
           relation="at_most", margin=MARGIN, per=("dataset",), each=("algorithm",)),
 )
 
-#: SS-ORL (Zheng et al., ICML 2023), with IQL as the base algorithm. The paper's headline setting
-#: labels episodes below the median return (``selection=low_return``); the same claims on randomly
-#: drawn labels are checked where a suite has those rows (the ``ssorl`` suite).
-def _ssorl_claims(selection: str, name_suffix: str, episodes: str) -> tuple[Claim, ...]:
+#: SS-ORL (Zheng et al., ICML 2023), one pair of claims per base algorithm: IQL (the default suite's
+#: base; its claims carry no base suffix), and BC and TD3+BC (the ``ssorl`` suite's other bases; the
+#: paper's are DT, CQL and TD3+BC). The paper's headline setting labels episodes below the median
+#: return (``selection=low_return``); the same claims on randomly drawn labels are checked where a
+#: suite has those rows (the ``ssorl`` suite).
+SSORL_BASES = {"iql": ("", "IQL"), "bc": ("-bc", "BC"), "td3_bc": ("-td3-bc", "TD3+BC")}
+
+
+def _ssorl_claims(base: str, selection: str) -> tuple[Claim, ...]:
+    base_suffix, base_name = SSORL_BASES[base]
+    name_suffix = base_suffix + ("" if selection == "low_return" else "-random-labels")
+    episodes = "low-return" if selection == "low_return" else "random"
     label = "" if selection == "random" else f", {selection}"  # as SSORL.leaderboard_name writes it
-    proxy = Rows(algorithm=f"ssorl(iql{label})[label_fraction=0.1]")
+    proxy = Rows(algorithm=f"ssorl({base}{label})[label_fraction=0.1]")
     return (
         Claim(name=f"ssorl-10pc-matches-full-labels{name_suffix}", paper="SS-ORL (Zheng et al. 2023)",
               statement=f"at 10% labels ({episodes} episodes), IDM proxy labels score within {MARGIN:g} points "
-                        "of full labels (IQL)",
-              a=proxy, b=Rows(algorithm="ssorl(iql)[label_fraction=1.0]"), relation="equivalent", margin=MARGIN,
-              per=("dataset",)),
+                        f"of full labels ({base_name})",
+              a=proxy, b=Rows(algorithm=f"ssorl({base})[label_fraction=1.0]"), relation="equivalent",
+              margin=MARGIN, per=("dataset",)),
         Claim(name=f"ssorl-10pc-beats-labelled-only{name_suffix}", paper="SS-ORL (Zheng et al. 2023)",
               statement=f"at 10% labels ({episodes} episodes), IDM proxy labels beat training on the labelled "
-                        "episodes alone (IQL)",
-              a=proxy, b=Rows(algorithm=f"iql (labelled only{label})[label_fraction=0.1]"), relation="greater",
+                        f"episodes alone ({base_name})",
+              a=proxy, b=Rows(algorithm=f"{base} (labelled only{label})[label_fraction=0.1]"), relation="greater",
               per=("dataset",)),
     )
 
 
-SSORL = _ssorl_claims("low_return", "", "low-return") + _ssorl_claims("random", "-random-labels", "random")
+SSORL = tuple(claim for base in SSORL_BASES for selection in ("low_return", "random")
+              for claim in _ssorl_claims(base, selection))
 
 #: MOREC (Luo et al., ICLR 2024): the filter picks model transitions closer to the real dynamics,
 #: and must not make MOPO worse, which only means something where MOPO itself beats BC. The first
