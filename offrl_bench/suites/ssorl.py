@@ -15,7 +15,8 @@ labelled-only baseline, on Pendulum-v1 mixed (200 episodes) and medium (200 epis
 one of the paper's own base algorithms, at 10% on the mixed data only. 4,000 updates per run, 5
 seeds. CQL, the paper's third base algorithm, is not here: at ten times IQL's cost per update on a
 CPU its five rows would take about 100 of the suite's core-minutes, plus as many again for its
-sanity-floor check (``benchmarks/budget_check.py``).
+sanity-floor check (``benchmarks/budget_check.py``); an estimate from the CQL and SS-ORL run times
+in the default reference, not a measured run.
 
 The IDM is this project's CPU-scale one (256x2, lr 1e-3, with frame differences as inputs;
 ``algorithms/ssorl.py``), not yet the paper's larger one (1024x2 with dropout, lr 1e-4); the README's
