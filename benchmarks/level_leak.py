@@ -1,43 +1,50 @@
 """How many test-level resets show a layout the train levels already contain.
 
-Level splits keep level *ids* disjoint; this checks what the environment actually draws. Each reset
-is fingerprinted by MiniGrid's full grid encoding plus the agent's position and direction.
+Level splits keep level *ids* disjoint; this checks what the environment actually draws, twice:
+with ids alone (each id of the default ranges reset directly) and through the ``levels`` wrapper,
+which skips test ids whose layout a train or val level shows. Each reset is fingerprinted by
+MiniGrid's full grid encoding plus the agent's position and direction (``level_fingerprint``).
 
-    python benchmarks/level_leak.py [--env MiniGrid-DoorKey-5x5-v0] [--train 3000] [--test 300]
+    python benchmarks/level_leak.py [--env MiniGrid-DoorKey-6x6-v0] [--test 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+
+import numpy as np
 
 from offrl_bench.envs import make_env
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, level_fingerprint
+from offrl_bench.errors import UsageError
 
 
-def fingerprints(env_id: str, split: str, resets: int, seed: int) -> list[str]:
-    env = make_env(env_id, f"levels:{split}")
-    found = []
-    for i in range(resets):
-        env.reset(seed=seed + i)
-        world = env.unwrapped
-        layout = world.grid.encode().tobytes() + bytes([*world.agent_pos, world.agent_dir])
-        found.append(hashlib.sha1(layout).hexdigest())
-    env.close()
-    return found
+def layout(env, level: int | None = None) -> str:
+    env.reset(seed=level)
+    return level_fingerprint(env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
-    parser.add_argument("--train", type=int, default=3_000, help="train-level resets")
-    parser.add_argument("--test", type=int, default=300, help="test-level resets")
+    parser.add_argument("--env", default="MiniGrid-DoorKey-6x6-v0")
+    parser.add_argument("--test", type=int, default=1_000, help="test-level resets")
     args = parser.parse_args()
-    train = set(fingerprints(args.env, "train", args.train, 0))
-    test = fingerprints(args.env, "test", args.test, 1_000_000)
-    leaked = sum(layout in train for layout in test)
-    print(f"{args.env}: {len(train)} distinct layouts in {args.train} train-level resets, {len(set(test))} in "
-          f"{args.test} test-level resets; {leaked} of {args.test} test resets ({leaked / args.test:.0%}) repeat a "
-          "train layout")
+    env = make_env(args.env)
+    earlier = {layout(env, level) for split in ("train", "val")
+               for level in range(DEFAULT_RANGES[split][0], DEFAULT_RANGES[split][1] + 1)}
+    test_ids = np.random.default_rng(0).integers(*DEFAULT_RANGES["test"], size=args.test, endpoint=True)
+    by_id = [layout(env, int(level)) for level in test_ids]
+    leaked = sum(found in earlier for found in by_id)
+    print(f"{args.env}: the train and val levels show {len(earlier)} distinct layouts; test ids alone: "
+          f"{leaked} of {args.test} resets ({leaked / args.test:.0%}) repeat one, {len(set(by_id))} distinct")
+    try:
+        wrapped = make_env(args.env, "levels:test")
+    except UsageError as exc:
+        print(f"levels:test wrapper: refused: {exc}")
+        return
+    drawn = [layout(wrapped, seed) for seed in range(args.test)]
+    leaked = sum(found in earlier for found in drawn)
+    print(f"levels:test wrapper: {leaked} of {args.test} resets repeat one, {len(set(drawn))} distinct")
 
 
 if __name__ == "__main__":

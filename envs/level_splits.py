@@ -10,10 +10,20 @@ levels 0-199, val 200-249, and test levels from a far range that no other split 
 Each reset draws a level uniformly from the split with the wrapper's own generator, which
 ``reset(seed=s)`` re-seeds, so the same seeds give the same levels. ``info["level"]`` carries the
 level of the episode, and datasets record it for every episode.
+
+Disjoint ids are not disjoint levels: MiniGrid-DoorKey-5x5 draws only 48 layouts, so nearly every
+test id repeats a train layout. Where the environment can *fingerprint* what a level shows
+(:func:`level_fingerprint`: MiniGrid's grid encoding with the agent's position and direction, or an
+env's own ``level_fingerprint()`` method), val levels skip every id whose fingerprint occurs among the
+train levels, and test levels every id whose fingerprint occurs among the train or val levels. A
+split whose range holds too few unseen layouts for that is refused with the numbers. Environments
+without a fingerprint (Procgen, whose level seeds generate distinct levels) keep the id split.
+``info["level_fingerprint"]`` carries the fingerprint of the episode's level.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -26,6 +36,31 @@ SPLITS = ("train", "val", "test")
 DEFAULT_RANGES: dict[str, tuple[int, int]] = {"train": (0, 199), "val": (200, 249), "test": (1_000_000, 1_999_999)}
 #: Seeds Gymnasium environments accept, and therefore the valid level ids.
 MAX_LEVEL = 2**31 - 1
+#: The splits whose layouts a split must not show: val none of train's, test none of train's or val's.
+EXCLUDED_SPLITS = {"train": (), "val": ("train",), "test": ("train", "val")}
+#: Level ids of a split probed when it is built, to measure how many of its layouts are unseen.
+PROBED_LEVELS = 200
+#: The fewest distinct unseen layouts among the probed ids for a split to be accepted: a score over
+#: fewer layouts measures those few layouts, not generalization.
+MIN_UNSEEN_LAYOUTS = 20
+#: Splits up to this many ids are enumerated to collect the layouts another split must avoid.
+MAX_ENUMERATED_LEVELS = 20_000
+
+
+def level_fingerprint(env: gym.Env) -> str | None:
+    """What the agent is shown of the level ``env`` was just reset into, as a short hash; None when
+    the environment cannot tell. An environment opts in with a ``level_fingerprint()`` method on its
+    unwrapped env; MiniGrid is fingerprinted by its full grid encoding (every cell's object, colour and
+    state) plus the agent's start position and direction."""
+    world = env.unwrapped
+    hook = getattr(world, "level_fingerprint", None)
+    if callable(hook):
+        return str(hook())
+    grid = getattr(world, "grid", None)
+    if grid is None or not hasattr(grid, "encode") or getattr(world, "agent_pos", None) is None:
+        return None
+    layout = grid.encode().tobytes() + bytes([*map(int, world.agent_pos), int(world.agent_dir)])
+    return hashlib.sha1(layout).hexdigest()[:16]
 
 
 def parse_range(name: str, value: Any) -> tuple[int, int]:
@@ -49,8 +84,35 @@ def check_disjoint(ranges: dict[str, tuple[int, int]]) -> None:
                              f"({ranges[second][0]}-{ranges[second][1]}) overlap; splits must be disjoint")
 
 
+def _fingerprint_at(env: gym.Env, level: int) -> str | None:
+    env.reset(seed=level)
+    return level_fingerprint(env)
+
+
+_LAYOUTS: dict[tuple, frozenset[str]] = {}
+
+
+def _layouts(env: gym.Env, low: int, high: int) -> frozenset[str]:
+    """The fingerprints of levels ``low``-``high`` of ``env`` (kept per environment spec: splits are
+    rebuilt for every evaluation environment)."""
+    if env.spec is None:
+        raise ValueError("level splits that check layouts need an environment made by id (gymnasium.make)")
+    key = (env.spec.id, repr(sorted(env.spec.kwargs.items())), low, high)
+    if key not in _LAYOUTS:
+        if high - low + 1 > MAX_ENUMERATED_LEVELS:
+            raise ValueError(f"cannot check that other splits avoid the {high - low + 1:,} levels {low}-{high} of "
+                             f"{env.spec.id}: at most {MAX_ENUMERATED_LEVELS:,} levels are fingerprinted; "
+                             "use a smaller range")
+        _LAYOUTS[key] = frozenset(_fingerprint_at(env, level) for level in range(low, high + 1))
+    return _LAYOUTS[key]
+
+
 class LevelSplit(gym.Wrapper):
-    """Resets only into levels of one split; ``info["level"]`` names the level of each episode."""
+    """Resets only into levels of one split; ``info["level"]`` names the level of each episode.
+
+    Val and test splits skip the ids whose layout an earlier split shows (see the module docstring):
+    ``unseen`` says whether that check applies, ``excluded`` holds the fingerprints skipped.
+    """
 
     def __init__(self, env: gym.Env, split: str, ranges: dict[str, tuple[int, int]] | None = None) -> None:
         super().__init__(env)
@@ -63,13 +125,40 @@ class LevelSplit(gym.Wrapper):
         self.low, self.high = ranges[split]
         self.level: int | None = None
         self._levels = np.random.default_rng()
+        self.excluded: frozenset[str] = frozenset()
+        self.unseen = level_fingerprint_available(env)
+        if self.unseen and EXCLUDED_SPLITS[split]:
+            self.excluded = frozenset().union(*(_layouts(env, *ranges[name]) for name in EXCLUDED_SPLITS[split]))
+            self._check_unseen_layouts()
+
+    def _check_unseen_layouts(self) -> None:
+        probe = np.random.default_rng(0).integers(self.low, self.high, size=PROBED_LEVELS, endpoint=True)
+        drawn = [_fingerprint_at(self.env, int(level)) for level in probe]
+        unseen = {layout for layout in drawn if layout not in self.excluded}
+        if len(unseen) < MIN_UNSEEN_LAYOUTS:
+            leaked = sum(layout in self.excluded for layout in drawn) / len(drawn)
+            others = " and ".join(EXCLUDED_SPLITS[self.split])
+            raise ValueError(
+                f"{self.env.spec.id} cannot give {self.split} levels unseen in the {others} levels: those show "
+                f"{len(self.excluded)} distinct layouts, {leaked:.0%} of {PROBED_LEVELS} probed {self.split} levels "
+                f"repeat one of them, and only {len(unseen)} unseen layouts remain (at least {MIN_UNSEEN_LAYOUTS} "
+                "needed); use fewer train levels (e.g. train=0-19) or an environment with more layouts")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._levels = np.random.default_rng(seed)
-        self.level = int(self._levels.integers(self.low, self.high, endpoint=True))
-        observation, info = self.env.reset(seed=self.level, options=options)
-        return observation, {**info, "level": self.level, "level_split": self.split}
+        while True:  # terminates: the split was checked to hold unseen layouts
+            self.level = int(self._levels.integers(self.low, self.high, endpoint=True))
+            observation, info = self.env.reset(seed=self.level, options=options)
+            fingerprint = level_fingerprint(self.env) if self.unseen else None
+            if fingerprint not in self.excluded:
+                break
+        return observation, {**info, "level": self.level, "level_split": self.split, "level_fingerprint": fingerprint}
+
+
+def level_fingerprint_available(env: gym.Env) -> bool:
+    """Whether ``env`` fingerprints its levels (tried on one reset, level 0)."""
+    return _fingerprint_at(env, 0) is not None
 
 
 def levels(env: gym.Env, *positional: str, split: str | None = None, **ranges: Any) -> LevelSplit:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Files that shape every run's numbers, besides the algorithm's own module (paths in the repository).
-SHARED_SOURCES = ("algorithms/nn.py", "envs", "offrl_bench/runner.py")
+#: Files that shape every run's numbers, besides the algorithm's and the environment's modules
+#: (paths in the repository; see :func:`algorithm_sources` and :func:`environment_sources`).
+SHARED_SOURCES = ("algorithms/nn.py", "offrl_bench/runner.py")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,52 @@ def algorithm_sources(records: Iterable[dict], root: Path) -> list[str]:
             entry_point = available.get(name) if isinstance(name, str) else None
             if entry_point is not None and entry_point.module not in modules:
                 modules.append(entry_point.module)
+    return _module_paths(modules, root, follow=_ALGORITHMS_PACKAGE)
+
+
+def environment_sources(records: Iterable[dict], root: Path) -> list[str]:
+    """The repository paths of the environment modules that shaped the records: the environment
+    factory (``envs/__init__.py``), the module of every wrapper a record is evaluated under or its
+    dataset was collected under, the adapter module of its environment family (Procgen), and the
+    ``offrl_bench.envs`` modules that these and the records' algorithm modules import (transitively:
+    MOPO's termination functions). A Pendulum run without wrappers therefore does not depend on the
+    level-split wrapper.
+
+    A dataset's collection wrapper is read from its id, where ``data make`` puts the wrapper spec
+    (``offrl/minigrid-doorkey-6x6/expert-levels-train-v0``): a dataset renamed with ``--name`` and no
+    wrapper in its name is not followed to its wrapper's module."""
+    from offrl_bench import envs, registry
+
+    wrappers = registry.available(registry.WRAPPERS)
+    modules = [_ENVS_PACKAGE]
+    for record in records:
+        named: set[str] = set()
+        for text in (record.get("wrapper"), (record.get("spec") or {}).get("wrapper")):
+            named |= _wrapper_names(text or "")
+        tokens = set(re.split(r"[^a-z0-9_]+", str(record.get("dataset", "")).lower()))
+        named |= tokens & set(wrappers)
+        modules += [wrappers[name].module for name in sorted(named) if name in wrappers]
+        env_id = str(record.get("env_id") or "")
+        modules += [module for prefix, (module, _) in envs._ENV_PACKAGES.items()
+                    if env_id.startswith(prefix) and module.startswith(f"{_ENVS_PACKAGE}.")]
+    for path in algorithm_sources(records, root):
+        modules += [module for module in _imported_modules(root / path) if module.startswith(f"{_ENVS_PACKAGE}.")]
+    return _module_paths(modules, root, follow=_ENVS_PACKAGE)
+
+
+def _wrapper_names(spec: str) -> set[str]:
+    from offrl_bench.envs import parse_wrapper_spec
+
+    names = set()
+    for call in parse_wrapper_spec(spec):
+        names |= {call.name, *_wrapper_names(str(call.params.get("to", "")))}
+    return names
+
+
+def _module_paths(modules: list[str], root: Path, follow: str) -> list[str]:
+    """The repository paths of ``modules`` and, transitively, of the modules under the ``follow``
+    package that they import; modules installed outside the repository are left out."""
+    modules = list(modules)
     paths: set[str] = set()
     while modules:
         spec = importlib.util.find_spec(modules.pop())
@@ -84,12 +132,12 @@ def algorithm_sources(records: Iterable[dict], root: Path) -> list[str]:
         if path in paths:
             continue
         paths.add(path)
-        modules += [module for module in _imported_modules(Path(spec.origin))
-                    if module.startswith(f"{_ALGORITHMS_PACKAGE}.")]
+        modules += [module for module in _imported_modules(Path(spec.origin)) if module.startswith(f"{follow}.")]
     return sorted(paths)
 
 
 _ALGORITHMS_PACKAGE = "offrl_bench.algorithms"
+_ENVS_PACKAGE = "offrl_bench.envs"
 
 
 def _imported_modules(path: Path) -> list[str]:
@@ -126,7 +174,7 @@ def warning(records: list[dict]) -> str | None:
         problems.append(f"records mix {len(found.revisions)} revisions ({shown})")
     root = repository_root()
     if root is not None:
-        sources = [*algorithm_sources(records, root), *SHARED_SOURCES]
+        sources = [*algorithm_sources(records, root), *environment_sources(records, root), *SHARED_SOURCES]
         for revision in sorted(rev for rev in found.revisions if rev):
             changed = changed_since(revision, sources, root)
             if changed is None:

@@ -37,6 +37,8 @@ class Episode:
     perturbations: dict[str, int] = field(default_factory=dict)
     #: ``info["level"]`` at reset: the procedural level played (level-split wrappers), else None.
     level: int | None = None
+    #: ``info["level_fingerprint"]`` at reset: what the level shows (``level_splits.level_fingerprint``).
+    level_fingerprint: str | None = None
     # Only filled when recording (data collection); observations has length + 1 rows.
     observations: np.ndarray | None = None
     actions: np.ndarray | None = None
@@ -46,8 +48,8 @@ class Episode:
 
 
 class _Recorder:
-    def __init__(self, first_observation: np.ndarray, record: bool, level: int | None) -> None:
-        self.record, self.level = record, level
+    def __init__(self, first_observation: np.ndarray, record: bool, info: dict) -> None:
+        self.record, self.level, self.level_fingerprint = record, info.get("level"), info.get("level_fingerprint")
         self.observations = [first_observation] if record else []
         self.actions: list = []
         self.rewards: list[float] = []
@@ -71,7 +73,8 @@ class _Recorder:
 
     def finish(self, seed: int) -> Episode:
         episode = Episode(seed=seed, episode_return=self.episode_return, length=self.length,
-                          perturbations=self.perturbations, level=self.level)
+                          perturbations=self.perturbations, level=self.level,
+                          level_fingerprint=self.level_fingerprint)
         if self.record:
             episode.observations = np.asarray(self.observations)
             episode.actions = np.asarray(self.actions)
@@ -142,4 +145,4 @@ def perturbation_rates(episodes: list[Episode]) -> dict[str, float]:
 def _start(env: gym.Env, episode_index: int, seed: int, record: bool):
     observation, info = env.reset(seed=seed + episode_index)
     env.action_space.seed(seed + episode_index)
-    return episode_index, _Recorder(observation, record, info.get("level")), observation
+    return episode_index, _Recorder(observation, record, info), observation

@@ -131,7 +131,7 @@ def test_iql_learns_minigrid_expert_levels_unless_its_sparse_reward_is_scaled_up
     the saturated advantage weights keep IQL near random; unscaled (the default for sparse rewards) it learns."""
     from offrl_bench.data.make import DatasetRequest, make_dataset
 
-    request = DatasetRequest("MiniGrid-DoorKey-5x5-v0", "expert", episodes=60, wrapper="levels:train",
+    request = DatasetRequest("MiniGrid-DoorKey-6x6-v0", "expert", episodes=60, wrapper="levels:train",
                              name="test/doorkey/expert-train-v0")
     make_dataset(request, log=lambda m: None)
     scores = {normalization: execute_run(RunSpec(

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import torch
@@ -111,25 +110,49 @@ def test_probe_uses_no_random_numbers():
     assert torch.equal(state, torch.get_rng_state())
 
 
+class CoTenantCue(ContentionWatch):
+    """The watch, telling the test when the run has set its best rate (co-tenants may start) and
+    when it has reported the slowdown (they may go), so that the test does not depend on how fast
+    this machine happens to be."""
+
+    settled = threading.Event()
+    slowed = threading.Event()
+
+    def observe(self, run_id: str, done: int, total: int) -> str | None:
+        message = super().observe(run_id, done, total)
+        window = self.runs.get(run_id)
+        if window is not None and window.best > 0:
+            CoTenantCue.settled.set()
+        if message and "fewer updates/s" in message:
+            CoTenantCue.slowed.set()
+        return message
+
+
 @pytest.mark.skipif(contention.usable_cpus() < 2, reason="needs 2 CPU cores: one run's 2 threads against co-tenants")
 def test_a_real_co_tenant_is_reported_while_the_run_goes_on(pendulum_expert, tmp_path, monkeypatch):
-    """A 2-thread run, then busy-loop processes pinned to its cores for 6 s: the progress display
-    says that another process is using the CPU, then that the run is back to speed."""
-    monkeypatch.setattr(scheduler, "ContentionWatch", functools.partial(ContentionWatch, window=1.0))
+    """A 2-thread run; once it has measured its own rate, busy-loop processes are pinned to its cores
+    until the watch reports the slowdown: the progress display says that another process is using
+    the CPU, then that the run is back to speed."""
+    CoTenantCue.settled.clear()
+    CoTenantCue.slowed.clear()
+    monkeypatch.setattr(scheduler, "ContentionWatch", functools.partial(CoTenantCue, window=1.0))
     output = io.StringIO()
     co_tenants: list[subprocess.Popen] = []
 
     def occupy_both_cores_for_a_while() -> None:
-        time.sleep(4.0)  # the run's first windows set its best rate
+        if not CoTenantCue.settled.wait(timeout=120):
+            return
         for cpu in 2 * sorted(os.sched_getaffinity(0))[:2]:
             co_tenants.append(subprocess.Popen(
                 [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"]))
-        time.sleep(6.0)
+        CoTenantCue.slowed.wait(timeout=60)
         for process in co_tenants:
             process.kill()
             process.wait()
 
-    spec = RunSpec("bc", pendulum_expert, 0, updates=8000, eval_every=4000, eval_episodes=2)
+    # Long enough that the run outlasts a best-rate window, the slowed windows and a recovered one
+    # on a fast machine too; the co-tenants' timing follows the run, not the clock.
+    spec = RunSpec("bc", pendulum_expert, 0, updates=16_000, eval_every=16_000, eval_episodes=2)
     threading.Thread(target=occupy_both_cores_for_a_while, daemon=True).start()
     try:
         outcome = scheduler.execute([spec], tmp_path, console=Console(file=output, width=400), cpus_per_run=2)

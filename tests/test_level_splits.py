@@ -1,6 +1,7 @@
 """Level splits: resets stay inside their split, levels are reproducible and recorded, datasets
 never contain val/test levels, bad splits are refused, and the leaderboard reports the gap."""
 
+import hashlib
 import math
 
 import numpy as np
@@ -12,20 +13,77 @@ from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, check_disjo
 from offrl_bench.errors import UsageError
 from offrl_bench.results import leaderboard
 
-MINIGRID = "MiniGrid-DoorKey-5x5-v0"
+MINIGRID = "MiniGrid-DoorKey-6x6-v0"
+
+
+def grid_layout(env) -> bytes:
+    """What a MiniGrid level shows, read from the environment itself (not from the wrapper's info):
+    every cell's object, colour and state, and where the agent starts, facing which way."""
+    world = env.unwrapped
+    return world.grid.encode().tobytes() + bytes([*map(int, world.agent_pos), int(world.agent_dir)])
+
+
+def layouts_of_levels(env_id: str, low: int, high: int) -> set[bytes]:
+    env = make_env(env_id)
+    found = set()
+    for level in range(low, high + 1):
+        env.reset(seed=level)
+        found.add(grid_layout(env))
+    return found
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_resets_draw_uniformly_from_the_split_only(split):
+    """Every id of the split whose layout no earlier split shows is drawn, uniformly (chi-square at 1%)."""
     env = make_env(MINIGRID, f"levels:{split}")
     low, high = DEFAULT_RANGES[split]
     levels = [env.reset(seed=seed)[1]["level"] for seed in range(2000)]
     assert all(low <= level <= high for level in levels)
-    if split != "test":  # small splits: every level is drawn, uniformly (chi-square at 1%)
-        counts = np.bincount(np.array(levels) - low, minlength=high - low + 1)
-        assert (counts > 0).all()
+    if split != "test":  # small splits: every accepted level is drawn
+        accepted = set(range(low, high + 1)) - {level for level in range(low, high + 1)
+                                                if split == "val" and _fingerprint(level) in env.excluded}
+        counts = np.bincount(np.array(levels) - low, minlength=high - low + 1)[[a - low for a in sorted(accepted)]]
+        assert set(levels) == accepted and len(accepted) > 20
         assert stats.chisquare(counts).pvalue > 0.01
     assert [env.reset(seed=s)[1]["level"] for s in range(20)] == levels[:20]  # same seeds, same levels
+
+
+def _fingerprint(level: int) -> str:
+    from offrl_bench.envs.level_splits import level_fingerprint
+
+    env = make_env(MINIGRID)
+    env.reset(seed=level)
+    return level_fingerprint(env)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_val_and_test_levels_show_no_layout_of_an_earlier_split(split):
+    """Disjoint in what the environment draws, not just in ids: DoorKey-6x6's test ids repeat a train
+    layout 27% of the time without the check (benchmarks/level_leak.py); with it, never."""
+    earlier = layouts_of_levels(MINIGRID, *DEFAULT_RANGES["train"])
+    if split == "test":
+        earlier |= layouts_of_levels(MINIGRID, *DEFAULT_RANGES["val"])
+    env = make_env(MINIGRID, f"levels:{split}")
+    drawn = []
+    for seed in range(300):
+        info = env.reset(seed=seed)[1]
+        drawn.append(grid_layout(env))
+        assert info["level_fingerprint"] == hashlib.sha1(drawn[-1]).hexdigest()[:16]
+    assert not any(layout in earlier for layout in drawn)
+    assert len(set(drawn)) > 30  # many unseen layouts, not a few repeated
+
+
+def test_a_layout_space_too_small_for_unseen_test_levels_is_refused():
+    """MiniGrid-DoorKey-5x5 has 48 layouts: 200 train levels show nearly all of them."""
+    with pytest.raises(UsageError, match=r"MiniGrid-DoorKey-5x5-v0 cannot give test levels unseen in the train and "
+                                         r"val levels: those show 48 distinct layouts, 100% of 200 probed test levels "
+                                         r"repeat one of them, and only 0 unseen layouts remain"):
+        make_env("MiniGrid-DoorKey-5x5-v0", "levels:test")
+    few_train_levels = make_env("MiniGrid-DoorKey-5x5-v0", "levels:split=test,train=0-19,val=20-29")
+    seen = layouts_of_levels("MiniGrid-DoorKey-5x5-v0", 0, 29)
+    for seed in range(100):
+        few_train_levels.reset(seed=seed)
+        assert grid_layout(few_train_levels) not in seen
 
 
 def test_unseeded_resets_continue_the_seeded_sequence():
@@ -89,6 +147,8 @@ def test_dataset_holds_only_train_levels():
     val, test = DEFAULT_RANGES["val"], DEFAULT_RANGES["test"]
     assert not any(val[0] <= level <= val[1] or test[0] <= level <= test[1] for level in levels)
     assert dataset.observations.shape[1] == 147 and dataset.ref_max_score > dataset.ref_min_score
+    # The dataset names what its levels show, so an evaluation can be checked against it.
+    assert dataset.metadata["level_fingerprints"] == sorted({_fingerprint(level) for level in levels})
 
 
 def _record(algorithm: str, wrapper: str, seed: int, score: float) -> dict:
@@ -155,3 +215,30 @@ def test_splits_sharing_even_one_level_id_overlap():
     check_disjoint({"train": (0, 9), "test": (10, 19)})
     with pytest.raises(ValueError, match=r"level splits train \(0-10\) and test \(10-19\) overlap"):
         check_disjoint({"train": (0, 10), "test": (10, 19)})
+
+
+def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
+    """For every registered suite, each val/test evaluation is checked against the layouts of the
+    levels its dataset was collected on, read from the environment's grids: at most 10% of resets
+    may repeat one (the level-split wrapper makes it 0)."""
+    from offrl_bench import registry
+    from offrl_bench.envs.level_splits import split_of
+
+    checked = {}
+    for name in registry.available(registry.SUITES):
+        suite = registry.suite(name)
+        requests = {request.dataset_id: request for request in suite.datasets}
+        for spec in suite.runs():
+            request = requests[spec.dataset]
+            if split_of(spec.wrapper) in ("val", "test") and request.env_id.startswith("MiniGrid-"):
+                checked.setdefault((request.env_id, request.wrapper, spec.wrapper), []).append(f"{name}/{spec.algo}")
+    assert checked, "no suite evaluates MiniGrid on held-out levels"
+    for (env_id, data_wrapper, eval_wrapper), runs in checked.items():
+        collected = make_env(env_id, data_wrapper)
+        seen = layouts_of_levels(env_id, collected.get_wrapper_attr("low"), collected.get_wrapper_attr("high"))
+        evaluated = make_env(env_id, eval_wrapper)
+        repeats = 0
+        for seed in range(200):
+            evaluated.reset(seed=seed)
+            repeats += grid_layout(evaluated) in seen
+        assert repeats / 200 <= 0.10, f"{env_id} {eval_wrapper} ({runs[0]}...): {repeats} of 200 resets repeat a layout"

@@ -90,6 +90,25 @@ def test_provenance_pins_the_algorithm_modules_an_algorithm_imports_and_its_base
     assert provenance.algorithm_sources([{"algorithm": "bc"}], REPO) == ["algorithms/bc.py", "algorithms/nn.py"]
 
 
+def test_provenance_pins_the_environment_modules_a_record_used():
+    """A Pendulum run without wrappers does not depend on the level-split wrapper; a run evaluated on
+    test levels, or trained on data collected on train levels, does; MOPO's termination functions
+    live with the environments."""
+    plain = provenance.environment_sources([{"algorithm": "bc", "dataset": "offrl/pendulum/expert-v0",
+                                             "env_id": "Pendulum-v1", "wrapper": ""}], REPO)
+    assert plain == ["envs/__init__.py"]
+    drift = "stori:drift:at=5,to=stori:action"
+    evaluated = provenance.environment_sources([{"algorithm": "bc", "dataset": "offrl/pendulum/expert-v0",
+                                                 "env_id": "Pendulum-v1", "wrapper": drift}], REPO)
+    assert evaluated == ["envs/__init__.py", "envs/stori.py", "envs/stori_atari.py"]  # stori.py dispatches to ALE
+    collected = provenance.environment_sources([{"algorithm": "bc", "env_id": "MiniGrid-DoorKey-6x6-v0", "wrapper": "",
+                                                 "dataset": "offrl/minigrid-doorkey-6x6/expert-levels-train-v0"}], REPO)
+    assert collected == ["envs/__init__.py", "envs/level_splits.py"]
+    assert "envs/termination.py" in provenance.environment_sources([{"algorithm": "mopo", "dataset": "d"}], REPO)
+    assert "envs/procgen.py" in provenance.environment_sources([{"algorithm": "bc", "dataset": "d",
+                                                                 "env_id": "procgen/coinrun-v0"}], REPO)
+
+
 def _suite_records(shift: float = 0.0) -> list[dict]:
     records = []
     for algorithm, base in (("bc", 50.0), ("iql", 70.0)):

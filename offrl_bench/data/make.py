@@ -111,6 +111,8 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
         "collection_noise": COLLECTION_NOISE, "episode_seeds": [e.seed for e in episodes],
         "perturbation_rates": perturbation_rates(episodes),
         "episode_levels": [e.level for e in episodes] if any(e.level is not None for e in episodes) else None,
+        # What the levels showed, so that an evaluation can be checked for layouts the data contains.
+        "level_fingerprints": sorted({e.level_fingerprint for e in episodes if e.level_fingerprint}) or None,
         "ref_min_source": "uniform random policy, 100 episodes",
         "ref_max_source": "noise-free expert policy, 20 episodes",
     }

@@ -9,8 +9,8 @@
 - **STORI stochasticity**: BC and IQL trained on Pendulum-v1 expert data, evaluated on the default
   environment and under types 1 (action noise), 2.1 (random events), 2.2 (concept drift) and 3.2
   (dropped frames).
-- **Level splits**: BC, BCQ and IQL on MiniGrid-DoorKey-5x5 train-level expert data, scored on the
-  train levels and on unseen test levels.
+- **Level splits**: BC, BCQ and IQL on MiniGrid-DoorKey-6x6 train-level expert data, scored on the
+  train levels and on test levels whose layouts no train level shows.
 - **Label fractions**: SS-ORL (IQL on IDM proxy labels) against IQL on the labelled episodes alone
   and IQL on fully labelled data, at 10% labels of the 200-episode Pendulum mixed dataset, the
   labelled episodes drawn from those below the median return (the paper's headline setting).
@@ -20,7 +20,9 @@
   MiniGrid train levels, scored on test levels.
 
 Offline runs take 2,000 updates (CQL with the offline suite's CPU settings), MOPO 8,000, online
-runs 40,960 environment steps. 5 seeds per row, the fewest at which the claims engine calls a
+runs 163,840 environment steps: the PPO that trained DoorKey-6x6's behaviour policy on the same train
+levels first reached the goal after about 150,000 steps, so a shorter budget would compare BC -> PPO
+against a PPO that cannot yet have learned. 5 seeds per row, the fewest at which the claims engine calls a
 verdict more than indicative, and 30 evaluation episodes per evaluation: one Pendulum policy's
 returns range from about 0 to -1,500 with the start state, and evaluation costs a fraction of a
 second.
@@ -28,11 +30,12 @@ second.
 Sanity floors (``benchmarks/budget_check.py --suite default``; verdicts in the published reference):
 every algorithm must reach half of expert level on its tasks' expert data at its budget. Two did
 not at 2,000 updates, and each was fixed by measurement, not by dropping the row. IQL on MiniGrid
-DoorKey expert data scored 11.0: its rewards were scaled by the paper's locomotion rule, x2,700
-there; unscaled, as the paper treats sparse goal rewards, it scored 100.0 (now IQL's default for
-sparse rewards). MOPO on Pendulum expert data scored 12.9 at 2,000 updates and 89.6 at 8,000 (5
-seeds each): SAC on model rollouts needs more updates than the regularised model-free methods, so
-the MOREC part (MOPO with and without the filter, same budget) runs 8,000 updates.
+DoorKey-5x5 expert data (the level task before DoorKey-6x6) scored 11.0: its rewards were scaled by
+the paper's locomotion rule, x2,700 there; unscaled, as the paper treats sparse goal rewards, it
+scored 100.0 (now IQL's default for sparse rewards). MOPO on Pendulum expert data scored 12.9 at
+2,000 updates and 89.6 at 8,000 (5 seeds each): SAC on model rollouts needs more updates than the
+regularised model-free methods, so the MOREC part (MOPO with and without the filter, same budget)
+runs 8,000 updates.
 """
 
 from offrl_bench.data.make import DatasetRequest
@@ -67,6 +70,6 @@ DEFAULT = CombinedSuite(
               variants=(("mopo", (("filter", "morec"),)),), **{**SCALE, "updates": 8_000}),
         Suite("online", "", datasets=(MINIGRID_EXPERT,), algorithms=("ppo",),
               variants=(("bc_ppo", (("demonstrations", "2"),)),), wrappers=("levels:test",),
-              env_steps=40_960, env_steps_eval_every=4_096, **SCALE),
+              env_steps=163_840, env_steps_eval_every=16_384, **SCALE),
     ),
 )

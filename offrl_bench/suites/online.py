@@ -1,10 +1,10 @@
 """Offline data to speed up online RL ("Using Offline Data to Speed-up Reinforcement Learning in
 Procedurally Generated Environments", Andres et al., 2023), at CPU scale on MiniGrid.
 
-PPO learns MiniGrid-DoorKey-5x5 on the train levels (seeds 0-199) from scratch, after BC
+PPO learns MiniGrid-DoorKey-6x6 on the train levels (seeds 0-199) from scratch, after BC
 pre-training on 2 or 10 expert episodes of those levels (``bc_ppo``), or with the BC loss kept
 during PPO (``bc_ppo+il``, imitation coefficient 0.5). Every run is scored on test levels
-1,000,000-1,999,999 that neither the demonstrations nor training visit, every 4,096 environment
+1,000,000-1,999,999 whose layouts neither the demonstrations nor training show, every 4,096 environment
 steps; ``offrl-bench plot`` draws the sample-efficiency curves (score against environment steps).
 """
 
@@ -24,7 +24,9 @@ ONLINE = Suite(
     ),
     wrappers=("levels:test",),
     seeds=(0, 1, 2, 3, 4),
-    env_steps=61_440,  # 30 PPO rollouts of 8 x 256 steps
-    env_steps_eval_every=4_096,
+    # 80 PPO rollouts of 8 x 256 steps: the PPO that trained the behaviour policy on these train
+    # levels first reached the goal after about 150,000 steps.
+    env_steps=163_840,
+    env_steps_eval_every=8_192,
     eval_episodes=20,
 )
