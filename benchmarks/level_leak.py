@@ -5,7 +5,10 @@ with ids alone (each id of the default ranges reset directly) and through the ``
 which skips test ids whose layout a train or val level shows. Each reset is fingerprinted by
 MiniGrid's full grid encoding plus the agent's position and direction (``level_fingerprint``).
 
-    python benchmarks/level_leak.py [--env MiniGrid-DoorKey-6x6-v0] [--test 1000]
+With ``--policy expert`` (or ``medium``) it also scores the shipped behaviour policy on each split,
+which tells how much of a gap the layouts themselves leave to find.
+
+    python benchmarks/level_leak.py [--env MiniGrid-DoorKey-6x6-v0] [--test 1000] [--policy expert --episodes 200]
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import argparse
 
 import numpy as np
 
+from offrl_bench.data.behaviour import load_sb3_policy
 from offrl_bench.envs import make_env
-from offrl_bench.envs.level_splits import DEFAULT_RANGES, level_fingerprint
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, SPLITS, level_fingerprint
 from offrl_bench.errors import UsageError
+from offrl_bench.rollout import run_episodes
 
 
 def layout(env, level: int | None = None) -> str:
@@ -28,7 +33,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="MiniGrid-DoorKey-6x6-v0")
     parser.add_argument("--test", type=int, default=1_000, help="test-level resets")
+    parser.add_argument("--policy", choices=("expert", "medium"), help="also score this behaviour policy per split")
+    parser.add_argument("--episodes", type=int, default=200, help="episodes per split for --policy")
     args = parser.parse_args()
+    if args.policy:
+        policy = load_sb3_policy(args.env, args.policy)
+        for split in SPLITS:
+            returns = np.array([episode.episode_return for episode in run_episodes(
+                lambda split=split: make_env(args.env, f"levels:{split}"), policy, args.episodes, seed=12_345)])
+            print(f"{args.policy} behaviour policy on {split} levels: return {returns.mean():.3f} "
+                  f"± {returns.std(ddof=1) / np.sqrt(len(returns)):.3f} (s.e.), goal reached in "
+                  f"{(returns > 0).mean():.0%} of {args.episodes} episodes")
     env = make_env(args.env)
     earlier = {layout(env, level) for split in ("train", "val")
                for level in range(DEFAULT_RANGES[split][0], DEFAULT_RANGES[split][1] + 1)}
