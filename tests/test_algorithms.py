@@ -127,7 +127,7 @@ def test_iql_rejects_an_unknown_reward_normalization(cli, cartpole_expert):
 
 @pytest.mark.slow
 def test_iql_learns_minigrid_expert_levels_unless_its_sparse_reward_is_scaled_up(tmp_path):
-    """The locomotion rule multiplies the goal reward by 1000 / (max - min return), x2,700 here, and
+    """The locomotion rule multiplies the goal reward by 1000 / (max - min return), over 1,000x here, and
     the saturated advantage weights keep IQL near random; unscaled (the default for sparse rewards) it learns."""
     from offrl_bench.data.make import DatasetRequest, make_dataset
 
