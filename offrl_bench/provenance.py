@@ -90,6 +90,7 @@ def environment_sources(records: Iterable[dict], root: Path) -> list[str]:
     wrapper in its name is not followed to its wrapper's module."""
     from offrl_bench import envs, registry
 
+    records = list(records)  # read twice: here and by algorithm_sources
     wrappers = registry.available(registry.WRAPPERS)
     modules = [_ENVS_PACKAGE]
     for record in records:
