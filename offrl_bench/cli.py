@@ -105,16 +105,19 @@ def list_(what: str) -> None:
 @click.argument("env_id")
 @click.option("--quality", default="expert", show_default=True, help="random | medium | expert | mixed")
 @click.option("--episodes", type=int, default=None, help="episodes to collect (default: per environment)")
+@click.option("--steps", type=int, default=None,
+              help="collect whole episodes until this many transitions (instead of --episodes)")
 @click.option("--name", default=None, help="dataset id (default offrl/<env>/<quality>-v0)")
 @click.option("--wrapper", default="", help="wrapper spec applied while collecting")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the collection episodes and noise")
 @click.option("--overwrite", is_flag=True, help="replace an existing dataset")
-def data_make(env_id: str, quality: str, episodes: int | None, name: str | None, wrapper: str, seed: int,
-              overwrite: bool) -> None:
+def data_make(env_id: str, quality: str, episodes: int | None, steps: int | None, name: str | None, wrapper: str,
+              seed: int, overwrite: bool) -> None:
     """Collect a Minari dataset with a random / medium / expert / mixed behaviour policy."""
     from offrl_bench.data.make import DatasetRequest, make_dataset
 
-    make_dataset(DatasetRequest(env_id, quality, episodes, name, wrapper, seed), overwrite=overwrite, log=err.print)
+    request = DatasetRequest(env_id, quality, episodes, name, wrapper, seed, steps)
+    make_dataset(request, overwrite=overwrite, log=err.print)
 
 
 @data_app.command("import-d4rl")

@@ -35,6 +35,24 @@ GENERALIZATION = (
           a=Rows(algorithm=OFFLINE_ALGORITHMS, wrapper="levels:*test*"),
           b=Rows(algorithm="bc", wrapper="levels:*test*"),
           relation="at_most", margin=MARGIN, per=("dataset",), each=("algorithm",)),
+    Claim(name="offline-below-online-ppo", paper="Generalization gap (Mediratta et al. 2024)",
+          statement="each offline learner scores below PPO trained online on the same train levels, on the train "
+                    "and on the test levels",
+          a=Rows(algorithm=("bc", *OFFLINE_ALGORITHMS), wrapper="levels:*"),
+          b=Rows(algorithm="ppo", wrapper="levels:*"), relation="less", per=("dataset", "wrapper"), each=("algorithm",)),
+    # The generalization suite's datasets: the same number of transitions from 25 or 200 train
+    # levels, and SIZE_FACTOR x as many from 25 (offrl_bench.suites.generalization).
+    Claim(name="level-diversity-helps", paper="Generalization gap (Mediratta et al. 2024)",
+          statement="at the same number of transitions, expert data from 200 train levels gives a higher "
+                    "test-level score than data from 25",
+          a=Rows(dataset="*/expert-200-levels-v0", wrapper="levels:*test*"),
+          b=Rows(dataset="*/expert-25-levels-v0", wrapper="levels:*test*"), relation="greater", per=("algorithm",)),
+    Claim(name="diversity-beats-more-data", paper="Generalization gap (Mediratta et al. 2024)",
+          statement="expert data from 200 train levels gives a higher test-level score than several times as "
+                    "many transitions from 25",
+          a=Rows(dataset="*/expert-200-levels-v0", wrapper="levels:*test*"),
+          b=Rows(dataset="*/expert-25-levels-*k-steps-v0", wrapper="levels:*test*"), relation="greater",
+          per=("algorithm",)),
 )
 
 #: SS-ORL (Zheng et al., ICML 2023), one pair of claims per base algorithm: IQL (the default suite's

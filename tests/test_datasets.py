@@ -10,6 +10,7 @@ import torch
 from offrl_bench.data.datasets import dataset_path, load_dataset, local_dataset_ids, open_dataset
 from offrl_bench.data.make import DatasetRequest, default_dataset_id, make_dataset
 from offrl_bench.errors import UsageError
+from tests.conftest import assert_usage_error
 
 
 def test_expert_dataset_has_reference_scores_and_metadata(cartpole_expert):
@@ -76,6 +77,20 @@ def test_same_seed_same_data():
         make_dataset(request, log=lambda m: None)
     a, b = load_dataset(first.dataset_id), load_dataset(second.dataset_id)
     assert torch.equal(a.observations, b.observations) and torch.equal(a.actions, b.actions)
+
+
+def test_a_dataset_sized_in_transitions_stops_at_the_first_episode_that_reaches_them():
+    request = DatasetRequest("CartPole-v1", "random", steps=300, name="test/cartpole/steps-v0")
+    make_dataset(request, log=lambda m: None)
+    data = load_dataset(request.dataset_id)
+    lengths = data.episode_lengths
+    assert len(data) == int(lengths.sum()) >= 300 > int(lengths.sum() - lengths[-1])
+    assert data.n_episodes > 8  # several collection batches: random CartPole episodes last ~20 steps
+
+
+def test_episodes_and_steps_together_are_refused(cli):
+    assert_usage_error(cli("data", "make", "CartPole-v1", "--episodes", "2", "--steps", "10"),
+                       "give --episodes or --steps, not both")
 
 
 def test_default_ids():

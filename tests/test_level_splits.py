@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from offrl_bench.envs import make_env
-from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, check_disjoint, parse_range
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, check_disjoint, parse_range, split_of
 from offrl_bench.errors import UsageError
 from offrl_bench.results import leaderboard
 
@@ -192,15 +192,26 @@ def test_procgen_levels():
         make_env("procgen/notagame-v0", "levels:train")
 
 
-def test_generalization_suite_trains_on_train_levels_and_evaluates_on_all_splits():
+def test_generalization_suite_varies_levels_at_a_fixed_size_and_scores_all_on_the_same_test_levels():
     from offrl_bench import registry
+    from offrl_bench.suites.generalization import SIZE_FACTOR, STEPS
 
     suite = registry.suite("generalization")
     specs = suite.runs()
-    assert {request.wrapper for request in suite.datasets} == {"levels:train"}
-    assert {spec.wrapper for spec in specs} == {"levels:train", "levels:val", "levels:test"}
-    assert {spec.algo for spec in specs} == {"bc", "bcq", "cql", "iql", "dt"}
-    assert len(specs) == 2 * 3 * 5 * 5  # datasets x splits x algorithms x seeds
+    requests = {request.dataset_id: request for request in suite.datasets}
+    levels = {request.dataset_id: make_env(request.env_id, request.wrapper).get_wrapper_attr("high") + 1
+              for request in suite.datasets}
+    expert_at_steps = sorted(levels[d] for d, r in requests.items() if r.quality == "expert" and r.steps == STEPS)
+    assert expert_at_steps == [25, 50, 100, 200]
+    assert {r.steps for r in requests.values()} == {STEPS, SIZE_FACTOR * STEPS}
+    assert all(r.episodes is None for r in requests.values())  # sized in transitions, not episodes
+    for spec in specs:
+        if split_of(spec.wrapper) == "train":  # each dataset is scored on exactly its own levels
+            assert spec.wrapper == requests[spec.dataset].wrapper
+        else:
+            assert spec.wrapper == "levels:test"
+    assert {spec.algo for spec in specs} == {"bc", "bcq", "cql", "iql", "dt", "ppo"}
+    assert len({spec.seed for spec in specs}) >= 5
 
 
 def test_level_ranges_parse_with_their_bounds_inclusive():

@@ -28,6 +28,9 @@ class DatasetRequest:
     name: str | None = None  # None: default_dataset_id(...)
     wrapper: str = ""
     seed: int = 0
+    #: Collect whole episodes until at least this many transitions instead of ``episodes``: datasets
+    #: that must hold the same amount of data (e.g. from 25 or 200 levels) differ by under one episode.
+    steps: int | None = None
 
     @property
     def dataset_id(self) -> str:
@@ -72,11 +75,29 @@ def make_missing_datasets(requests: Iterable[DatasetRequest], log: Callable[[str
             make_dataset(request, log=log)
 
 
+def _episodes_for_steps(env_fn: Callable, policy, steps: int, seed: int) -> list[Episode]:
+    """The shortest run of episodes (episode ``i`` seeded ``seed + i``) holding at least ``steps``
+    transitions, collected in batches sized by the mean episode length so far."""
+    episodes: list[Episode] = []
+    collected = 0
+    while collected < steps:
+        mean_length = collected / len(episodes) if episodes else 1.0
+        batch = max(8, int(np.ceil((steps - collected) / max(mean_length, 1.0))))
+        episodes += run_episodes(env_fn, policy, batch, seed=seed + len(episodes), record=True)
+        collected = sum(e.length for e in episodes)
+    lengths = np.cumsum([e.length for e in episodes])
+    return episodes[: int(np.searchsorted(lengths, steps)) + 1]
+
+
 def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
     if request.quality not in behaviour.QUALITIES:
         raise UsageError(f"unknown quality '{request.quality}'; {one_of(behaviour.QUALITIES)}")
     if request.episodes is not None and request.episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {request.episodes}")
+    if request.steps is not None and request.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {request.steps}")
+    if request.steps is not None and request.episodes is not None:
+        raise UsageError("give --episodes or --steps, not both")
     validate_dataset_id(request.dataset_id)
     if dataset_exists(request.dataset_id) and not overwrite:  # fail before collecting anything
         raise UsageError(f"dataset '{request.dataset_id}' already exists; pass --overwrite to replace it")
@@ -97,12 +118,17 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
     levels = _behaviour_levels(request.quality)
     episodes: list[Episode] = []
     for k, level in enumerate(levels):
-        count = n_episodes // len(levels) + (1 if k < n_episodes % len(levels) else 0)
         if level == "random":
             policy = behaviour.random_policy(action_space, rng)
         else:
             policy = behaviour.noisy(_trained_policy(request.env_id, level, log), action_space, rng, COLLECTION_NOISE)
-        episodes += run_episodes(env_fn, policy, count, seed=request.seed * 100_000 + len(episodes), record=True)
+        seed = request.seed * 100_000 + len(episodes)
+        if request.steps is None:
+            count = n_episodes // len(levels) + (1 if k < n_episodes % len(levels) else 0)
+            episodes += run_episodes(env_fn, policy, count, seed=seed, record=True)
+        else:
+            share = request.steps // len(levels) + (1 if k < request.steps % len(levels) else 0)
+            episodes += _episodes_for_steps(env_fn, policy, share, seed)
 
     returns = np.array([e.episode_return for e in episodes])
     metadata = {

@@ -40,8 +40,8 @@ runs 8,000 updates.
 
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import CombinedSuite, Suite
-from offrl_bench.suites.generalization import ENV_ID as MINIGRID
 from offrl_bench.suites.offline import CQL_CPU_SETTINGS
+from offrl_bench.suites.online import ENV_ID as MINIGRID
 from offrl_bench.suites.ssorl import DATASETS as SSORL_DATASETS
 from offrl_bench.suites.stori import STORI_WRAPPERS
 

@@ -10,8 +10,9 @@ steps; ``offrl-bench plot`` draws the sample-efficiency curves (score against en
 
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.suites import Suite
-from offrl_bench.suites.generalization import ENV_ID
 
+#: The MiniGrid task of the online suite and of the default suite's level-split and online rows.
+ENV_ID = "MiniGrid-DoorKey-6x6-v0"
 ONLINE = Suite(
     name="online",
     description="PPO from scratch vs BC->PPO and concurrent imitation from 2 or 10 expert demos (MiniGrid levels)",
