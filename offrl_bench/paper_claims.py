@@ -39,7 +39,8 @@ GENERALIZATION = (
           statement="each offline learner scores below PPO trained online on the same train levels, on the train "
                     "and on the test levels",
           a=Rows(algorithm=("bc", *OFFLINE_ALGORITHMS), wrapper="levels:*"),
-          b=Rows(algorithm="ppo", wrapper="levels:*"), relation="less", per=("dataset", "wrapper"), each=("algorithm",)),
+          b=Rows(algorithm="ppo", wrapper="levels:*"), relation="less", per=("dataset", "wrapper"),
+          each=("algorithm",)),
     # The generalization suite's datasets: the same number of transitions from 25 or 200 train
     # levels, and SIZE_FACTOR x as many from 25 (offrl_bench.suites.generalization).
     Claim(name="level-diversity-helps", paper="Generalization gap (Mediratta et al. 2024)",
