@@ -54,14 +54,25 @@ def check_suite(suite: Suite | CombinedSuite, seeds: tuple[int, ...] | None = No
     which suite's budgets they test): each part's algorithms and variants, with the part's overrides
     and budgets, on the expert data of each of its environments, plus BC as the anchor. Algorithms
     with nothing to learn (``random``) are left out. Evaluation uses the dataset's own collection
-    wrapper (e.g. ``levels:train``), never a perturbation: the question is whether training worked."""
+    wrapper (e.g. ``levels:train``), never a perturbation: the question is whether training worked.
+
+    The expert data of a dataset is the dataset itself where it is expert data, else the suite's
+    own expert dataset of that environment and collection wrapper, else the default-sized one: so a
+    suite whose expert rows are scored on their collection levels has its check runs among its own."""
     checked = []
+    experts = {}
+    for part in _parts(suite):
+        for request in part.datasets:
+            if request.quality == "expert":
+                experts.setdefault((request.env_id, request.wrapper, request.seed), request)
     for part in _parts(suite):
         algorithms = tuple(a for a in part.algorithms if _trains(a))
         if ANCHOR_ALGORITHM not in algorithms:
             algorithms += (ANCHOR_ALGORITHM,)
         for request in part.datasets:
-            expert = DatasetRequest(request.env_id, "expert", wrapper=request.wrapper, seed=request.seed)
+            expert = request if request.quality == "expert" else experts.get(
+                (request.env_id, request.wrapper, request.seed),
+                DatasetRequest(request.env_id, "expert", wrapper=request.wrapper, seed=request.seed))
             checked.append(dataclasses.replace(
                 part, name=suite.name, datasets=(expert,), algorithms=algorithms,
                 wrappers=(request.wrapper,), seeds=seeds or part.seeds,

@@ -51,6 +51,16 @@ def test_the_check_of_the_default_suite_trains_every_part_at_its_budget_on_exper
     assert len(budget.check_suite(suite, seeds=(0,)).runs()) == len(specs) // 5
 
 
+def test_a_suite_checks_each_dataset_on_its_own_expert_data_of_the_same_levels_and_size():
+    """The generalization suite's expert datasets differ in levels and size, and its medium data has
+    an expert twin: every check run is one of the suite's own runs, so the check costs nothing."""
+    suite = registry.suite("generalization")
+    specs = budget.check_suite(suite).runs()
+    experts = {r.dataset_id for r in suite.datasets if r.quality == "expert"}
+    assert {s.dataset for s in specs} == experts
+    assert {s.run_id for s in specs} <= {s.run_id for s in suite.runs()}
+
+
 @pytest.mark.parametrize("score, verdict", [(50.0, "learned"), (49.9, "under-budget"), (100.0, "learned")])
 def test_the_floor_is_50_where_bc_reaches_90(score, verdict):
     found = budget.verdicts(check_records({"bc": [90.0, 90.0], "x": [score, score]}))
