@@ -18,6 +18,7 @@ from offrl_bench.claims import (
     evaluate_claim,
     evaluate_directory,
     markdown,
+    named,
 )
 
 
@@ -191,3 +192,29 @@ def test_a_third_party_package_adds_a_claim(tmp_path):
     assert "[reproduced] my-paper-a-beats-b (My paper)" in result.stdout
     without = run_cli_process("claims", str(out), "--claim", "my-paper-*")
     assert without.returncode == 2 and "no claim matches" in without.stderr
+
+
+def test_the_generalization_claims_select_the_generalization_suites_rows():
+    """The diversity and online-reference claims name the suite's datasets and wrappers by pattern:
+    on records of exactly the suite's runs, each forms one comparison per offline algorithm."""
+    from offrl_bench.envs.level_splits import split_of
+
+    suite = registry.suite("generalization")
+    levels = {r.dataset_id: (int(r.wrapper.rsplit("-", 1)[1]) + 1, r.steps) for r in suite.datasets}
+    records = []
+    for spec in suite.runs():
+        n_levels, steps = levels[spec.dataset]
+        if spec.algo == "ppo":
+            score = 99.0
+        elif split_of(spec.wrapper) == "train":
+            score = 95.0
+        else:  # more levels help, more transitions from few levels help less
+            score = 60.0 + n_levels / 10 + steps / 10_000
+        records.append(record(spec.algo, spec.seed, score + spec.seed / 10, spec.dataset, spec.wrapper))
+    offline = {"bc", "bcq", "cql", "iql", "dt"}
+    for name, expected in (("level-diversity-helps", offline), ("diversity-beats-more-data", offline),
+                           ("offline-below-online-ppo", offline)):
+        verdict = evaluate_claim(named([name])[0], records)
+        compared = {c.label.split("algorithm=")[1].split(",")[0] for c in verdict.comparisons}
+        assert compared == expected and verdict.verdict == "reproduced", name
+    assert len(evaluate_claim(named(["offline-below-online-ppo"])[0], records).comparisons) == 2 * len(offline)
