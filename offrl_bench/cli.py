@@ -30,8 +30,8 @@ def app() -> None:
 def data_app() -> None:
     """Create and import Minari datasets."""
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # ":train:" in a wrapper spec is text, not an emoji code
+err = Console(stderr=True, emoji=False)
 #: The arguments of this invocation, recorded in the output directory by ``run``.
 _arguments: list[str] = []
 

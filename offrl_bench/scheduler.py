@@ -302,7 +302,7 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
     """Run ``specs`` not finished yet into ``out_dir``; ``command``, when given, is appended to its
     ``commands.jsonl`` once the directory is known to be writable. ``loggers`` name the experiment
     trackers every run mirrors its evaluations to (:mod:`offrl_bench.loggers`)."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
     check_devices(specs, backend, gpus_per_run)
     check_writable(out_dir)

@@ -176,6 +176,15 @@ def test_claims_command(cli, tmp_path):
     assert_usage_error(cli("claims", str(tmp_path / "missing")), "no run records")
 
 
+def test_claims_command_prints_wrapper_specs_as_written(cli, tmp_path):
+    """``levels:train:train=0-24`` holds Rich's emoji code ``:train:``: it must print as text."""
+    records = [record(algo, i, s, "d", wrapper) for wrapper in ("levels:train:train=0-24", "levels:test")
+               for algo, mean in (("bc", 90), ("ppo", 99)) for i, s in enumerate(scores(mean, 1))]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = cli("claims", str(tmp_path), "--claim", "offline-below-online-ppo")
+    assert "wrapper=levels:train:train=0-24, algorithm=bc" in result.out, result.out
+
+
 def test_a_third_party_package_adds_a_claim(tmp_path):
     """A package installed on the path (a dist-info with an entry point) ships its paper's claim."""
     env = install_on_path(
