@@ -185,10 +185,11 @@ def aggregate_verdict(verdicts: list[str]) -> str:
 
 
 def table(checks: pd.DataFrame) -> str:
-    """The verdicts as aligned text, one line per (suite, algorithm, environment)."""
+    """The verdicts as aligned text, one line per (suite, algorithm, expert dataset): the dataset, not
+    only the environment, since a suite may check one environment on several (e.g. 25 to 200 levels)."""
     out = io.StringIO()
     for row in checks.itertuples():
-        out.write(f"{row.suite:10} {row.algorithm:45} {row.env_id:28} {row.verdict:13} "
+        out.write(f"{row.suite:10} {row.algorithm:45} {row.dataset:50} {row.verdict:13} "
                   f"{row.normalized_mean:7.1f} (min {row.normalized_min:6.1f}, BC {row.bc_normalized_mean:6.1f}, "
                   f"{row.n_seeds} seeds, {row.updates} updates)\n")
     return out.getvalue()

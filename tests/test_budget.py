@@ -69,6 +69,14 @@ def test_the_floor_is_50_where_bc_reaches_90(score, verdict):
     assert (row.normalized_mean, row.bc_normalized_mean, row.n_seeds) == (score, 90.0, 2)
 
 
+def test_the_printed_verdicts_name_the_dataset_of_each_check():
+    records = check_records({"bc": [95.0], "x": [60.0]}, dataset="d/expert-25-levels-v0")
+    records += check_records({"bc": [95.0], "x": [10.0]}, dataset="d/expert-200-levels-v0")
+    lines = budget.table(budget.verdicts(records)).splitlines()
+    assert any("x" in line and "d/expert-25-levels-v0" in line and "learned" in line for line in lines)
+    assert any("x" in line and "d/expert-200-levels-v0" in line and "under-budget" in line for line in lines)
+
+
 def test_the_most_trained_bc_check_anchors_every_budget_on_the_same_data():
     records = check_records({"bc": [80.0, 80.0], "x": [60.0, 60.0]}, updates=1000)
     records += check_records({"bc": [95.0, 95.0], "y": [60.0, 60.0]}, updates=4000)
