@@ -91,8 +91,8 @@ RECIPES: dict[str, Recipe] = {
         hyperparams=MINIGRID_PPO,
     ),
     # The generalization suite's environment: two rooms joined by a door, whose sizes, positions and
-    # door place change with every seed (1,000 test resets show 1,000 layouts). The DoorKey-6x6
-    # settings learn it within about 80k steps, so training is short and snapshots are dense
+    # door place change with every seed (1,000 test resets showed 999 layouts). The DoorKey-6x6
+    # settings learn it within about 70k steps, so training is short and snapshots are dense
     # (every 2,048 steps, one PPO rollout) to catch a policy of about half the expert's return.
     "MiniGrid-MultiRoom-N2-S4-v0": Recipe(
         "PPO", 204_800, n_envs=8, default_episodes=200, snapshots=100, wrapper="levels:train",

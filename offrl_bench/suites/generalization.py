@@ -11,7 +11,7 @@ no test id repeats one).
 - **Gap.** Every algorithm is scored on its data's train levels and on test levels
   1,000,000-1,999,999 (the level-split wrapper skips any test id whose layout a train or val level
   shows). The leaderboard's ``generalization_gap`` is the train-level minus the test-level score.
-- **Diversity at a fixed size** (the paper's Figure 4): expert datasets of the same ``STEPS``
+- **Diversity at a fixed size** (the paper's third finding): expert datasets of the same ``STEPS``
   transitions from the first 25, 50, 100 and 200 train levels, each scored on its own train levels
   and on the same test levels. One more dataset has ``SIZE_FACTOR`` x the transitions from 25 levels:
   whether more data from few levels makes up for diversity.
