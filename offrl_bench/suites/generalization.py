@@ -24,10 +24,13 @@ evaluation episodes per evaluation, so that one run's score has a standard error
 """
 
 from offrl_bench.data.make import DatasetRequest
+from offrl_bench.envs.level_splits import DEFAULT_RANGES
 from offrl_bench.suites import CombinedSuite, Suite
 
 ENV_ID = "MiniGrid-MultiRoom-N2-S4-v0"
-TRAIN_LEVELS = 200
+#: The default train split (levels 0-199): PPO trains on it (``levels:test`` trains on the default
+#: train levels), so the largest dataset's levels must be exactly these.
+TRAIN_LEVELS = DEFAULT_RANGES["train"][1] - DEFAULT_RANGES["train"][0] + 1
 #: Transitions in every dataset of the diversity comparison (and the medium one).
 STEPS = 10_000
 DIVERSITY_LEVELS = (25, 50, 100, TRAIN_LEVELS)
@@ -39,8 +42,9 @@ TEST = "levels:test"
 
 
 def train_levels(levels: int) -> str:
-    """The wrapper spec of the first ``levels`` train levels (0 to levels - 1)."""
-    return f"levels:train:train=0-{levels - 1}"
+    """The wrapper spec of the first ``levels`` levels of the default train split."""
+    first = DEFAULT_RANGES["train"][0]
+    return f"levels:train:train={first}-{first + levels - 1}"
 
 
 def dataset(quality: str, levels: int, steps: int = STEPS) -> DatasetRequest:
