@@ -108,6 +108,14 @@ def environment_sources(records: Iterable[dict], root: Path) -> list[str]:
     return _module_paths(modules, root, follow=_ENVS_PACKAGE)
 
 
+def pinned_sources(records: Iterable[dict], root: Path) -> list[str]:
+    """Every repository file whose change can change the records' numbers: their algorithm and
+    environment modules (see :func:`algorithm_sources`, :func:`environment_sources`) and
+    :data:`SHARED_SOURCES`."""
+    records = list(records)
+    return sorted({*algorithm_sources(records, root), *environment_sources(records, root), *SHARED_SOURCES})
+
+
 def _wrapper_names(spec: str) -> set[str]:
     from offrl_bench.envs import parse_wrapper_spec
 
@@ -175,7 +183,7 @@ def warning(records: list[dict]) -> str | None:
         problems.append(f"records mix {len(found.revisions)} revisions ({shown})")
     root = repository_root()
     if root is not None:
-        sources = [*algorithm_sources(records, root), *environment_sources(records, root), *SHARED_SOURCES]
+        sources = pinned_sources(records, root)
         for revision in sorted(rev for rev in found.revisions if rev):
             changed = changed_since(revision, sources, root)
             if changed is None:

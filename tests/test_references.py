@@ -4,6 +4,7 @@ README's claims table, which must be what ``offrl-bench claims`` prints for the 
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -177,3 +178,41 @@ def test_printed_leaderboard_shows_every_aggregate_at_80_columns_in_a_pipe(tmp_p
         # row's name followed by one "column: value" line per number
         assert any(row.algorithm in line and all(number in " ".join(lines[i:i + 4]) for number in numbers)
                    for i, line in enumerate(lines)), row.algorithm
+
+
+def _regeneration_cost(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "regeneration_cost.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_regeneration_cost_counts_the_published_records_a_change_would_stale():
+    """A change to TD3+BC stales the TD3+BC runs and the SS-ORL runs on a TD3+BC base, and so sends
+    their whole references to a new revision; references without them, and files no record pins, cost
+    nothing; the shared network module stales every record."""
+    def stale(records: list[dict]) -> int:
+        return sum("td3_bc" in (record["algorithm"], (record.get("config") or {}).get("base")) for record in records)
+
+    result = _regeneration_cost("algorithms/td3_bc.py")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:-1]}
+    assert set(rows) == {path.name for path in REFERENCES}
+    for directory in REFERENCES:
+        runs = [json.loads(line) for line in (directory / "runs.jsonl").read_text().splitlines()]
+        checks = [json.loads(line) for line in (directory / "budget-check" / "runs.jsonl").read_text().splitlines()]
+        _, stale_runs, rerun_hours, _, stale_checks, _ = rows[directory.name]
+        assert stale_runs == f"{stale(runs)}/{len(runs)}" and stale_checks == f"{stale(checks)}/{len(checks)}"
+        assert (float(rerun_hours) > 0) == (stale(runs) > 0)  # a stale reference reruns whole
+    assert {name for name, row in rows.items() if row[1][0] != "0"} == {"default", "ssorl"}
+    nothing = _regeneration_cost("offrl_bench/cli.py").stdout.splitlines()[-1]
+    assert nothing.startswith("total: 0.00 worker-h")
+    shared = _regeneration_cost("algorithms/nn.py").stdout.splitlines()[2:-1]
+    assert all(row.split()[1].split("/")[0] == row.split()[1].split("/")[1] for row in shared)
+
+
+def test_regeneration_cost_bad_input_is_one_line_and_exit_code_2():
+    for args, message in [(("nope.py",), "not files of this repository: nope.py"),
+                          (("--since", "nope"), "--since: cannot diff against 'nope'"),
+                          ((), "name the files you intend to change, or --since REVISION")]:
+        result = _regeneration_cost(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {message}")
