@@ -117,6 +117,8 @@ def test_iql_reward_scale_is_the_papers_per_domain_rule():
     assert reward_scale(goal, "auto") == reward_scale(goal, "none") == reward_scale(dense, "none") == 1.0
     assert reward_scale(goal, "returns") == pytest.approx(1000 / 0.97)
     assert reward_scale(dataset([[1.0, 1.0]]), "returns") == 1.0  # one episode: no range to divide by
+    # identical returns (an expert that always reaches CartPole's limit): no range, rewards unscaled
+    assert reward_scale(dataset([[1.0] * 3, [1.0] * 3, [1.0] * 3]), "auto") == 1.0
 
 
 def test_iql_rejects_an_unknown_reward_normalization(cli, cartpole_expert):

@@ -195,3 +195,70 @@ def test_shipped_mujoco_behaviour_policies_rank_expert_over_medium_over_random(e
                       for level in ("medium", "expert"))
     gap = expert - random
     assert medium > random + 0.25 * gap and expert > medium + 0.25 * gap
+
+
+def test_a_sampled_behaviour_policy_draws_from_its_action_distribution_with_the_given_generator():
+    """Procgen's experts act by sampling: the draws follow the policy's probabilities (chi-square),
+    repeat for the same seed, and leave torch's and numpy's global generators alone."""
+    import numpy as np
+    from scipy import stats
+    from stable_baselines3 import PPO
+
+    from offrl_bench.data.behaviour import sb3_policy
+    from offrl_bench.envs import make_env
+
+    model = PPO("MlpPolicy", make_env("CartPole-v1"), seed=3, device="cpu", n_steps=64)
+    observations = np.tile(np.array([[0.1, 0.5, -0.05, -0.4]], np.float32), (4000, 1))
+    with torch.no_grad():
+        tensor = model.policy.obs_to_tensor(observations[:1])[0]
+        probs = model.policy.get_distribution(tensor).distribution.probs.numpy()[0].astype(np.float64)
+    probs /= probs.sum()
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    actions = sb3_policy(model, np.random.default_rng(7))(observations)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)
+    assert np.array_equal(actions, sb3_policy(model, np.random.default_rng(7))(observations))
+    counts = np.bincount(actions, minlength=2)
+    assert stats.chisquare(counts, probs * len(actions)).pvalue > 1e-3
+    assert np.array_equal(sb3_policy(model)(observations[:5]), model.predict(observations[:5], deterministic=True)[0])
+
+
+def test_a_sampled_checkpoint_refuses_to_act_without_a_seeded_generator(tmp_path, monkeypatch):
+    import json
+
+    from stable_baselines3 import PPO
+
+    from offrl_bench.data import behaviour
+    from offrl_bench.envs import make_env
+
+    monkeypatch.setattr(behaviour, "SHIPPED_DIR", tmp_path)
+    PPO("MlpPolicy", make_env("CartPole-v1"), seed=0, device="cpu", n_steps=64).save(tmp_path / "CartPole-v1-expert")
+    (tmp_path / "CartPole-v1-expert.json").write_text(json.dumps({"algo": "PPO", "recipe": {"sampled": True}}))
+    with pytest.raises(ValueError, match="acts by sampling: give it a seeded generator"):
+        behaviour.load_sb3_policy("CartPole-v1", "expert")
+    import numpy as np
+
+    assert len(behaviour.load_sb3_policy("CartPole-v1", "expert", np.random.default_rng(0))(np.zeros((3, 4)))) == 3
+
+
+def test_behaviour_training_saves_expert_and_medium_of_a_namespaced_id(tmp_path, monkeypatch):
+    """Procgen's ids have a namespace (procgen/coinrun-v0): the checkpoints go to procgen/<game>-<level>.zip
+    and the snapshots leave nothing behind; a recipe that samples scores its snapshots by sampling."""
+    import gymnasium as gym
+    import numpy as np
+
+    from offrl_bench.data import behaviour
+
+    env_id = "offrl-test/CartPole-v1"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv", max_episode_steps=200)
+    recipe = behaviour.Recipe("PPO", 512, snapshots=2, hyperparams=dict(n_steps=128, batch_size=64, n_epochs=1),
+                              sampled=True)
+    monkeypatch.setitem(behaviour.RECIPES, env_id, recipe)
+    summary = behaviour.train_behaviour_policies(env_id, tmp_path, seed=0, log=lambda _: None)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        f"{env_id}-{level}.{ext}" for level in ("expert", "medium") for ext in ("json", "zip")]
+    assert summary["expert"]["recipe"]["sampled"] and summary["expert"]["snapshot_return"] > 0
+    monkeypatch.setattr(behaviour, "SHIPPED_DIR", tmp_path)
+    policy = behaviour.load_sb3_policy(env_id, "expert", np.random.default_rng(0))
+    assert policy(np.zeros((2, 4), np.float32)).shape == (2,)

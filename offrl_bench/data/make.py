@@ -60,12 +60,13 @@ def _behaviour_levels(quality: str) -> list[str]:
     return ["random", "medium", "expert"] if quality == "mixed" else [quality]
 
 
-def _trained_policy(env_id: str, level: str, log: Callable[[str], None]):
+def _trained_policy(env_id: str, level: str, log: Callable[[str], None], rng: np.random.Generator):
+    """The ``level`` behaviour policy; one that acts by sampling draws from ``rng``."""
     if behaviour.checkpoint_path(env_id, level) is None:
         log(f"no {level} behaviour policy for {env_id} yet: training one with Stable-Baselines3 "
             f"into {behaviour.cache_dir()} (done once)")
         behaviour.train_behaviour_policies(env_id, behaviour.cache_dir(), log=log)
-    return behaviour.load_sb3_policy(env_id, level)
+    return behaviour.load_sb3_policy(env_id, level, rng)
 
 
 def make_missing_datasets(requests: Iterable[DatasetRequest], log: Callable[[str], None] = print) -> None:
@@ -111,7 +112,7 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
 
     # Reference scores (D4RL-style): random and (noise-free) expert policy returns on the plain env.
     plain_env = lambda: make_env(request.env_id)  # noqa: E731
-    expert = _trained_policy(request.env_id, "expert", log)
+    expert = _trained_policy(request.env_id, "expert", log, np.random.default_rng(0))
     ref_min = behaviour.mean_return(plain_env, behaviour.random_policy(action_space, np.random.default_rng(0)), 100)
     ref_max = behaviour.mean_return(plain_env, expert, 20)
 
@@ -121,7 +122,8 @@ def make_dataset(request: DatasetRequest, overwrite: bool = False, log: Callable
         if level == "random":
             policy = behaviour.random_policy(action_space, rng)
         else:
-            policy = behaviour.noisy(_trained_policy(request.env_id, level, log), action_space, rng, COLLECTION_NOISE)
+            trained = _trained_policy(request.env_id, level, log, rng)
+            policy = behaviour.noisy(trained, action_space, rng, COLLECTION_NOISE)
         seed = request.seed * 100_000 + len(episodes)
         if request.steps is None:
             count = n_episodes // len(levels) + (1 if k < n_episodes % len(levels) else 0)
