@@ -2,8 +2,9 @@
 
 Level splits keep level *ids* disjoint; this checks what the environment actually draws, twice:
 with ids alone (each id of the default ranges reset directly) and through the ``levels`` wrapper,
-which skips test ids whose layout a train or val level shows. Each reset is fingerprinted by
-MiniGrid's full grid encoding plus the agent's position and direction (``level_fingerprint``).
+which skips test ids whose layout a train or val level shows. Each reset is fingerprinted by what
+the environment shows (``level_fingerprint``): MiniGrid's full grid encoding plus the agent's
+position and direction, Procgen's first frame.
 
 With ``--policy expert`` (or ``medium``) it also scores the shipped behaviour policy on each split,
 which tells how much of a gap the layouts themselves leave to find.
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200, help="episodes per split for --policy")
     args = parser.parse_args()
     if args.policy:
-        policy = load_sb3_policy(args.env, args.policy)
+        policy = load_sb3_policy(args.env, args.policy, np.random.default_rng(12_345))  # used if it samples
         for split in SPLITS:
             returns = np.array([episode.episode_return for episode in run_episodes(
                 lambda split=split: make_env(args.env, f"levels:{split}"), policy, args.episodes, seed=12_345)])

@@ -13,6 +13,8 @@ as terminated (Procgen's own time limits included, as the paper treats them).
 
 from __future__ import annotations
 
+import hashlib
+
 import gymnasium as gym
 import numpy as np
 from procgen import ProcgenGym3Env  # an ImportError here becomes make_env's 'needs the procgen extra'
@@ -41,6 +43,12 @@ class ProcgenLevelEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(15)
         self._env = None
+        self._first_frame: bytes | None = None
+
+    def level_fingerprint(self) -> str | None:
+        """What the agent is shown of the level it was reset into: a hash of the first frame
+        (the level-split wrapper keeps test levels whose first frame a train level shows out)."""
+        return hashlib.sha1(self._first_frame).hexdigest()[:16] if self._first_frame is not None else None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -48,6 +56,7 @@ class ProcgenLevelEnv(gym.Env):
         self._env = ProcgenGym3Env(num=1, env_name=self.game, num_levels=1, start_level=level,
                                    distribution_mode=self.distribution_mode, rand_seed=level)
         _, observation, _ = self._env.observe()
+        self._first_frame = observation["rgb"][0].tobytes()
         return observation["rgb"][0], {"level": level}
 
     def step(self, action):
