@@ -279,3 +279,20 @@ def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
             evaluated.reset(seed=seed)
             repeats += grid_layout(evaluated) in seen
         assert repeats / 200 <= 0.10, f"{env_id} {eval_wrapper} ({runs[0]}...): {repeats} of 200 resets repeat a layout"
+
+
+@pytest.mark.slow
+def test_shipped_procgen_coinrun_expert_beats_random_on_train_and_test_levels():
+    """The coinrun PPO ships (4M steps on train levels 0-199, about 75 minutes on one CPU core) and acts
+    by sampling; it succeeds far more often than random actions on train and on unseen test levels."""
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    from offrl_bench.data import behaviour
+
+    assert behaviour.checkpoint_path("procgen/coinrun-v0", "expert").parent == behaviour.SHIPPED_DIR / "procgen"
+    policy = behaviour.load_sb3_policy("procgen/coinrun-v0", "expert", np.random.default_rng(0))
+    for split in ("train", "test"):
+        env_fn = lambda split=split: make_env("procgen/coinrun-v0", f"levels:{split}")  # noqa: E731
+        expert = behaviour.mean_return(env_fn, policy, 20)
+        random = behaviour.mean_return(env_fn, behaviour.random_policy(env_fn().action_space,
+                                                                       np.random.default_rng(0)), 20)
+        assert expert >= random + 3.0, (split, expert, random)
