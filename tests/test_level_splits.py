@@ -283,7 +283,7 @@ def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
 
 @pytest.mark.slow
 def test_shipped_procgen_coinrun_expert_beats_random_on_train_and_test_levels():
-    """The coinrun PPO ships (4M steps on train levels 0-199, about 75 minutes on one CPU core) and acts
+    """The coinrun PPO ships (4M steps on train levels 0-199, about 70 minutes on one CPU core) and acts
     by sampling; it succeeds far more often than random actions on train and on unseen test levels."""
     pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
     from offrl_bench.data import behaviour
