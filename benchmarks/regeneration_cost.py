@@ -28,6 +28,7 @@ from pathlib import Path
 
 from offrl_bench import provenance
 from offrl_bench.errors import UsageError
+from offrl_bench.results import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,10 +43,6 @@ class Cost:
 
 def worker_seconds(record: dict) -> float:
     return sum(record.get(key) or 0.0 for key in ("setup_seconds", "train_seconds", "eval_seconds"))
-
-
-def read_records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def stale_cost(records: list[dict], changed: set[str], root: Path) -> Cost:
@@ -65,7 +62,7 @@ def stale_cost(records: list[dict], changed: set[str], root: Path) -> Cost:
 
 def run_phase_hours(directory: Path, records: list[dict]) -> float | None:
     """The measured wall time from the reference command's start to its last record."""
-    commands = read_records(directory / "commands.jsonl")
+    commands = list(read_jsonl(directory / "commands.jsonl"))
     if not commands or not records:
         return None
     started = datetime.fromisoformat(commands[-1]["started_at"])
@@ -100,7 +97,7 @@ def report() -> None:
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     changed = set(changed_files(args.since, REPO) if args.since else args.files)
-    unknown = sorted(path for path in changed if not (REPO / path).exists() and args.files)
+    unknown = sorted(path for path in args.files if not (REPO / path).exists())
     if unknown:
         raise UsageError(f"not files of this repository: {', '.join(unknown)}; give repository paths such as "
                          "algorithms/nn.py")
@@ -111,8 +108,8 @@ def report() -> None:
     rerun = recheck = 0.0
     for directory in sorted((REPO / "results" / "reference").glob("*/runs.jsonl")):
         directory = directory.parent
-        runs = read_records(directory / "runs.jsonl")
-        checks = read_records(directory / "budget-check" / "runs.jsonl")
+        runs = list(read_jsonl(directory / "runs.jsonl"))
+        checks = list(read_jsonl(directory / "budget-check" / "runs.jsonl"))
         run_cost, check_cost = stale_cost(runs, changed, REPO), stale_cost(checks, changed, REPO)
         # one stale record sends the whole reference to a new revision; check rows keep their own
         hours = run_cost.total_seconds / 3600 if run_cost.stale else 0.0
