@@ -31,6 +31,10 @@ class BC(CheckpointedAttributes, OfflineAlgorithm):
     config_class = BCConfig
     checkpointed = ("policy", "optimizer")
 
+    @classmethod
+    def replay_budget(cls, config, action_kind: str, budget: int) -> int:
+        return min(budget, 2)  # no periodic events: every update runs the same code
+
     def __init__(self, spec: EnvSpec, config: BCConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"

@@ -109,6 +109,10 @@ class BCQ(CheckpointedAttributes, OfflineAlgorithm):
     checkpointed = ("networks", "target", "optimizer", "vae", "actor", "actor_target", "critic", "critic_target",
                     "vae_optimizer", "actor_optimizer", "critic_optimizer", "acting_generator", "normalizer")
 
+    @classmethod
+    def replay_budget(cls, config, action_kind: str, budget: int) -> int:
+        return min(budget, 2)  # no periodic events: Polyak targets every update
+
     def __init__(self, spec: EnvSpec, config: BCQConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"

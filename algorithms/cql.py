@@ -65,6 +65,11 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
     checkpointed = ("sac", "critic", "critic_target", "critic_optimizer", "log_alpha_prime", "alpha_prime_optimizer",
                     "normalizer", "updates")
 
+    @classmethod
+    def replay_budget(cls, config: CQLConfig, action_kind: str, budget: int) -> int:
+        # discrete: past the first hard target copy; continuous: Polyak targets every update
+        return min(budget, config.target_update_interval + 1 if action_kind == "discrete" else 2)
+
     def __init__(self, spec: EnvSpec, config: CQLConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"

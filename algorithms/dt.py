@@ -90,6 +90,10 @@ class DT(CheckpointedAttributes, OfflineAlgorithm):
     episodic = True
     checkpointed = ("network", "optimizer", "schedule", "target_return")
 
+    @classmethod
+    def replay_budget(cls, config: DTConfig, action_kind: str, budget: int) -> int:
+        return min(budget, config.warmup_steps + 1)  # past the learning-rate warm-up
+
     def __init__(self, spec: EnvSpec, config: DTConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"

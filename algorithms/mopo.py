@@ -98,6 +98,11 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
     config_class = MOPOConfig
     checkpointed = ("sac", "normalizer", "buffer", "buffer_size", "buffer_next", "updates", "rollout_stats")
 
+    @classmethod
+    def replay_budget(cls, config: MOPOConfig, action_kind: str, budget: int) -> int:
+        # past enough model rollouts that the model buffer wraps around
+        return min(budget, config.rollout_every * (config.retain_rollouts + 1) + 1)
+
     def __init__(self, spec: EnvSpec, config: MOPOConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         obs_dim, action_dim = spec.observation_dim, spec.action_dim

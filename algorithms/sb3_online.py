@@ -201,6 +201,10 @@ class PPOAlgorithm(SB3Algorithm):
     config_class = PPOConfig
     sb3_class = PPO
 
+    @classmethod
+    def replay_budget(cls, config: PPOConfig, action_kind: str, budget: int) -> int:
+        return min(budget, 2 * config.n_envs * config.n_steps)  # past two rollouts and their updates
+
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config
         return dict(n_steps=c.n_steps, batch_size=c.batch_size, n_epochs=c.n_epochs, learning_rate=c.lr,
@@ -212,6 +216,10 @@ class DQNAlgorithm(SB3Algorithm):
     action_spaces = ("discrete",)
     config_class = DQNConfig
     sb3_class = DQN
+
+    @classmethod
+    def replay_budget(cls, config: DQNConfig, action_kind: str, budget: int) -> int:
+        return min(budget, config.learning_starts + 2 * config.train_freq)  # past two training rounds
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config
@@ -226,6 +234,10 @@ class SACAlgorithm(SB3Algorithm):
     action_spaces = ("continuous",)
     config_class = SACConfig
     sb3_class = SAC
+
+    @classmethod
+    def replay_budget(cls, config: SACConfig, action_kind: str, budget: int) -> int:
+        return min(budget, config.learning_starts + 2)  # past the first gradient steps
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config

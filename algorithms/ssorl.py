@@ -102,6 +102,11 @@ class SSORL(OfflineAlgorithm):
     needs_actions = False
     config_class = SSORLConfig
 
+    @classmethod
+    def replay_budget(cls, config: SSORLConfig, action_kind: str, budget: int) -> int:
+        # the inverse dynamics model trains in setup(), whole; then the base algorithm's updates
+        return registry.algorithm_class(config.base).replay_budget(config.base_config(), action_kind, budget)
+
     def __init__(self, spec: EnvSpec, config: SSORLConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         base_class = registry.algorithm_class(config.base)

@@ -55,6 +55,10 @@ class TD3BC(CheckpointedAttributes, OfflineAlgorithm):
     checkpointed = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer",
                     "normalizer", "updates", "last_actor_loss")
 
+    @classmethod
+    def replay_budget(cls, config: TD3BCConfig, action_kind: str, budget: int) -> int:
+        return min(budget, 2 * config.policy_freq)  # past a delayed actor and target update
+
     def __init__(self, spec: EnvSpec, config: TD3BCConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
         obs_dim, action_dim = spec.observation_dim, spec.action_dim

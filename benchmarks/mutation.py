@@ -10,8 +10,7 @@ when they pass: a bug the tests would let through.
 Not mutated: strings (messages and names), docstrings, annotations, decorators, and default values
 of settings and arguments (choices, not logic: the reference runs pin them). Mutants that cannot
 change behaviour (equivalent mutants) are listed in ``EQUIVALENT`` with the reason, reported, and
-left out of the kill rate; comments in the modules themselves would change files the published
-references are pinned to.
+left out of the kill rate.
 
     python benchmarks/mutation.py [--modules runner,results] [--sample 40] [--seed 0] [--workers 2]
     python benchmarks/mutation.py --list --modules morec        # the mutants, without running them
@@ -60,6 +59,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
     "morec": ("algorithms/morec.py", ["tests/test_model_based.py"]),
+    "code_identity": ("offrl_bench/code_identity.py", ["tests/test_code_identity.py"]),
+    "provenance": ("offrl_bench/provenance.py", ["tests/test_references.py", "tests/test_code_identity.py"]),
 }
 
 #: (file, line before, line after the mutation, both as ``--show`` prints them) -> why the mutant

@@ -127,6 +127,15 @@ class Algorithm(abc.ABC):
         return cls.name
 
     @classmethod
+    def replay_budget(cls, config: Any, action_kind: ActionKind, budget: int) -> int:
+        """Updates (online: environment steps) after which every periodic event of training has
+        happened at least once: target copies, delayed actor updates, model rollouts, warm-ups. The
+        traced replay that records a published row's executed code (:mod:`offrl_bench.replay`) runs
+        this many, then one evaluation. Default: all of ``budget``, so that a plugin that does not
+        say is replayed in full."""
+        return budget
+
+    @classmethod
     def leaderboard_columns(cls, config: Any) -> dict[str, Any]:
         """Extra leaderboard columns (e.g. ``label_fraction``) for runs with ``config``; rows are
         also kept apart by their values. Default: none."""

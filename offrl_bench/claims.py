@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from offrl_bench import provenance
 from offrl_bench.errors import UsageError, one_of
+from offrl_bench.provenance import row_of
 from offrl_bench.results import MIN_SEEDS, NO_WRAPPER, RunStore, variant_name
 from offrl_bench.statistics import difference_interval
 
@@ -52,6 +54,7 @@ STATISTICS = ("mean", "iqm")
 METRICS = ("score", "steps_to_score", "value")
 RUNS = "runs.jsonl"
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NO_DATA = "reproduced", "contradicted", "inconclusive", "no data"
+STALE = "stale"  # a row the comparison rests on is stale at HEAD (offrl-bench reference status)
 FIELDS = ("algorithm", "dataset", "wrapper")
 
 
@@ -146,6 +149,8 @@ class Comparison:
     high: float
     verdict: str
     more_seeds: int | None = None  # for inconclusive ones: ~seeds per side to add
+    #: "stale since abc1234: why" when a row either side rests on is stale at HEAD: no verdict then
+    stale: str = ""
 
     def numbers(self, metric: str = "score") -> str:
         """Both sides' means, and the difference of the claim's statistic with its interval."""
@@ -164,6 +169,8 @@ class Verdict:
         verdicts = {c.verdict for c in self.comparisons}
         if not verdicts:
             return NO_DATA
+        if STALE in verdicts:
+            return STALE
         if CONTRADICTED in verdicts:
             return CONTRADICTED
         return REPRODUCED if verdicts == {REPRODUCED} else INCONCLUSIVE
@@ -175,6 +182,8 @@ class Verdict:
     def text(self) -> str:
         """The verdict as printed: with the seeds it needs when inconclusive, and the indicative mark."""
         verdict = self.verdict
+        if verdict == STALE:
+            return next(c.stale for c in self.comparisons if c.verdict == STALE)
         if verdict == INCONCLUSIVE:
             needed = [c.more_seeds for c in self.comparisons if c.verdict == INCONCLUSIVE]
             if None in needed:
@@ -246,8 +255,10 @@ def _more_seeds(claim: Claim, n: int, difference: float, low: float, high: float
     return max(1, math.ceil(n * (half_width / distance) ** 2) - n)
 
 
-def evaluate_claim(claim: Claim, records: Iterable[dict]) -> Verdict:
-    """Every comparison of ``claim`` that the records make possible, each with its verdict."""
+def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str] | None = None) -> Verdict:
+    """Every comparison of ``claim`` that the records make possible, each with its verdict; a
+    comparison resting on a row in ``stale`` (row -> label, see :func:`offrl_bench.provenance.stale_labels`)
+    is ``stale`` instead."""
     records = list(records)
     sides = {"a": [], "b": []}
     for record in records:
@@ -278,12 +289,16 @@ def evaluate_claim(claim: Claim, records: Iterable[dict]) -> Verdict:
             matrix_b = matrix_b[[seeds_b.index(s) for s in common]]
         difference, low, high = difference_interval(matrix_a, matrix_b, claim.statistic, claim.paired)
         decided = _decide(claim, low, high)
+        rows = [row_of(record) for record in group["a"] + group["b"]] if stale else []
+        labels = [stale[row] for row in rows if row in stale]
+        if labels:
+            decided = STALE
         label = ", ".join(f"{name}={value}" for name, value in zip((*claim.per, *claim.each), key))
         verdict.comparisons.append(Comparison(
             label or "all", len(matrix_a), len(matrix_b), float(matrix_a.mean()), float(matrix_b.mean()),
             difference, low, high, decided,
             _more_seeds(claim, min(len(matrix_a), len(matrix_b)), difference, low, high)
-            if decided == INCONCLUSIVE else None))
+            if decided == INCONCLUSIVE else None, labels[0] if labels else ""))
     return verdict
 
 
@@ -302,11 +317,12 @@ def evaluate_directory(directory: Path, claims: list[Claim] | None = None) -> li
     if not store.records_path.exists():
         raise UsageError(f"no run records in '{directory}' (expected {store.records_path})")
     sources = {RUNS: list(store.records().values())}
+    stale = provenance.stale_labels(Path(directory), sources[RUNS])
     verdicts = []
     for claim in claims if claims is not None else registry.claims():
         if claim.source not in sources:
             sources[claim.source] = read_measurements(Path(directory) / claim.source)
-        verdicts.append(evaluate_claim(claim, sources[claim.source]))
+        verdicts.append(evaluate_claim(claim, sources[claim.source], stale if claim.source == RUNS else None))
     return verdicts
 
 

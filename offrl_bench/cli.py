@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from offrl_bench import registry
+from offrl_bench.cli_reference import reference_app
 from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 from offrl_bench.tables import Listing, show
 
@@ -467,7 +468,8 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, co
 
     records = list(RunStore(directory).records().values())
     frame = leaderboard(records, with_run_ids=True,  # run ids: for the reference comparison
-                        budget=budget.for_directory(directory, records), selection=ope.load_selections(directory))
+                        budget=budget.for_directory(directory, records), selection=ope.load_selections(directory),
+                        stale=provenance.stale_labels(directory, records))
     try:
         write_leaderboard(frame.drop(columns="run_ids"), csv_path)
     except OSError as exc:
@@ -485,6 +487,8 @@ def _write_and_show_leaderboard(directory: Path, csv_path: Path, quiet: bool, co
         say(comparison.summary())
         for line in comparison.disagreements():
             say(f"  disagrees: {line}")
+        for line in comparison.stale_rows():
+            say(f"  stale: {line}")
 
 
 def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
@@ -497,7 +501,7 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
 
     def name(row) -> str:
         extra = [f"{c}={fmt(row[c], 'g')}" for c in variant_columns if fmt(row[c], "g") not in ("-", "")]
-        return row["algorithm"] + (f"[{','.join(extra)}]" if extra else "")
+        return row["algorithm"] + (f"[{','.join(extra)}]" if extra else "") + (" (stale)" if row.get("stale") else "")
 
     def seeds(row) -> str:
         return f"{row['n_seeds']}{'*' if row['n_seeds'] < MIN_SEEDS else ''}"
@@ -512,6 +516,9 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
         caption = f"0 = random, 100 = expert; n* = fewer than {MIN_SEEDS} seeds, indicative only."
         if "budget" in frame:
             caption += " Sanity-floor verdicts (benchmarks/budget_check.py) per row: the CSV's budget column."
+        if "stale" in frame and frame["stale"].astype(bool).any():
+            caption += (" (stale): the published code changed since the row ran; why: the CSV's stale column "
+                        "and 'offrl-bench reference status'.")
         aggregate = Listing(f"suite {suite}: each algorithm over its tasks (normalised, IQM [95% CI])",
                             ["algorithm", "split", "n", "IQM [95% CI]"], numeric=numeric,
                             caption=f"{caption} Full table: {csv_path}")
@@ -547,6 +554,9 @@ def _leaderboard_tables(frame, csv_path: Path) -> list[Listing]:
                                          *(fmt(row[c]) for c in extra))
                 tables.append(per_task)
     return tables
+
+
+app.add_command(reference_app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """Published reference leaderboards, and how a user's results compare with them.
 
-The project publishes the records of each suite it ran, at one clean revision, in
+The project publishes the records of each suite it ran, each row from one clean revision (see
+:mod:`offrl_bench.provenance` for which rows are still current), in
 ``results/reference/<suite>/`` of the repository; the package ships the same ``runs.jsonl`` files
 as ``offrl_bench/reference/<suite>/`` so installed copies have them too. User runs never write
 there: ``run --suite X`` writes to ``results/X/``.
@@ -19,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 import offrl_bench
-from offrl_bench.provenance import provenance
+from offrl_bench import provenance as row_provenance
+from offrl_bench.provenance import provenance, row_of
 from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard
 
 RULE = "95% IQM intervals overlap"
@@ -44,6 +46,7 @@ class RowComparison:
     key: str  # "dataset · wrapper · algorithm"
     yours: tuple[float, float, float]  # IQM, CI low, CI high
     published: tuple[float, float, float]
+    stale: str = ""  # the published row's stale label: its code changed since it ran
 
     @property
     def agrees(self) -> bool:
@@ -64,9 +67,13 @@ class ReferenceComparison:
         return sum(row.agrees for row in self.rows)
 
     def summary(self) -> str:
-        where = f"revision {(self.revision or 'unknown')[:7]}, {self.date}"
+        where = f"revision {self.revision}, {self.date}"
         text = (f"{self.agreeing}/{len(self.rows)} rows agree with the published {self.suite} leaderboard "
                 f"({where}; rule: {RULE})")
+        stale = sum(bool(row.stale) for row in self.rows)
+        if stale:
+            text += (f"; {stale} published rows are stale at HEAD (their code changed since they ran; "
+                     "offrl-bench reference status)")
         if self.different_settings:
             text += f"; {len(self.different_settings)} rows ran with other settings and were not compared"
         return text
@@ -74,7 +81,10 @@ class ReferenceComparison:
     def disagreements(self) -> list[str]:
         fmt = lambda t: f"{t[0]:.1f} [{t[1]:.1f}, {t[2]:.1f}]"  # noqa: E731
         return [f"{row.key}: yours {fmt(row.yours)}, published {fmt(row.published)}"
-                for row in self.rows if not row.agrees]
+                + (f" ({row.stale})" if row.stale else "") for row in self.rows if not row.agrees]
+
+    def stale_rows(self) -> list[str]:
+        return [f"{row.key}: {row.stale}" for row in self.rows if row.stale]
 
 
 def _settings(record: dict) -> tuple:
@@ -86,7 +96,7 @@ def _settings(record: dict) -> tuple:
 
 
 def _rows(records: list[dict], frame: pd.DataFrame | None = None
-          ) -> dict[str, tuple[tuple[float, float, float], frozenset]]:
+          ) -> dict[str, tuple[tuple[float, float, float], frozenset, tuple[str, ...]]]:
     """Each row's IQM interval and run settings, from ``frame`` (the records' leaderboard with run ids)
     when the caller has it: a leaderboard's bootstrap takes seconds per suite."""
     frame = leaderboard(records, with_run_ids=True) if frame is None else frame
@@ -99,7 +109,7 @@ def _rows(records: list[dict], frame: pd.DataFrame | None = None
                            if not (isinstance(row[c], float) and math.isnan(row[c])) and row[c] != "")
         key = f"{row['dataset']} · {row['wrapper']} · {row['algorithm']}" + (f"[{variant}]" if variant else "")
         settings = frozenset(_settings(by_id[run_id]) for run_id in row["run_ids"])
-        found[key] = ((row["normalized_iqm"], row["ci_low"], row["ci_high"]), settings)
+        found[key] = ((row["normalized_iqm"], row["ci_low"], row["ci_high"]), settings, row["run_ids"])
     return found
 
 
@@ -116,16 +126,18 @@ def compare_with_reference(records: list[dict], directory: Path | None = None,
     if reference is None or (directory is not None and Path(directory).resolve() == reference.resolve()):
         return None
     published_records = list(RunStore(reference).records().values())
-    found = provenance(published_records)
     date = max(record.get("finished_at", "") for record in published_records)[:10]
-    comparison = ReferenceComparison(suite, reference, found.revision, date)
+    comparison = ReferenceComparison(suite, reference, provenance(published_records).describe(), date)
     published = _rows(published_records)
-    for key, (yours, settings) in _rows(records, frame).items():
+    labels = row_provenance.stale_labels(reference, published_records) or {}
+    stale_runs = {record["run_id"]: labels[row_of(record)] for record in published_records if row_of(record) in labels}
+    for key, (yours, settings, _) in _rows(records, frame).items():
         if key not in published or any(math.isnan(x) for x in (*yours, *published[key][0])):
             continue
         if settings != published[key][1]:  # for an ALL row: also a different set of tasks
             comparison.different_settings.append(key)
             continue
-        comparison.rows.append(RowComparison(key, yours, published[key][0]))
+        stale = next((stale_runs[run] for run in published[key][2] if run in stale_runs), "")
+        comparison.rows.append(RowComparison(key, yours, published[key][0], stale))
     return comparison
 

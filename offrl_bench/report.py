@@ -25,7 +25,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offrl_bench import budget, ope
+from offrl_bench import budget, ope, provenance
 from offrl_bench.errors import UsageError
 from offrl_bench.results import (
     ALL,
@@ -180,7 +180,8 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
         raise UsageError(f"no run records in '{directory}' (expected {store.records_path})")
     frame = leaderboard(list(records.values()), with_run_ids=True,
                         budget=budget.for_directory(directory, list(records.values())),
-                        selection=ope.load_selections(directory))
+                        selection=ope.load_selections(directory),
+                        stale=provenance.stale_labels(directory, list(records.values())))
     run_ids = frame.pop("run_ids").tolist()
     rows = list(csv.DictReader(io.StringIO(leaderboard_csv(frame))))
     columns = list(frame.columns)
@@ -279,8 +280,10 @@ def _trust_section(directory: Path, records: list[dict], frame) -> str:
     comparison = compare_with_reference(records, directory, frame)
     if comparison is not None:
         lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.disagreements())
+        stale = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.stale_rows())
         parts.append(f'<h2>Published reference</h2><p id="reference">{html.escape(comparison.summary())}</p>'
-                     + (f"<p>Rows that disagree:</p><ul>{lines}</ul>" if lines else ""))
+                     + (f"<p>Rows that disagree:</p><ul>{lines}</ul>" if lines else "")
+                     + (f'<p>Published rows that are stale at HEAD:</p><ul id="stale">{stale}</ul>' if stale else ""))
     table = claims.verdict_table(claims.evaluate_directory(directory))
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in table.columns) + "</tr>"
                    for row in table.to_dict("records"))

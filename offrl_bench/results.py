@@ -33,7 +33,7 @@ LEADERBOARD_COLUMNS = [
 #: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
 #: marks the rows with fewer than MIN_SEEDS seeds, when there are any.
 DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget", "fqe_selected",
-                   "oracle_best")
+                   "oracle_best", "stale")
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
@@ -186,7 +186,10 @@ def _row(suite: str, dataset: str, wrapper: str, algorithm: str, runs: list[dict
 def variant_name(record: dict) -> str:
     """The leaderboard name of a run's algorithm with its variant columns, e.g. ``td3_bc`` or
     ``ssorl(iql)[label_fraction=0.1]``: one name per differently configured variant."""
-    name, columns = _variant(record)
+    return _variant_label(*_variant(record))
+
+
+def _variant_label(name: str, columns: tuple) -> str:
     return name + (f"[{','.join(f'{k}={v}' for k, v in columns)}]" if columns else "")
 
 
@@ -210,7 +213,8 @@ def _variant(record: dict) -> tuple[str, tuple]:
 
 
 def leaderboard(records: list[dict], with_run_ids: bool = False,
-                budget: Callable[[dict], str] | None = None, selection: dict | None = None) -> pd.DataFrame:
+                budget: Callable[[dict], str] | None = None, selection: dict | None = None,
+                stale: dict[tuple, str] | None = None) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
 
@@ -229,6 +233,10 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     ``fqe_selected`` and ``oracle_best``: the mean score of the checkpoints FQE selects and of the
     best ones, beside ``normalized_mean`` (the final checkpoints); empty unless every run of the row
     has a selection.
+
+    ``stale`` (row -> label, :func:`offrl_bench.provenance.stale_labels`) marks the rows of a published
+    reference whose provenance is not current at HEAD: a last column ``stale`` holds the label
+    (``stale since abc1234: why``), and an ``ALL`` row says how many of its tasks are stale.
     """
     if not records:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -238,9 +246,10 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         groups.setdefault(key, []).append(record)
     if budget:
         from offrl_bench.budget import aggregate_verdict
-    rows, verdicts = [], []
+    rows, verdicts, labels = [], [], []
     for (suite, dataset, wrapper, (algorithm, columns)), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
+        labels.append((stale or {}).get((suite, dataset, wrapper, _variant_label(algorithm, columns)), ""))
         rows.append({**_row(suite, dataset, wrapper, algorithm, runs,
                             np.array([[r["normalized_score"]] for r in runs], dtype=float)), **dict(columns),
                      "run_ids": tuple(r["run_id"] for r in runs)})
@@ -257,6 +266,10 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm, used, scores),
                      **dict(columns), "run_ids": tuple(r["run_id"] for r in used)})
         verdicts.append(aggregate_verdict([budget(runs[0]) for runs in tasks]) if budget else "")
+        keys = [(suite, runs[0]["dataset"], runs[0]["wrapper"] or NO_WRAPPER, _variant_label(algorithm, columns))
+                for runs in tasks]
+        count = sum(key in (stale or {}) for key in keys)
+        labels.append(f"stale: {count} of {len(keys)} tasks" if count else "")
     extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS) - {"run_ids"})
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS + extra)
     wrappers = frame.wrapper[frame.dataset != ALL]
@@ -274,6 +287,8 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         for column, field_ in (("fqe_selected", "selected"), ("oracle_best", "oracle")):
             frame[column] = [float(np.mean([getattr(selection[run], field_) for run in row["run_ids"]]))
                              if all(run in selection for run in row["run_ids"]) else float("nan") for row in rows]
+    if stale is not None:
+        frame["stale"] = labels
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame

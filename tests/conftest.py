@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -10,6 +11,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 #: The published reference directories, one per suite (results/reference/<suite>/).
 PUBLISHED_REFERENCES = sorted(path.parent for path in (REPO / "results" / "reference").glob("*/runs.jsonl"))
+
+
+@functools.cache
+def published_leaderboard(directory: Path):
+    """The leaderboard a published reference's records give, as ``offrl-bench leaderboard`` writes it
+    (sanity-floor, FQE and stale columns): computed once per session, since its bootstraps take
+    seconds and several tests compare against it."""
+    from offrl_bench import budget, ope, provenance
+    from offrl_bench.results import RunStore, leaderboard
+
+    records = list(RunStore(directory).records().values())
+    return leaderboard(records, budget=budget.for_directory(directory, records),
+                       selection=ope.load_selections(directory), stale=provenance.stale_labels(directory, records))
 
 
 def pytest_addoption(parser):

@@ -2,11 +2,10 @@
 
 import csv
 import dataclasses
-import json
 
 import pytest
 
-from conftest import PUBLISHED_REFERENCES, REPO
+from conftest import PUBLISHED_REFERENCES, REPO, published_leaderboard
 from offrl_bench import budget, provenance, reference, registry, scheduler
 from offrl_bench.data.make import DatasetRequest, make_missing_datasets
 from offrl_bench.results import RunStore, leaderboard
@@ -189,8 +188,7 @@ def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
         expected = ("no-anchor" if not row.bc_normalized_mean >= budget.ANCHOR else
                     "learned" if row.normalized_mean >= budget.FLOOR else "under-budget")
         assert row.verdict == expected, row
-    records = [json.loads(line) for line in open(directory / "runs.jsonl")]
-    frame = leaderboard(records, budget=budget.verdict_function(checks))
+    frame = published_leaderboard(directory)  # its budget column is verdict_function(checks)'s
     # a row goes unchecked only where a check had no valid BC anchor (and the README says so)
     anchored = not (checks.verdict == budget.NO_ANCHOR).any()
     assert set(frame.budget) <= {budget.LEARNED, budget.UNDER_BUDGET, budget.BASELINE} | (

@@ -6,10 +6,11 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
-from conftest import PUBLISHED_REFERENCES, REPO, run_cli_process
-from offrl_bench import budget, ope, provenance, reference
+from conftest import PUBLISHED_REFERENCES, REPO, published_leaderboard, run_cli_process
+from offrl_bench import budget, provenance, reference
 from offrl_bench.claims import evaluate_directory, markdown, named
 from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
 
@@ -23,18 +24,54 @@ def test_the_main_job_and_the_quick_suite_have_references():
 
 
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
-def test_committed_references_come_from_one_clean_ancestor_revision(directory):
+def test_committed_references_come_from_clean_ancestor_revisions_row_by_row(directory):
     records = list(RunStore(directory).records().values())
     assert provenance.reference_problems(records, REPO) == []
-    assert provenance.warning(records) is None  # nothing that computed them changed since
+    lines = provenance.read_lines(directory)
+    covered = [run for line in lines for ids in line["runs"].values() for run in ids]
+    assert sorted(covered) == sorted(record["run_id"] for record in records)  # each run on exactly one line
+    revision = {record["run_id"]: record["versions"]["git_revision"] for record in records}
+    for line in lines:  # a line describes runs of its own revision, replayed at one seed of theirs
+        assert {revision[run] for ids in line["runs"].values() for run in ids} == {line["revision"]}
+        assert line["code"] and line["data"]["code"] and line["replay"]["budget"] >= 1
+        assert isinstance(line["config"], dict)  # empty for an algorithm without settings (random)
+
+
+def test_every_published_row_is_fresh_or_labelled_stale_wherever_it_is_shown():
+    """``reference status`` decides; the leaderboard CSV's stale column, the claims verdicts and the
+    reference comparison say the same, row by row."""
+    head = provenance.HeadState(REPO)
+    for directory in REFERENCES:
+        records = list(RunStore(directory).records().values())
+        rows = {row.row: row for row in provenance.status(directory, records, head)}
+        assert set(rows) == set(provenance.rows(records))
+        frame = pd.read_csv(directory / "leaderboard.csv", keep_default_na=False)
+        tasks = frame[frame.dataset != "ALL"]
+        assert sorted(tasks.stale) == sorted(row.label for row in rows.values())
+        for verdict in evaluate_directory(directory):
+            for comparison in verdict.comparisons:
+                assert (comparison.verdict == "stale") == bool(comparison.stale)
+                assert comparison.stale in {"", *(row.label for row in rows.values())}
+
+
+def test_reference_status_command_reports_every_row_and_checks(tmp_path):
+    result = run_cli_process("reference", "status", "--check")
+    statuses = [row for directory in REFERENCES for row in provenance.status(directory)]
+    fresh = sum(row.fresh for row in statuses)
+    assert f"{fresh}/{len(statuses)} rows fresh" in result.stdout
+    assert result.returncode == (0 if fresh == len(statuses) else 1)
+    assert len(result.stdout.splitlines()) >= len(statuses) - fresh + 1  # one line per stale row
+    for command in ("status", "record", "attest", "regenerate"):
+        bad = run_cli_process("reference", command, "nope")
+        assert bad.returncode == 2 and bad.stderr.startswith("error: no published reference 'nope'; one of: ")
+        assert bad.stderr.count("\n") == 1 and bad.stdout == ""
 
 
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
 def test_committed_leaderboards_are_rebuilt_from_their_records(directory):
-    records = list(RunStore(directory).records().values())
-    expected = leaderboard(records, budget=budget.for_directory(directory, records),
-                           selection=ope.load_selections(directory))
+    expected = published_leaderboard(directory)
     assert (directory / "leaderboard.csv").read_text() == leaderboard_csv(expected)
+    assert "stale" in expected  # a reference's leaderboard always says which rows are stale
 
 
 def test_no_other_committed_results_directory():
@@ -55,59 +92,28 @@ def test_readme_claims_tables_are_what_the_claims_command_prints():
 
 
 def _records(revision: str | None, dirty: bool | None, algorithm: str = "bc") -> list[dict]:
-    return [{"run_id": f"r{seed}", "algorithm": algorithm, "versions": {"git_revision": revision, "git_dirty": dirty}}
-            for seed in range(2)]
+    return [{"run_id": f"r{seed}", "suite": "s", "algorithm": algorithm, "dataset": "d", "wrapper": "", "seed": seed,
+             "versions": {"git_revision": revision, "git_dirty": dirty}} for seed in range(2)]
 
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
 
 
-def test_provenance_warning_names_dirty_records_mixed_revisions_and_changed_files():
+def test_provenance_warning_names_dirty_records_and_mixed_revisions():
     head = _git("rev-parse", "HEAD")
     assert provenance.warning(_records(head, False)) is None
-    dirty = provenance.warning(_records(head, True))
-    assert "2 of 2 records ran on uncommitted changes" in dirty
-    # a revision before algorithms/bc.py and the runner last changed: both are named
-    before = _git("rev-list", "--max-count=1", f"{_git('log', '-1', '--format=%H', '--', 'offrl_bench/runner.py')}^")
-    old = provenance.warning(_records(before, False))
-    assert f"since {before[:7]} these files changed:" in old and "offrl_bench/runner.py" in old
-    mixed = provenance.warning(_records(head, False)[:1] + _records(before, False)[:1])
-    assert "records mix 2 revisions" in mixed
-    assert "is not in this checkout's history" in provenance.warning(_records("0" * 40, False))
+    assert "2 of 2 records ran on uncommitted changes" in provenance.warning(_records(head, True))
+    before = _git("rev-parse", "HEAD~1")
+    assert "records mix 2 revisions" in provenance.warning(_records(head, False)[:1] + _records(before, False)[:1])
     problems = provenance.reference_problems(_records(head, None), REPO)
     assert problems == ["2 of 2 records are not from a clean tree (git_dirty true or missing)"]
-
-
-def test_provenance_pins_the_algorithm_modules_an_algorithm_imports_and_its_base_algorithm():
-    """A change to MOREC's dynamics reward changes MOPO+MOREC's numbers though mopo.py is unchanged;
-    an SS-ORL record's numbers come from its base algorithm too."""
-    mopo = provenance.algorithm_sources([{"algorithm": "mopo"}], REPO)
-    assert {"algorithms/mopo.py", "algorithms/morec.py", "algorithms/dynamics_model.py",
-            "algorithms/soft_actor_critic.py", "algorithms/nn.py"} <= set(mopo)
-    assert "algorithms/iql.py" not in mopo
-    ssorl = provenance.algorithm_sources([{"algorithm": "ssorl", "config": {"base": "iql"}}], REPO)
-    assert {"algorithms/ssorl.py", "algorithms/inverse_dynamics.py", "algorithms/iql.py"} <= set(ssorl)
-    assert provenance.algorithm_sources([{"algorithm": "bc"}], REPO) == ["algorithms/bc.py", "algorithms/nn.py"]
-
-
-def test_provenance_pins_the_environment_modules_a_record_used():
-    """A Pendulum run without wrappers does not depend on the level-split wrapper; a run evaluated on
-    test levels, or trained on data collected on train levels, does; MOPO's termination functions
-    live with the environments."""
-    plain = provenance.environment_sources([{"algorithm": "bc", "dataset": "offrl/pendulum/expert-v0",
-                                             "env_id": "Pendulum-v1", "wrapper": ""}], REPO)
-    assert plain == ["envs/__init__.py"]
-    drift = "stori:drift:at=5,to=stori:action"
-    evaluated = provenance.environment_sources([{"algorithm": "bc", "dataset": "offrl/pendulum/expert-v0",
-                                                 "env_id": "Pendulum-v1", "wrapper": drift}], REPO)
-    assert evaluated == ["envs/__init__.py", "envs/stori.py", "envs/stori_atari.py"]  # stori.py dispatches to ALE
-    collected = provenance.environment_sources([{"algorithm": "bc", "env_id": "MiniGrid-DoorKey-6x6-v0", "wrapper": "",
-                                                 "dataset": "offrl/minigrid-doorkey-6x6/expert-levels-train-v0"}], REPO)
-    assert collected == ["envs/__init__.py", "envs/level_splits.py"]
-    assert "envs/termination.py" in provenance.environment_sources([{"algorithm": "mopo", "dataset": "d"}], REPO)
-    assert "envs/procgen.py" in provenance.environment_sources([{"algorithm": "bc", "dataset": "d",
-                                                                 "env_id": "procgen/coinrun-v0"}], REPO)
+    assert provenance.reference_problems(_records("0" * 40, False), REPO) == [
+        f"revision {'0' * 40} is not an ancestor of HEAD"]
+    # rows may come from different revisions; one row's runs may not
+    mixed = _records(head, False)[:1] + _records(before, False)[1:]
+    assert provenance.reference_problems(mixed, REPO) == [f"row s · d · none · bc mixes revisions {head[:7]} x1, "
+                                                           f"{before[:7]} x1"]
 
 
 def _suite_records(shift: float = 0.0) -> list[dict]:
@@ -185,34 +191,59 @@ def _regeneration_cost(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
-def test_regeneration_cost_counts_the_published_records_a_change_would_stale():
-    """A change to TD3+BC stales the TD3+BC runs and the SS-ORL runs on a TD3+BC base, and so sends
-    their whole references to a new revision; references without them, and files no record pins, cost
-    nothing; the shared network module stales every record."""
-    def stale(records: list[dict]) -> int:
-        return sum("td3_bc" in (record["algorithm"], (record.get("config") or {}).get("base")) for record in records)
-
-    result = _regeneration_cost("algorithms/td3_bc.py")
+def test_regeneration_cost_counts_the_stale_rows_only():
+    """Per reference: its stale rows (those ``reference status`` names), their runs, and the worker
+    time those runs took; fresh rows cost nothing."""
+    result = _regeneration_cost()
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:-1]}
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:-1]}
     assert set(rows) == {path.name for path in REFERENCES}
+    head = provenance.HeadState(REPO)
     for directory in REFERENCES:
-        runs = [json.loads(line) for line in (directory / "runs.jsonl").read_text().splitlines()]
-        checks = [json.loads(line) for line in (directory / "budget-check" / "runs.jsonl").read_text().splitlines()]
-        _, stale_runs, rerun_hours, _, stale_checks, _ = rows[directory.name]
-        assert stale_runs == f"{stale(runs)}/{len(runs)}" and stale_checks == f"{stale(checks)}/{len(checks)}"
-        assert (float(rerun_hours) > 0) == (stale(runs) > 0)  # a stale reference reruns whole
-    assert {name for name, row in rows.items() if row[1][0] != "0"} == {"default", "ssorl"}
-    nothing = _regeneration_cost("offrl_bench/cli.py").stdout.splitlines()[-1]
-    assert nothing.startswith("total: 0.00 worker-h")
-    shared = _regeneration_cost("algorithms/nn.py").stdout.splitlines()[2:-1]
-    assert all(row.split()[1].split("/")[0] == row.split()[1].split("/")[1] for row in shared)
+        records = list(RunStore(directory).records().values())
+        statuses = provenance.status(directory, records, head)
+        stale = [row for row in statuses if not row.fresh]
+        runs = [run for row in stale for run in provenance.rows(records)[row.row]]
+        seconds = sum(sum(run.get(k) or 0.0 for k in ("setup_seconds", "train_seconds", "eval_seconds"))
+                      for run in runs)
+        assert rows[directory.name][1:] == [f"{len(stale)}/{len(statuses)}", f"{len(runs)}/{len(records)}",
+                                            f"{seconds / 3600:.2f}"]
+    one = _regeneration_cost("quick", "--workers", "1").stdout.splitlines()
+    assert [line.split()[0] for line in one[1:-1]] == ["quick"] and "on 1 workers" in one[-1]
 
 
 def test_regeneration_cost_bad_input_is_one_line_and_exit_code_2():
-    for args, message in [(("nope.py",), "not files of this repository: nope.py"),
-                          (("--since", "nope"), "--since: cannot diff against 'nope'"),
-                          ((), "name the files you intend to change, or --since REVISION")]:
+    for args, message in [(("nope",), "no published reference 'nope'; one of: "),
+                          (("--workers", "0"), "--workers must be at least 1, got 0")]:
         result = _regeneration_cost(*args)
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {message}")
+
+
+def test_a_stale_published_row_is_labelled_in_the_csv_the_claims_and_the_comparison(cli, published, tmp_path,
+                                                                                     monkeypatch):
+    """Wherever a stale row shows, it says so: the leaderboard's stale column (and its ALL row), a
+    claim comparison that rests on it (stale, not a verdict), and the comparison with the reference."""
+    from offrl_bench import claims
+
+    label = "stale since aaaaaaa: algorithms/iql.py:IQL.update changed"
+    monkeypatch.setattr(provenance, "stale_labels",
+                        lambda directory, records: {("s", "d", "none", "iql"): label}
+                        if str(directory) in (str(published), str(tmp_path / "mine")) else None)
+    (published / "leaderboard.csv").unlink(missing_ok=True)
+    assert cli("leaderboard", str(published)).code == 0
+    frame = pd.read_csv(published / "leaderboard.csv", keep_default_na=False)
+    assert dict(zip(frame.algorithm + "/" + frame.dataset, frame.stale)) == {
+        "bc/d": "", "iql/d": label, "bc/ALL": "", "iql/ALL": "stale: 1 of 1 tasks"}
+    claim = claims.Claim(name="iql-beats-bc", paper="p", statement="IQL beats BC", relation="greater",
+                         a=claims.Rows(algorithm="iql"), b=claims.Rows(algorithm="bc"), per=("dataset",))
+    (verdict,) = evaluate_directory(published, [claim])
+    assert verdict.verdict == "stale" and verdict.text() == label
+    assert markdown([verdict]).count(label) == 1
+    from offrl_bench.report import build_report
+
+    page = build_report(published).read_text()
+    assert f'data-value="{label}"' in page  # the report's leaderboard table
+    comparison = reference.compare_with_reference(_suite_records())
+    assert comparison.stale_rows() == [f"d · none · iql: {label}", f"ALL · ALL · iql: {label}"]
+    assert "2 published rows are stale at HEAD" in comparison.summary()
