@@ -115,6 +115,11 @@ class BCToPPO(PPOAlgorithm):
         self.model.policy.set_training_mode(False)
         return loss.item()
 
+    def policy_state_dict(self) -> dict:
+        # whether pre-training ran belongs to the policy: a snapshot loaded to act or to continue
+        # from must not pre-train again
+        return {**super().policy_state_dict(), "pretrained": self.pretrained}
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "pretrained": self.pretrained}
 

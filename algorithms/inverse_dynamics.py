@@ -43,6 +43,7 @@ class IDMSettings:
     eval_every: int = 250
     validation_fraction: float = 0.1
     frame_differences: bool = True  # vector observations: the frames' differences as inputs too
+    dropout: float = 0.0  # on the MLP's hidden units while training (the SS-ORL authors use 0.1)
 
 
 def observation_windows(dataset: TransitionDataset, index: torch.Tensor, window: int,
@@ -76,7 +77,8 @@ class InverseDynamicsModel(nn.Module):
             self.normalizer = ObservationNormalizer(spec.observation_dim)
         self.difference_normalizer = ObservationNormalizer(spec.observation_dim, enabled=self.image_shape is None)
         out_dim = self.action_dim if self.discrete else 2 * self.action_dim
-        self.heads = FusedMLPEnsemble(settings.ensemble, features, out_dim, settings.width, settings.depth)
+        self.heads = FusedMLPEnsemble(settings.ensemble, features, out_dim, settings.width, settings.depth,
+                                      dropout=settings.dropout)
 
     def fit_normalizers(self, dataset: TransitionDataset) -> None:
         """Feature statistics from every transition: observations are known for all of them."""
@@ -173,7 +175,11 @@ class InverseDynamics:
         parts = [self.model.predict(observation_windows(dataset, index[i:i + chunk], self.settings.window, starts))
                  for i in range(0, len(index), chunk)]
         self.model.train()
-        return torch.cat(parts) if parts else torch.empty(0, device=self.device)
+        if parts:
+            return torch.cat(parts)
+        if self.model.discrete:  # no transitions: no labels, in the shape and type of labels
+            return torch.empty(0, dtype=torch.long, device=self.device)
+        return torch.empty(0, self.model.action_dim, device=self.device)
 
     def label(self, dataset: TransitionDataset, index: torch.Tensor) -> torch.Tensor:
         """Proxy actions, in the environment's units, for the transitions ``index``."""
@@ -192,18 +198,23 @@ class InverseDynamics:
         validation_actions = dataset.actions[validation_index]
         best_state, best_error = None, float("inf")
         self.history = []
-        for update in range(1, settings.updates + 1):
-            pick = train_index[torch.randint(len(train_index), (settings.batch_size,), generator=generator,
-                                             device=self.device)]
-            windows = observation_windows(dataset, pick, settings.window, starts)
-            loss = self.model.loss(windows, self._targets(dataset.actions[pick]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if update % settings.eval_every == 0 or update == settings.updates:
-                error = self.error(dataset, validation_index, validation_actions)
-                self.history.append((update, error))
-                if error < best_error:
-                    best_error, best_state, self.best_update = error, copy.deepcopy(self.model.state_dict()), update
+        # Dropout draws its masks from torch's global generator: from the IDM's own seed, in a fork
+        # that leaves the caller's (the base algorithm's) random state as it was.
+        with torch.random.fork_rng(devices=[], enabled=settings.dropout > 0):
+            if settings.dropout > 0:
+                torch.manual_seed(self.seed)
+            for update in range(1, settings.updates + 1):
+                pick = train_index[torch.randint(len(train_index), (settings.batch_size,), generator=generator,
+                                                 device=self.device)]
+                windows = observation_windows(dataset, pick, settings.window, starts)
+                loss = self.model.loss(windows, self._targets(dataset.actions[pick]))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if update % settings.eval_every == 0 or update == settings.updates:
+                    error = self.error(dataset, validation_index, validation_actions)
+                    self.history.append((update, error))
+                    if error < best_error:
+                        best_error, best_state, self.best_update = error, copy.deepcopy(self.model.state_dict()), update
         self.model.load_state_dict(best_state)
         self.validation_error = best_error

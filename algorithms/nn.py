@@ -83,13 +83,15 @@ class FusedMLPEnsemble(nn.Module):
 
     Input (B, in) is shared by all members; (n, B, in) gives each member its own. Output (n, B, out).
     Members are initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), independently.
+    ``dropout`` drops hidden units in training mode (its masks come from torch's global generator).
     """
 
     def __init__(self, n: int, in_dim: int, out_dim: int, width: int = 256, depth: int = 2,
-                 activation: Callable[[torch.Tensor], torch.Tensor] = torch.relu) -> None:
+                 activation: Callable[[torch.Tensor], torch.Tensor] = torch.relu, dropout: float = 0.0) -> None:
         super().__init__()
         self.n = n
         self.activation = activation
+        self.dropout = dropout
         dims = [in_dim] + [width] * depth + [out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -116,7 +118,7 @@ class FusedMLPEnsemble(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
             if i < last:
-                x = self.activation(x)
+                x = self._hidden(x)
         return x
 
     def forward_member(self, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -128,8 +130,12 @@ class FusedMLPEnsemble(nn.Module):
         for i, (weight, bias) in enumerate(zip(weights, biases)):
             x = torch.addmm(bias, x, weight)
             if i < last:
-                x = self.activation(x)
+                x = self._hidden(x)
         return x
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(x)
+        return F.dropout(x, self.dropout, training=True) if self.dropout and self.training else x
 
 
 def state_action_values(critic: FusedMLPEnsemble, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,15 @@ import torch
 from offrl_bench import registry
 from offrl_bench.algorithms.inverse_dynamics import IDMSettings, InverseDynamics
 from offrl_bench.api import EnvSpec, OfflineAlgorithm
-from offrl_bench.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, build_config, parse_set_options
+from offrl_bench.config import (
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitFloat,
+    build_config,
+    parse_set_options,
+)
 from offrl_bench.data.action_free import (
     SELECTIONS,
     choose_labelled_episodes,
@@ -45,6 +53,15 @@ from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 UNLABELLED = ("proxy", "drop")
 #: Offset between the run's seed and the seeds of the label selection and the IDM.
 _IDM_SEED_OFFSET = 7_919
+
+
+#: The IDM of the SS-ORL authors' released code (facebookresearch/ssorl, ``config/config.yaml`` and
+#: ``inverse_model_seq.py``) as ``--set`` options: a 1024x1024 MLP with dropout 0.1, lr 1e-4, batches
+#: of 1,024 for 100 updates validated every 10, on the frames alone. Not the default: at 100 updates
+#: on Pendulum its proxy labels are ten times worse than this project's IDM's (README, SS-ORL).
+PAPER_IDM = (("idm_width", "1024"), ("idm_depth", "2"), ("idm_dropout", "0.1"), ("idm_lr", "0.0001"),
+             ("idm_batch_size", "1024"), ("idm_updates", "100"), ("idm_eval_every", "10"),
+             ("idm_frame_differences", "false"))
 
 
 @dataclass
@@ -67,6 +84,7 @@ class SSORLConfig:
     idm_eval_every: PositiveInt = 250
     idm_validation_fraction: Fraction = 0.1
     idm_frame_differences: bool = True  # not in the paper's IDM: "false" gives it the frames alone
+    idm_dropout: UnitFloat = 0.0  # on the IDM's hidden units while training (PAPER_IDM: 0.1)
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -93,7 +111,7 @@ class SSORLConfig:
     def idm_settings(self) -> IDMSettings:
         return IDMSettings(self.window, self.idm_width, self.idm_depth, self.idm_ensemble, self.idm_lr,
                            self.idm_batch_size, self.idm_updates, self.idm_eval_every, self.idm_validation_fraction,
-                           self.idm_frame_differences)
+                           self.idm_frame_differences, self.idm_dropout)
 
 
 class SSORL(OfflineAlgorithm):
@@ -125,6 +143,11 @@ class SSORL(OfflineAlgorithm):
     def leaderboard_name(cls, config: SSORLConfig) -> str:
         suffix = ("" if config.selection == "random" else f", {config.selection}") + (
             "" if config.idm_frame_differences else ", idm frames only")
+        changed = [f"{field.name.removeprefix('idm_')}={getattr(config, field.name):g}"
+                   for field in dataclasses.fields(config) if (field.name.startswith("idm_") or field.name == "window")
+                   and field.name != "idm_frame_differences" and getattr(config, field.name) != field.default]
+        if changed and config.unlabelled != "drop":  # an IDM of other settings: a row of its own
+            suffix += f", idm {' '.join(changed)}"
         if config.unlabelled == "drop":
             return f"{config.base} (labelled only{suffix})"
         return f"ssorl({config.base}{suffix})"

@@ -38,6 +38,28 @@ def test_online_run_resumes_exactly(algo, dataset, overrides, request, tmp_path)
     assert len((tmp_path / "uninterrupted" / "runs" / spec.run_id / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_bc_ppo_policy_snapshot_loads_into_a_fresh_instance_and_keeps_its_pretraining(cartpole_expert, tmp_path):
+    """The snapshot saved at each evaluation is what ``load_state_dict`` reads: a fresh BC -> PPO acts
+    like the trained one and does not pre-train again."""
+    from offrl_bench.data.datasets import load_dataset
+    from offrl_bench.runner import build_algorithm
+
+    spec = RunSpec("bc_ppo", cartpole_expert, 0, updates=128, eval_every=128, checkpoint_every=128, eval_episodes=1,
+                   overrides=SMALL_PPO + (("bc_updates", "20"),))
+    execute_run(spec, RunStore(tmp_path))
+    snapshot = torch.load(tmp_path / "runs" / spec.run_id / "policies" / "128.pt", weights_only=False)["algorithm"]
+    assert snapshot["pretrained"] is True
+    dataset = load_dataset(cartpole_expert)
+    fresh = build_algorithm(spec, dataset)
+    fresh.load_state_dict(snapshot)
+    assert fresh.pretrained is True
+    observations = dataset.observations[:64].numpy()
+    trained = build_algorithm(spec, dataset)
+    trained.load_state_dict(torch.load(tmp_path / "runs" / spec.run_id / "checkpoint.pt",
+                                       weights_only=False)["algorithm"])
+    assert (fresh.act(observations) == trained.act(observations)).all()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, dataset, steps", [("ppo", "cartpole", 30_000), ("dqn", "cartpole", 50_000),
                                                   ("sac", "pendulum", 5_000)])

@@ -72,6 +72,8 @@ def test_idm_recovers_actions_of_a_deterministic_system(kind, tolerance):
     assert idm.error(dataset, held_out, dataset.actions[held_out]) < tolerance
     labels = idm.label(dataset, held_out)
     assert labels.dtype == dataset.actions.dtype and labels.shape == dataset.actions[held_out].shape
+    none = idm.label(dataset, torch.empty(0, dtype=torch.long))  # an empty index: labels of no transitions
+    assert none.dtype == labels.dtype and none.shape == dataset.actions[:0].shape
 
 
 def test_frame_differences_are_a_named_idm_option_that_helps_on_unseen_episodes():
@@ -101,6 +103,45 @@ def test_ssorl_suite_headline_rows_label_low_return_episodes_with_five_seeds():
     assert len({spec.dataset for spec in headline}) == 2
     for overrides in {spec.overrides for spec in runs}:
         assert {spec.seed for spec in runs if spec.overrides == overrides} >= {0, 1, 2, 3, 4}
+
+
+def test_idm_dropout_trains_from_the_idms_own_seed_and_leaves_the_callers_random_state_alone():
+    """Dropout (the SS-ORL authors' 0.1) masks hidden units while the IDM trains, from its own seed:
+    two fits give the same model, the caller's torch generator is where it was, and labelling (eval
+    mode) uses every unit."""
+    dataset = toy_dataset("continuous")
+    settings = IDMSettings(width=64, updates=300, eval_every=100, dropout=0.1)
+
+    def fitted() -> InverseDynamics:
+        idm = InverseDynamics(dataset.spec, settings, 0, torch.device("cpu"))
+        idm.fit(dataset, torch.arange(0, 600))
+        return idm
+
+    torch.manual_seed(123)
+    first = fitted()
+    after_fit = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after_fit)  # fit drew nothing from the caller's generator
+    second = fitted()
+    held_out = torch.arange(600, 800)
+    assert torch.equal(first.label(dataset, held_out), second.label(dataset, held_out))
+    assert torch.equal(first.label(dataset, held_out), first.label(dataset, held_out))  # no dropout when labelling
+    heads = first.model.heads
+    heads.train()
+    x = torch.randn(32, heads.weights[0].shape[1])
+    assert not torch.equal(heads(x), heads(x))  # while training, units are dropped
+    assert first.error(dataset, held_out, dataset.actions[held_out]) < 0.2
+
+
+def test_the_paper_idm_settings_are_named_and_give_their_rows_a_name_of_their_own():
+    from offrl_bench.algorithms.ssorl import PAPER_IDM, SSORL
+
+    config = build_config(SSORL, PAPER_IDM)
+    assert dataclasses.astuple(config.idm_settings())[1:] == (1024, 2, 1, 1e-4, 1024, 100, 10, 0.1, False, 0.1)
+    default = build_config(SSORL, ())
+    assert default.idm_dropout == 0.0 and SSORL.leaderboard_name(default) == "ssorl(iql)"
+    assert SSORL.leaderboard_name(config) == ("ssorl(iql, idm frames only, idm width=1024 lr=0.0001 "
+                                              "batch_size=1024 updates=100 eval_every=10 dropout=0.1)")
 
 
 def test_idm_labels_in_the_environments_action_units():
@@ -260,7 +301,8 @@ def test_ssorl_learns_pendulum_from_mostly_action_free_data(pendulum_expert, tmp
     record = execute_run(RunSpec("ssorl", pendulum_expert, 0, updates=1500, eval_every=1500, checkpoint_every=500,
                                  eval_episodes=5, overrides=overrides), RunStore(tmp_path))
     assert record["normalized_score"] > 60, record["return_mean"]  # random ~0, 5 of 20 episodes labelled
-    assert record["algorithm_label"] == "ssorl(bc)" and record["columns"] == {"label_fraction": 0.25}
+    # a row with other IDM settings than the default is named with them
+    assert record["algorithm_label"] == "ssorl(bc, idm updates=2000)" and record["columns"] == {"label_fraction": 0.25}
     assert record["final_losses"]["proxy_label_error"] < 0.15
     assert record["setup_seconds"] > 0
 
