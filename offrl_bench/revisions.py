@@ -44,7 +44,11 @@ def full_revision(root: Path, revision: str) -> str:
 
 
 def head_is_clean(root: Path) -> bool:
-    return not _git(root, "status", "--porcelain", "--untracked-files=no")
+    """Whether the code is HEAD's: no uncommitted change to tracked files outside ``results/`` (the
+    published records that record, attest and regenerate write are data, not code)."""
+    from offrl_bench.runner import CODE_PATHSPEC
+
+    return not _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHSPEC)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ from offrl_bench.results import RunStore, write_atomic
 from offrl_bench.rollout import perturbation_rates
 
 ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
+#: The repository's code for ``git status``: every tracked file but the published results.
+CODE_PATHSPEC = (":(top)", ":(top,exclude)results")
 DEFAULT_BATCH_SIZE = 256
 
 
@@ -118,10 +120,11 @@ def _environment_versions() -> dict:
     try:
         versions["git_revision"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                                   timeout=5, cwd=here).stdout.strip() or None
-        # True: the code that ran differs from that revision (uncommitted changes to tracked files)
-        versions["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                                    capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
-                                     ) if versions["git_revision"] else None
+        # True: the code that ran differs from that revision (uncommitted changes to tracked files
+        # outside results/, whose published records are data a regeneration writes while it runs)
+        versions["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                                     *CODE_PATHSPEC], capture_output=True, text=True, timeout=5,
+                                                    cwd=here).stdout.strip()) if versions["git_revision"] else None
     except (OSError, subprocess.SubprocessError):
         versions["git_revision"] = versions["git_dirty"] = None
     return versions

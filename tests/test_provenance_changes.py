@@ -85,7 +85,7 @@ from offrl_bench.data.make import make_missing_datasets
 from offrl_bench.results import RunStore
 from offrl_bench.runner import RunSpec, execute_run
 
-datasets = ("offrl/cartpole/expert-v0", "offrl/cartpole/medium-v0")
+datasets = ("offrl/cartpole/expert-v0", "offrl/cartpole/medium-v0", "offrl/pendulum/expert-v0")
 make_missing_datasets([r for r in registry.suite("quick").datasets if r.dataset_id in datasets], log=print)
 for dataset in datasets:
     for seed in (0, 1):
@@ -96,7 +96,7 @@ for dataset in datasets:
 
 @pytest.fixture
 def small_reference(tmp_path):
-    """A copy of the checkout whose quick reference is two BC rows of 2 seeds and 20 updates, run and
+    """A copy of the checkout whose quick reference is three BC rows of 2 seeds and 20 updates, run and
     recorded at one committed revision; the cache of installed revisions and the datasets are its own."""
     import os
 
@@ -128,25 +128,27 @@ def _fresh(root, env) -> str:
 @pytest.mark.slow
 def test_attest_clears_a_behaviour_neutral_refactor_and_refuses_a_real_change(small_reference):
     root, env = small_reference
-    assert _fresh(root, env).startswith("2/2 rows fresh")
+    assert _fresh(root, env).startswith("3/3 rows fresh")
     bc = root / "algorithms" / "bc.py"  # rename a local variable of BC.update: the same computation
     renamed = bc.read_text().replace("loss = F.", "imitation = F.").replace("loss.backward()", "imitation.backward()")
     bc.write_text(renamed.replace('{"bc_loss": loss.item()}', '{"bc_loss": imitation.item()}'))
     _git(root, "commit", "-q", "-am", "rename a local variable")
-    assert _fresh(root, env).startswith("0/2 rows fresh")
+    assert _fresh(root, env).startswith("0/3 rows fresh")
     result = _cli(root, env, "reference", "attest", "quick", "--workers", "1")
-    assert "2 training groups attested, 0 changed behaviour" in result.stdout
-    assert _fresh(root, env).startswith("2/2 rows fresh")
+    assert "3 training groups attested, 0 changed behaviour" in result.stdout
+    assert _fresh(root, env).startswith("3/3 rows fresh")
     lines = provenance.read_lines(root / "results" / "reference" / "quick")
     assert all(line["attestations"][-1]["to"] == _git(root, "rev-parse", "HEAD") for line in lines)
     _git(root, "commit", "-q", "-am", "attest")
 
     _bc_edit(root, "imitation = F.cross_entropy(", "imitation = 1.5 * F.cross_entropy(",
-             "a real change: the loss is scaled")
+             "a real change: the discrete loss is scaled")
     result = _cli(root, env, "reference", "attest", "quick", "--workers", "1")
-    assert "0 training groups attested, 2 changed behaviour" in result.stdout
+    # the two CartPole (discrete) rows changed; the Pendulum row runs the continuous branch, but its
+    # code record holds BC.update, which changed, and its numbers did not: attested
+    assert "1 training groups attested, 2 changed behaviour" in result.stdout
     assert "parameters differ" in result.stdout and "losses differ" in result.stdout
-    assert _fresh(root, env).startswith("0/2 rows fresh")
+    assert _fresh(root, env).startswith("1/3 rows fresh")
     csv = (root / "results" / "reference" / "quick" / "leaderboard.csv").read_text()
     _cli(root, env, "leaderboard", "results/reference/quick")
     assert (root / "results" / "reference" / "quick" / "leaderboard.csv").read_text() != csv  # now labelled
@@ -165,21 +167,23 @@ def test_regenerate_reruns_stale_rows_only_and_survives_a_kill_midway(small_refe
     process = subprocess.Popen([str(root / ".venv" / "bin" / "offrl-bench"), "reference", "regenerate", "quick",
                                 "--workers", "1"], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     for line in process.stdout:
-        if line.startswith("regenerated 1/2"):
+        if line.startswith("regenerated 1/3"):
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
     records = RunStore(directory).records().values()
-    assert sorted(r["versions"]["git_revision"] for r in records) == sorted([published_at] * 2 + [head] * 2)
-    assert _fresh(root, env).startswith("1/2 rows fresh")
+    assert sorted(r["versions"]["git_revision"] for r in records) == sorted([published_at] * 4 + [head] * 2)
+    assert _fresh(root, env).startswith("1/3 rows fresh")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "regenerate: first row")  # a partial regeneration is committable
+    # the rest in one go: the second row's runs start after the first was published into results/,
+    # which must not count as uncommitted code (git_dirty)
     result = _cli(root, env, "reference", "regenerate", "quick", "--workers", "1")
-    assert "1 rows regenerated, 0 still stale" in result.stdout
-    assert _fresh(root, env).startswith("2/2 rows fresh")
+    assert "2 rows regenerated, 0 still stale" in result.stdout
+    assert _fresh(root, env).startswith("3/3 rows fresh")
     records = RunStore(directory).records().values()  # the rows of two revisions, each row of one
     assert sorted(r["versions"]["git_revision"] for r in records) == sorted([head] * 2 + [_git(root, "rev-parse",
-                                                                                                "HEAD")] * 2)
+                                                                                                "HEAD")] * 4)
     assert provenance.reference_problems(list(records), root) == []
     assert not (directory / "runs").exists()  # the runs ran in results/regenerate/, not in the reference
-    assert len(list((root / "results" / "regenerate" / "quick" / "runs").iterdir())) == 4
+    assert len(list((root / "results" / "regenerate" / "quick" / "runs").iterdir())) == 6
