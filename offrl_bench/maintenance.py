@@ -6,6 +6,8 @@ regenerate stale rows.
 - :func:`attest`: for stale rows, replay at their recorded revision and at HEAD on this machine; if
   parameters, losses, evaluation returns and datasets are bit-identical, the change was
   behaviour-neutral: the line takes HEAD's code record and keeps an attestation.
+- :func:`regenerate`: rerun the stale rows only, at a clean HEAD, outside the reference, and
+  :func:`publish` each row as soon as its runs finish.
 """
 
 from __future__ import annotations
