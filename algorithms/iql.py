@@ -71,22 +71,20 @@ class IQLConfig:
 def reward_scale(dataset, normalization: str) -> float:
     """The factor ``normalization`` (see IQLConfig) puts on the dataset's rewards.
 
-    "returns" is the paper's 1000 / (max - min episode return), with one bound: the spread is taken
-    as at least a tenth of the largest |episode return|, so that no scaled return exceeds 10,000 in
-    magnitude (ten times the paper's range). Without it, returns that are nearly but not exactly
-    equal (an expert at a time limit) would make the factor as large as 1000 / spread, e.g. 1e9 for
-    a spread of 1e-6. The bound is continuous in the data, and the paper's rule itself wherever the
-    returns span at least a tenth of their magnitude. All returns zero (nothing to scale): 1.
+    "returns" is the paper's 1000 / (max - min episode return) where the returns span at least a
+    tenth of their largest magnitude. Returns closer together than that define no range to
+    normalise by (an expert at CartPole's time limit, two episodes of one quality): rewards stay
+    unscaled, as for identical returns. So the factor never exceeds 10,000 / max |return|, and no
+    scaled return exceeds 10,000 in magnitude; before this bound a spread just above 1e-6 gave a
+    factor of about 1e9. All returns zero: 1.
     """
     sparse = int((dataset.rewards != 0).sum()) <= dataset.n_episodes
     if normalization == "none" or (normalization == "auto" and sparse):
         return 1.0
     returns = np.asarray(dataset.episode_returns, dtype=float)
     largest = float(np.abs(returns).max()) if len(returns) else 0.0
-    if largest == 0.0:
-        return 1.0
-    spread = float(np.ptp(returns))
-    return 1000.0 / max(spread, largest / 10)
+    spread = float(np.ptp(returns)) if len(returns) else 0.0
+    return 1000.0 / spread if largest > 0 and spread >= largest / 10 else 1.0
 
 
 class IQL(CheckpointedAttributes, OfflineAlgorithm):
