@@ -103,7 +103,7 @@ def attest_(suite: str, rows: tuple[str, ...], workers: int) -> None:
 @click.argument("suite")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 def regenerate_(suite: str, workers: int) -> None:
-    """Rerun the stale rows only, at a clean HEAD, in results/regenerate/SUITE/, and publish each row
+    """Rerun the stale rows only, at a clean HEAD, in results/regenerate/SUITE/REV/, and publish each row
     into the reference as soon as its runs finish (records, provenance, leaderboard). Resumable: the
     same command continues, and what was published can be committed at any point."""
     from offrl_bench import maintenance

@@ -261,7 +261,7 @@ def publish(directory: Path, root: Path, new_records: list[dict], progress: Prog
 
 def regenerate(directory: Path, root: Path, workers: int = 2, progress: Progress = print) -> tuple[int, int]:
     """Rerun the stale rows of the reference at ``directory`` at a clean HEAD, row by row, in
-    ``results/regenerate/<suite>/`` (runs never write into the reference), publishing each row as
+    ``results/regenerate/<suite>/<revision>/`` (runs never write into the reference), publishing each row as
     soon as its runs finish. Interrupted, it keeps the rows it published and the runs it finished;
     the same call continues. Returns (rows regenerated, rows still stale)."""
     from offrl_bench import registry, scheduler
@@ -275,7 +275,9 @@ def regenerate(directory: Path, root: Path, workers: int = 2, progress: Progress
     if not stale:
         return 0, 0
     suite = registry.suite(records[0]["suite"])
-    work = root / "results" / "regenerate" / Path(directory).name
+    # one folder per revision: it resumes this revision's runs, and never takes another revision's
+    # finished runs (same run ids) for this one's
+    work = root / "results" / "regenerate" / Path(directory).name / revisions.full_revision(root, "HEAD")[:12]
     by_row = provenance.rows(records)
     needed = {run["dataset"] for row in stale for run in by_row[row.row]}
     make_missing_datasets([request for request in suite.datasets if request.dataset_id in needed], log=progress)
