@@ -94,18 +94,17 @@ for dataset in datasets:
 """
 
 
-@pytest.fixture
-def small_reference(tmp_path):
+@pytest.fixture(scope="module")
+def published_small(tmp_path_factory):
     """A copy of the checkout whose quick reference is three BC rows of 2 seeds and 20 updates, run and
-    recorded at one committed revision; the cache of installed revisions and the datasets are its own."""
-    import os
-
-    root = tmp_path / "repo"
+    recorded at one committed revision, with its own cache of installed revisions and datasets."""
+    base = tmp_path_factory.mktemp("published")
+    root = base / "repo"
     _clone_working_tree(root)
     shutil.rmtree(root / "results" / "reference" / "quick")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "start")
-    env = {**os.environ, "OFFRL_BENCH_CACHE": str(tmp_path / "cache"), "MINARI_DATASETS_PATH": str(tmp_path / "m")}
+    env = _environment(base)
     subprocess.run([str(root / ".venv" / "bin" / "python"), "-c", MAKE_REFERENCE], cwd=root, env=env, check=True,
                    capture_output=True)
     shutil.rmtree(root / "results" / "reference" / "quick" / "runs")  # as published: records, not run folders
@@ -113,7 +112,25 @@ def small_reference(tmp_path):
     _cli(root, env, "leaderboard", "results/reference/quick")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "publish")
-    return root, env
+    return base
+
+
+def _environment(base) -> dict:
+    import os
+
+    return {**os.environ, "OFFRL_BENCH_CACHE": str(base / "cache"), "MINARI_DATASETS_PATH": str(base / "m")}
+
+
+@pytest.fixture
+def small_reference(published_small, tmp_path):
+    """A test's own clone of ``published_small`` (its commits, installed revisions and datasets), which
+    it may commit to."""
+    root = tmp_path / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(published_small / "repo"), str(root)], check=True)
+    revisions.install_tree(root, root / ".venv")
+    for folder in ("cache", "m"):
+        shutil.copytree(published_small / folder, tmp_path / folder, symlinks=True)
+    return root, _environment(tmp_path)
 
 
 def _bc_edit(root, old: str, new: str, message: str) -> None:
