@@ -75,11 +75,12 @@ def installed(repository: Path, revision: str) -> RevisionEnvironment:
     tree, venv = home / "tree", home / "venv"
     python = venv / "bin" / "python"
     ready = home / "installed"
-    if not ready.exists():
-        if home.exists():
-            shutil.rmtree(home)
+    if not ready.exists():  # (a folder of replays made from the working tree at HEAD keeps them)
+        for partial in (tree, venv):
+            if partial.exists():
+                shutil.rmtree(partial)
         _git(repository, "worktree", "prune")
-        home.mkdir(parents=True)
+        home.mkdir(parents=True, exist_ok=True)
         _git(repository, "worktree", "add", "--detach", "--force", str(tree), revision)
         install_tree(tree, venv)
         ready.write_text(revision + "\n")

@@ -28,28 +28,36 @@ def published_leaderboard(directory: Path):
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+    parser.addoption("--thorough", action="store_true",
+                     help="also run tests marked thorough (minutes each), and 2,000 cases per file format")
+    parser.addoption("--format-cases", type=int, default=None, metavar="N",
+                     help="cases per file format in the property-based tests (default: 60, --slow 300, --thorough "
+                          "2,000)")
 
 
 #: Cases per file format in the property-based tests (tests/test_file_formats.py).
-FORMAT_CASES = {"fast": 60, "slow": 2000}
+FORMAT_CASES = {"fast": 60, "slow": 300, "thorough": 2000}
 
 
 def pytest_configure(config):
     from hypothesis import HealthCheck, settings
 
+    level = "thorough" if config.getoption("--thorough") else "slow" if config.getoption("--slow") else "fast"
+    cases = config.getoption("--format-cases") or FORMAT_CASES[level]
     settings.register_profile(
-        "file-formats", max_examples=FORMAT_CASES["slow" if config.getoption("--slow") else "fast"], deadline=None,
+        "file-formats", max_examples=cases, deadline=None,
         derandomize=True, database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --slow")
+    thorough = config.getoption("--thorough")
+    slow = config.getoption("--slow") or thorough
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "thorough" in item.keywords and not thorough:
+            item.add_marker(pytest.mark.skip(reason="thorough: run with --thorough"))
+        elif "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --slow"))
 
 
 @pytest.fixture(scope="session", autouse=True)

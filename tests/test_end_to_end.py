@@ -33,21 +33,8 @@ def test_quick_suite_from_scratch(tmp_path):
     # re-running the same command resumes: everything is already finished
     again = run_cli_process("run", "--suite", "quick", env=env, cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "24 already finished, 0 to do" in again.stderr
-    # same seeds, fresh output directory, 1 worker: two torch threads per run instead of the default
-    # one, which on some CPUs changes the order of floating-point sums (measured on an Intel Xeon:
-    # normalised scores and intervals within 0.02 points, return_std within 0.2%)
-    repeat = run_cli_process("run", "--suite", "quick", "--workers", "1", "--out", "repeat", env=env, cwd=tmp_path,
-                             timeout=900)
-    assert repeat.returncode == 0, repeat.stderr[-3000:]
-    timing = {"train_seconds", "updates_per_second"}
-    for mine, again in zip(rows, csv.DictReader((tmp_path / "repeat" / "leaderboard.csv").open()), strict=True):
-        for key, value in mine.items():
-            if key in timing:
-                continue
-            try:
-                assert float(again[key]) == pytest.approx(float(value), rel=5e-3, abs=0.05), key
-            except ValueError:
-                assert again[key] == value, key
+    # (that the numbers do not depend on the worker count, and so on the threads per run, is
+    # tests/test_fault_tolerance.py::test_unchanged_numbers_across_worker_counts, in seconds)
 
 
 @pytest.mark.slow

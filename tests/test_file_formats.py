@@ -5,7 +5,8 @@ The generators make *valid* files with extreme shapes: episodes of one and two s
 terminal or a timeout (and a file that stops mid-episode), values from 1e-30 to 1e30, every dtype
 and column layout the formats allow. Each case must either round-trip exactly, checked against an
 oracle written here from the format's definition, or be refused with one clear ``UsageError``.
-``pytest`` runs 60 cases per format; ``pytest --slow`` runs 2,000 (``FORMAT_CASES`` in conftest).
+``pytest`` runs 60 cases per format, ``pytest --slow`` 300, ``pytest --thorough`` 2,000, and
+``--format-cases N`` any number (``FORMAT_CASES`` in conftest).
 """
 
 from __future__ import annotations
