@@ -9,10 +9,10 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import PUBLISHED_REFERENCES, REPO, published_leaderboard, run_cli_process
+from conftest import PUBLISHED_REFERENCES, REPO, assert_usage_error, published_leaderboard, run_cli_process
 from offrl_bench import budget, provenance, reference
 from offrl_bench.claims import evaluate_directory, markdown, named
-from offrl_bench.results import RunStore, leaderboard, leaderboard_csv
+from offrl_bench.results import RunStore, leaderboard_csv
 
 REFERENCES = PUBLISHED_REFERENCES
 
@@ -54,17 +54,15 @@ def test_every_published_row_is_fresh_or_labelled_stale_wherever_it_is_shown():
                 assert comparison.stale in {"", *(row.label for row in rows.values())}
 
 
-def test_reference_status_command_reports_every_row_and_checks(tmp_path):
-    result = run_cli_process("reference", "status", "--check")
+def test_reference_status_command_reports_every_row_and_checks(cli):
+    result = cli("reference", "status", "--check")
     statuses = [row for directory in REFERENCES for row in provenance.status(directory)]
     fresh = sum(row.fresh for row in statuses)
-    assert f"{fresh}/{len(statuses)} rows fresh" in result.stdout
-    assert result.returncode == (0 if fresh == len(statuses) else 1)
-    assert len(result.stdout.splitlines()) >= len(statuses) - fresh + 1  # one line per stale row
+    assert f"{fresh}/{len(statuses)} rows fresh" in result.out
+    assert result.code == (0 if fresh == len(statuses) else 1)
+    assert len(result.out.splitlines()) >= len(statuses) - fresh + 1  # one line per stale row
     for command in ("status", "record", "attest", "regenerate"):
-        bad = run_cli_process("reference", command, "nope")
-        assert bad.returncode == 2 and bad.stderr.startswith("error: no published reference 'nope'; one of: ")
-        assert bad.stderr.count("\n") == 1 and bad.stdout == ""
+        assert_usage_error(cli("reference", command, "nope"), "no published reference 'nope'; one of: ")
 
 
 @pytest.mark.parametrize("directory", REFERENCES, ids=lambda p: p.name)
@@ -170,7 +168,7 @@ def test_printed_leaderboard_shows_every_aggregate_at_80_columns_in_a_pipe(tmp_p
     result = run_cli_process("leaderboard", str(default), "-o", str(tmp_path / "lb.csv"), env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
-    frame = leaderboard(list(RunStore(default).records().values()))
+    frame = published_leaderboard(default)
     aggregates = frame[frame.dataset == "ALL"]
     assert len(aggregates) > 10
     for row in aggregates.itertuples():
