@@ -31,7 +31,7 @@ import pandas as pd
 from offrl_bench import registry
 from offrl_bench.data.make import DatasetRequest
 from offrl_bench.errors import OffrlBenchError
-from offrl_bench.results import NO_WRAPPER, variant_name, write_atomic
+from offrl_bench.results import CSV_FLOAT_FORMAT, NO_WRAPPER, variant_name, write_atomic
 from offrl_bench.suites import CombinedSuite, Suite
 
 FLOOR = 50.0
@@ -121,7 +121,7 @@ def verdicts(records: list[dict]) -> pd.DataFrame:
 
 def csv_text(frame: pd.DataFrame) -> str:
     """The text of ``budget_check.csv`` for verdicts ``frame``."""
-    return frame.to_csv(index=False, float_format="%.6g")
+    return frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
 
 
 def write(frame: pd.DataFrame, path: Path) -> None:

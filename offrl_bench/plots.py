@@ -26,6 +26,7 @@ import pandas as pd
 from offrl_bench.errors import UsageError
 from offrl_bench.results import (
     ALL,
+    CSV_FLOAT_FORMAT,
     NO_WRAPPER,
     RunStore,
     Task,
@@ -125,7 +126,7 @@ def _sample_efficiency(curves: Curves, path: Path) -> bool:
                          "seeds_reaching_90": len(steps),
                          "steps_to_90_per_seed": " ".join("never" if s is None else str(s) for s in reached)})
     if rows:
-        write_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+        write_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format=CSV_FLOAT_FORMAT))
     return bool(rows)
 
 
@@ -207,7 +208,7 @@ def _aggregates(matrices: dict[str, dict[str, np.ndarray]], png: Path, csv: Path
         table.insert(0, "group", group)
         tables.append(table)
     frame = pd.concat(tables, ignore_index=True)
-    write_atomic(csv, frame.to_csv(index=False, float_format="%.6g"))
+    write_atomic(csv, frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT))
     plt = _pyplot()
     metrics = ["iqm", "mean", "median", "optimality_gap"]
     figure, axes = plt.subplots(len(matrices), 4, figsize=(16, 0.5 + 0.45 * max(len(s) for s in matrices.values())
@@ -258,7 +259,7 @@ def _improvement(matrices: dict[str, dict[str, np.ndarray]], png: Path, csv: Pat
     if not tables:
         return False
     frame = pd.concat(tables, ignore_index=True)
-    write_atomic(csv, frame.to_csv(index=False, float_format="%.6g"))
+    write_atomic(csv, frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT))
     shown = frame[frame.x < frame.y]  # P(Y > X) = 1 - P(X > Y): one of each pair
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 0.5 + 0.35 * len(shown)))

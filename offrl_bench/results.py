@@ -38,6 +38,8 @@ DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning"
 MIN_SEEDS = 5
 ALL = "ALL"
 NO_WRAPPER = "none"
+#: Every CSV the project writes holds floats to 6 significant digits; compare with what was written.
+CSV_FLOAT_FORMAT = "%.6g"
 
 
 class RunStore:
@@ -328,7 +330,7 @@ def _drop_from_default(frame: pd.DataFrame, variant_columns: list[str]) -> pd.Se
 
 def leaderboard_csv(frame: pd.DataFrame) -> str:
     """The CSV text of a leaderboard, as ``leaderboard.csv`` holds it."""
-    return frame.to_csv(index=False, float_format="%.6g")
+    return frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
 
 
 def write_leaderboard(frame: pd.DataFrame, path: Path) -> None:
