@@ -188,11 +188,13 @@ def data_train_policy(env_id: str, out_dir: Path | None, seed: int) -> None:
 @click.option("--logger", "logger_names", default="", metavar="NAME[,NAME]",
               help="also log every evaluation to these experiment trackers (see 'list loggers'), e.g. tensorboard")
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--verbose", is_flag=True,
+              help="with --backend ray: show Ray's own output live (otherwise it goes to OUT/ray.log)")
 def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, env: str, seeds: str, updates: int,
         eval_every: int, eval_episodes: int, checkpoint_every: int, set_: tuple[str, ...], workers: int | None,
         backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float, max_retries: int,
         retry_failed: bool, out_dir: str | None, device: str, precision: str, adastop: str | None, adastop_n: int,
-        adastop_interims: int, adastop_alpha: float, logger_names: str, quiet: bool) -> None:
+        adastop_interims: int, adastop_alpha: float, logger_names: str, quiet: bool, verbose: bool) -> None:
     """Run a suite, or one algorithm on one dataset over several seeds; resumes where it stopped."""
     from offrl_bench import loggers, scheduler
     from offrl_bench.config import parse_set_options
@@ -234,7 +236,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                                     retry_failed=retry_failed, max_retries=max_retries, command=command,
-                                    loggers=trackers)
+                                    loggers=trackers, verbose=verbose)
         command = None
         failed = outcome.failed + outcome.failed_earlier
         if failed:

@@ -14,6 +14,9 @@ reads it, so no helper actor exists whose loss could end the suite. If Ray itsel
 or node dies, the cluster goes away), the command ends with one ``error:`` line, exit code 1: every
 finished run is recorded, the others have checkpoints and are *not* recorded as failed, so
 re-running the same command resumes them.
+
+Ray's own output goes to ``ray.log`` in the output directory, not to the user's terminal
+(:func:`output_to_log`); ``--verbose`` shows it live instead.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
 
 from offrl_bench.data.datasets import datasets_root
@@ -36,6 +43,56 @@ from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttle
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")
 #: Seconds between two looks at the runs' progress files.
 _PROGRESS_POLL = 1.0
+#: Ray's output while it runs this command, in the output directory.
+LOG_NAME = "ray.log"
+
+
+@contextlib.contextmanager
+def output_to_log(log: Path, console: Console) -> Iterator[None]:
+    """Send this process's file descriptors 1 and 2 to ``log`` (appended) while Ray runs, and
+    ``console``, which shows progress and this command's own lines, to the terminal they pointed at.
+
+    Descriptors, not ``sys.stderr``: Ray writes from where no Python setting reaches. Its C++ core
+    logs to descriptor 2 inside this process (a node missing heartbeats, ``[state-dump]`` lines),
+    the processes ``ray.init`` starts (raylet, GCS) inherit descriptors 1 and 2, and a driver thread
+    prints errors the cluster publishes (a raylet's last 20 log lines) to ``sys.stderr``.
+    ``log_to_driver=False`` and ``logging_level`` silence only the workers' and the Python loggers'
+    share of it. A console that does not write to descriptor 1 or 2 (a test's buffer) is left alone.
+    """
+    def descriptor(stream) -> int | None:
+        try:
+            return stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    console_stream = console.file
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = None
+    if descriptor(console_stream) in saved:
+        terminal = open(os.dup(saved[descriptor(console_stream)]), "w", buffering=1, errors="replace",  # noqa: SIM115
+                        encoding=getattr(console_stream, "encoding", None) or "utf-8")
+        console.file = terminal
+    with open(log, "a", encoding="utf-8") as file:
+        file.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')}: Ray's output for "
+                   f"offrl-bench (pid {os.getpid()}) ---\n")
+        file.flush()
+        try:
+            for fd in saved:
+                os.dup2(file.fileno(), fd)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if terminal is not None:
+                console.file = console_stream
+                terminal.close()
 
 
 def _progress_path(out_dir: Path, run_id: str) -> Path:
@@ -108,7 +165,10 @@ class _ProgressFiles:
 
 
 def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | None, workers: int,
-            cpus_per_run: float, gpus_per_run: float, max_retries: int, loggers: tuple[str, ...] = ()) -> None:
+            cpus_per_run: float, gpus_per_run: float, max_retries: int, loggers: tuple[str, ...] = (),
+            verbose: bool = False) -> None:
+    """Run ``todo`` as Ray tasks. ``verbose`` lets Ray's output through (the workers' too); without it
+    the caller has sent it to ``ray.log`` (:func:`output_to_log`) and the errors name that file."""
     if not todo:
         return
     try:
@@ -121,22 +181,25 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     env_vars.update({key: os.environ[key] for key in _SHARED_ENVIRONMENT if key in os.environ})
     env_vars = {key: str(Path(value).resolve()) for key, value in env_vars.items()}
     out_dir = store.out_dir.resolve()
-    init = {"address": address, "runtime_env": {"env_vars": env_vars}, "log_to_driver": False,
-            "logging_level": "error", "include_dashboard": False}
+    init = {"address": address, "runtime_env": {"env_vars": env_vars}, "log_to_driver": verbose,
+            "logging_level": "info" if verbose else "error", "include_dashboard": False}
+    where_logs = "" if verbose else f"; Ray's output is in {out_dir / LOG_NAME}"
     if not address:  # a private instance sized for `workers` concurrent runs
         init["num_cpus"] = math.ceil(workers * cpus_per_run)
     try:
         ray.init(**init)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {reason}"
+                         f"{where_logs}") from None
     try:
-        _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries, loggers)
+        _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries, loggers, where_logs)
     finally:
         ray.shutdown()
 
 
 def _execute_tasks(ray, todo: list[RunSpec], out_dir: Path, sink: Sink, cpus_per_run: float, gpus_per_run: float,
-                   max_retries: int, loggers: tuple[str, ...]) -> None:
+                   max_retries: int, loggers: tuple[str, ...], where_logs: str) -> None:
     task = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
                                      retry_exceptions=False)
     threads = max(1, int(cpus_per_run))
@@ -167,7 +230,7 @@ def _execute_tasks(ray, todo: list[RunSpec], out_dir: Path, sink: Sink, cpus_per
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise OffrlBenchError(f"Ray failed while running the suite ({type(exc).__name__}: {reason}); {recorded} "
                               f"runs are recorded in {out_dir} and the others have checkpoints: re-running the same "
-                              "command resumes") from None
+                              f"command resumes{where_logs}") from None
     except BaseException:
         _cancel(ray, pending, timeout=30)  # a running task gets KeyboardInterrupt: it checkpoints and stops
         raise

@@ -23,6 +23,7 @@ numbers then do not depend on how many cores or runs are left.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -219,12 +220,15 @@ def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None,
 class ProgressView:
     """Rich progress: one bar for runs done/total, one per active run with updates/s and ETA."""
 
-    def __init__(self, total_runs: int, console: Console, quiet: bool) -> None:
+    def __init__(self, total_runs: int, console: Console, quiet: bool, redirect: bool = True) -> None:
+        """``redirect``: show what this process prints to ``sys.stdout``/``sys.stderr`` above the bars
+        (rich's default); off where that output belongs elsewhere (Ray's, in ``ray.log``)."""
         self.console, self.quiet = console, quiet
         self.progress = None if quiet else Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
             refresh_per_second=2,  # the display shares the CPU with the runs it shows
+            redirect_stdout=redirect, redirect_stderr=redirect,
         )
         self.tasks: dict[str, tuple[int, float, int]] = {}
         self.overall = self.progress.add_task("runs", total=total_runs, rate="") if self.progress else None
@@ -298,10 +302,11 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
             quiet: bool = False, backend: str = "local", address: str | None = None,
             cpus_per_run: float | None = None, gpus_per_run: float = 0.0, retry_failed: bool = False,
             max_retries: int = DEFAULT_MAX_RETRIES, command: str | None = None,
-            loggers: tuple[str, ...] = ()) -> Outcome:
+            loggers: tuple[str, ...] = (), verbose: bool = False) -> Outcome:
     """Run ``specs`` not finished yet into ``out_dir``; ``command``, when given, is appended to its
     ``commands.jsonl`` once the directory is known to be writable. ``loggers`` name the experiment
-    trackers every run mirrors its evaluations to (:mod:`offrl_bench.loggers`)."""
+    trackers every run mirrors its evaluations to (:mod:`offrl_bench.loggers`). On Ray, Ray's own
+    output goes to ``out_dir/ray.log``, or with ``verbose`` to the terminal."""
     console = console or Console(stderr=True, emoji=False)
     check_options(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
     check_devices(specs, backend, gpus_per_run)
@@ -320,13 +325,19 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
             if outcome.failed_earlier else ""
         console.print(f"{len(specs)} runs: {outcome.skipped} already finished{earlier}, {len(todo)} to do -> {out_dir}",
                       soft_wrap=True)
-    with ProgressView(len(todo), console, quiet) as view:
+    ray_output = contextlib.nullcontext()
+    if backend == "ray" and todo and not verbose:
+        from offrl_bench import ray_backend
+
+        ray_output = ray_backend.output_to_log(store.out_dir / ray_backend.LOG_NAME, console)
+    with ray_output, ProgressView(len(todo), console, quiet, redirect=backend != "ray") as view:
         sink = Sink(outcome, view, store)
         if backend == "ray":
             from offrl_bench import ray_backend
 
             ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
-                                gpus_per_run=gpus_per_run, max_retries=max_retries, loggers=loggers)
+                                gpus_per_run=gpus_per_run, max_retries=max_retries, loggers=loggers,
+                                verbose=verbose)
         else:
             # Threads per run follow from the options, not from how many runs are left: the thread
             # count changes the order of floating-point sums, so a run resumed alone must use as many

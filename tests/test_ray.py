@@ -4,6 +4,8 @@ its checkpoint, and produces exactly the numbers the local backend produces."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -123,39 +125,119 @@ def _kill_raylet_once_a_run_is_recorded(cli, out, killed: list) -> None:
         threading.Event().wait(0.1)
 
 
+def _local_numbers(dataset: str, out: Path) -> dict:
+    local = execute([RunSpec("bc", dataset, seed, updates=3000, eval_every=1000, checkpoint_every=500,
+                             eval_episodes=2) for seed in range(4)], out, quiet=True)
+    return _numbers(local.completed)
+
+
+def _numbers(records) -> dict:
+    return {r["seed"]: (r["eval_returns"], r["final_losses"]) for r in records}
+
+
+def _suite_command(dataset: str, out: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "offrl_bench.cli", "run", "--algo", "bc", "--dataset", dataset,
+            "--seeds", "0,1,2,3", "--updates", "3000", "--eval-every", "1000", "--checkpoint-every", "500",
+            "--eval-episodes", "2", "--backend", "ray", "--out", str(out), "--quiet", *options]
+
+
+def _assert_the_terminal_shows_one_line_at_most(cli, out_text: str, err_text: str, out: Path) -> None:
+    """What the user's terminal received (the command's descriptors 1 and 2, through pipes): with
+    --quiet, nothing at all when the suite finished, or the one error line. Ray's own lines (a
+    raylet's dying log, missed heartbeats, state dumps) are in OUT/ray.log."""
+    lines = [line for line in err_text.splitlines() if line.strip()]
+    assert out_text == "", out_text[-3000:]
+    assert "Traceback" not in err_text and not (out / "failures.jsonl").exists(), err_text[-3000:]
+    if cli.returncode == 0:
+        assert lines == [], err_text[-3000:]
+        assert len(RunStore(out).records()) == 4
+    else:
+        assert cli.returncode == 1 and len(lines) == 1, err_text[-3000:]
+        assert lines[0].startswith("error: Ray failed while running the suite (") and \
+            lines[0].endswith(f"re-running the same command resumes; Ray's output is in {out / 'ray.log'}"), lines[0]
+        assert 1 <= len(RunStore(out).records()) < 4
+    assert (out / "ray.log").read_text().startswith("--- ")
+
+
+def _rerun_completes_like_local(command: list[str], dataset: str, out: Path, local: Path) -> None:
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and rerun.stdout == rerun.stderr == "", rerun.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]  # each run recorded once
+    assert _numbers(records) == _local_numbers(dataset, local)
+
+
 @pytest.mark.slow
 def test_ray_dying_mid_suite_ends_with_one_line_and_a_rerun_resumes_identically(cartpole_expert, tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "ray"
-    command = [sys.executable, "-m", "offrl_bench.cli", "run", "--algo", "bc", "--dataset", cartpole_expert,
-               "--seeds", "0,1,2,3", "--updates", "3000", "--eval-every", "1000", "--checkpoint-every", "500",
-               "--eval-episodes", "2", "--backend", "ray", "--workers", "2", "--out", str(out), "--quiet"]
+    command = _suite_command(cartpole_expert, out, "--workers", "2")
     cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list[int] = []
     killer = threading.Thread(target=_kill_raylet_once_a_run_is_recorded, args=(cli, out, killed))
     killer.start()
-    _, err = cli.communicate(timeout=600)
+    out_text, err_text = cli.communicate(timeout=600)
     killer.join()
     assert killed, "the raylet was never killed"
-    lines = [line for line in err.splitlines() if line.strip()]
-    recorded = RunStore(out).records()
-    assert "Traceback" not in err and not (out / "failures.jsonl").exists(), err[-3000:]  # nothing marked failed
-    if cli.returncode == 0:
-        # A race Ray can win: the driver keeps its worker leases and pushes the remaining tasks to
-        # those workers without the raylet, so the suite can finish. Then nothing may be missing.
-        assert len(recorded) == 4, err[-3000:]
-    else:
-        assert cli.returncode == 1 and 1 <= len(recorded) < 4, err[-3000:]
-        assert lines[-1].startswith("error: Ray failed while running the suite (") and \
-            lines[-1].endswith("re-running the same command resumes"), lines[-1]
+    # A race Ray can win: the driver keeps its worker leases and pushes the remaining tasks to those
+    # workers without the raylet, so the suite can finish. Then nothing may be missing.
+    _assert_the_terminal_shows_one_line_at_most(cli, out_text, err_text, out)
+    assert "Raylet is terminated" in (out / "ray.log").read_text() or cli.returncode == 0  # caught, not lost
+    _rerun_completes_like_local(command, cartpole_expert, out, tmp_path / "local")
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]  # each run recorded once
-    local = execute([RunSpec("bc", cartpole_expert, seed, updates=3000, eval_every=1000, checkpoint_every=500,
-                             eval_episodes=2) for seed in range(4)], tmp_path / "local", quiet=True)
-    numbers = lambda rs: {r["seed"]: (r["eval_returns"], r["final_losses"]) for r in rs}  # noqa: E731
-    assert numbers(records) == numbers(local.completed)
+
+@pytest.mark.slow
+def test_a_node_lost_mid_suite_shows_no_ray_lines_and_the_suite_matches_local(cartpole_expert, tmp_path):
+    """A two-node cluster (a head and a worker node, 1 CPU each), driven through --address: the
+    worker node dies with a run on it. Ray retries that task on the head node, where it resumes from
+    its checkpoint (or, if Ray gives up, the command ends with one line and a re-run completes)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        worker_node = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        out = tmp_path / "ray"
+        command = _suite_command(cartpole_expert, out, "--address", cluster.address, "--cpus-per-run", "1")
+        cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(1200):  # two runs under way past a checkpoint: one of them on each 1-CPU node
+            running = [run for run in out.glob("runs/*") if (run / "progress").exists()
+                       and (run / "checkpoint.pt").exists()]
+            if len(running) >= 2 or cli.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert cli.poll() is None, "the suite ended before a node could be lost"
+        cluster.remove_node(worker_node, allow_graceful=False)
+        out_text, err_text = cli.communicate(timeout=600)
+        _assert_the_terminal_shows_one_line_at_most(cli, out_text, err_text, out)
+        if cli.returncode == 0:
+            assert _numbers(RunStore(out).records().values()) == _local_numbers(cartpole_expert, tmp_path / "local")
+        else:
+            _rerun_completes_like_local(command, cartpole_expert, out, tmp_path / "local")
+    finally:
+        cluster.shutdown()
+
+
+def test_ray_output_goes_to_its_log_and_the_console_to_the_terminal(tmp_path):
+    """What Ray writes from C++ (descriptor 2), from the processes it starts (descriptors 1 and 2
+    inherited) and from Python (``sys.stderr``) lands in ray.log; the console's lines (progress, the
+    command's own) reach the terminal, before, during and after. In a subprocess, so that the
+    descriptors are the command's own and not pytest's capture."""
+    script = f"""
+import os, subprocess, sys
+from rich.console import Console
+from offrl_bench.ray_backend import output_to_log
+console = Console(stderr=True)
+console.print("before")
+with output_to_log({str(tmp_path / "ray.log")!r}, console):
+    os.write(2, b"[state-dump] from C++\\n")
+    subprocess.run(["sh", "-c", "echo raylet on stdout; echo gcs on stderr >&2"])
+    print("(raylet) published error", file=sys.stderr, flush=True)
+    console.print("progress line")
+console.print("after")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "before\nprogress line\nafter\n")
+    log = (tmp_path / "ray.log").read_text().splitlines()
+    assert log[0].startswith("--- ") and log[1:] == [
+        "[state-dump] from C++", "raylet on stdout", "gcs on stderr", "(raylet) published error"]
