@@ -34,10 +34,24 @@ def seeded_bootstrap() -> Iterator[np.random.RandomState]:
         np.random.set_state(saved)
 
 
+def aggregate_iqm(scores: np.ndarray) -> float:
+    """rliable's ``aggregate_iqm``, the 25% trimmed mean over runs and tasks, computed operation for
+    operation as it computes it (``scipy.stats.trim_mean(scores, 0.25, axis=None)``: one
+    ``np.partition`` at the two cuts, then the mean of the middle), so every number is bit for bit
+    the same. Without scipy's per-call argument handling, which took 90% of a leaderboard's
+    bootstrap: 0.2 ms per call, 2,000 calls per row."""
+    flat = np.asarray(scores, dtype=float).ravel()
+    if flat.size == 0:
+        return float("nan")
+    low = int(0.25 * flat.size)
+    high = flat.size - low
+    return np.partition(flat, (low, high - 1))[low:high].mean()
+
+
 def _aggregate(name: str) -> Callable[[np.ndarray], float]:
     from rliable import metrics
 
-    return {"iqm": metrics.aggregate_iqm, "mean": metrics.aggregate_mean, "median": metrics.aggregate_median,
+    return {"iqm": aggregate_iqm, "mean": metrics.aggregate_mean, "median": metrics.aggregate_median,
             "optimality_gap": lambda scores: metrics.aggregate_optimality_gap(scores, gamma=100)}[name]
 
 

@@ -62,6 +62,21 @@ def test_iqm_matches_rliable_and_is_reproducible():
     assert first.equals(second)
 
 
+def test_the_bootstraps_iqm_is_rliables_bit_for_bit():
+    """statistics.aggregate_iqm replaces rliable's (scipy's trim_mean) inside every bootstrap for
+    speed; it must give the very same float for any matrix a leaderboard or claim can hold."""
+    from rliable import metrics
+
+    from offrl_bench.statistics import aggregate_iqm
+
+    rng = np.random.default_rng(0)
+    for runs in range(1, 12):
+        for tasks in (1, 2, 3, 7):
+            for scores in (rng.normal(50, 30, (runs, tasks)), rng.integers(0, 3, (runs, tasks)).astype(float),
+                           rng.lognormal(3, 2, (runs, tasks)), np.full((runs, tasks), 100.4)):
+                assert aggregate_iqm(scores) == metrics.aggregate_iqm(scores), (runs, tasks, scores)
+
+
 def test_unequal_seed_counts_use_a_rectangular_matrix():
     records = [record("s", "d1", "a", i, 10.0 * i) for i in range(4)]
     records += [record("s", "d2", "a", i, 5.0) for i in range(2)]
