@@ -98,10 +98,28 @@ def aggregate_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def improvement_probability(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """rliable's ``probability_of_improvement``: P(X > Y) per task, ties counting half, averaged over
+    tasks. rliable counts with ``scipy.stats.mannwhitneyu``'s U, a sum of midranks, which is exactly
+    the number of pairs with x > y plus half the ties: counting the pairs gives the same float for
+    every pair of score sets, without scipy's per-call argument handling (0.8 ms a call, 2,000 calls
+    per pair of algorithms)."""
+    probabilities = []
+    for task in range(scores_x.shape[1]):
+        x, y = scores_x[:, task], scores_y[:, task]
+        if np.array_equal(x, y):
+            probabilities.append(0.5)
+        elif np.isnan(x).any() or np.isnan(y).any():
+            probabilities.append(np.nan)  # as mannwhitneyu propagates it
+        else:
+            wins = (x[:, None] > y[None, :]).sum() + 0.5 * (x[:, None] == y[None, :]).sum()
+            probabilities.append(np.float64(wins) / (len(x) * len(y)))
+    return np.mean(probabilities)
+
+
 def probability_of_improvement(scores: dict[str, np.ndarray]) -> pd.DataFrame:
     """P(X > Y) for every ordered pair of algorithms (X, Y), with its 95% CI. Needs the same task set."""
     from rliable import library as rly
-    from rliable import metrics
 
     names = sorted(scores)
     ordered = [(x, y) for x in names for y in names if x != y]
@@ -109,7 +127,7 @@ def probability_of_improvement(scores: dict[str, np.ndarray]) -> pd.DataFrame:
         return pd.DataFrame(columns=["x", "y", "probability", "ci_low", "ci_high"])
     pairs = {str(i): (scores[x], scores[y]) for i, (x, y) in enumerate(ordered)}
     with seeded_bootstrap() as random_state:
-        point, interval = rly.get_interval_estimates(pairs, metrics.probability_of_improvement,
+        point, interval = rly.get_interval_estimates(pairs, improvement_probability,
                                                      reps=BOOTSTRAP_REPS, random_state=random_state)
     rows = []
     for i, (x, y) in enumerate(ordered):

@@ -77,6 +77,20 @@ def test_the_bootstraps_iqm_is_rliables_bit_for_bit():
                 assert aggregate_iqm(scores) == metrics.aggregate_iqm(scores), (runs, tasks, scores)
 
 
+def test_the_bootstraps_probability_of_improvement_is_rliables_bit_for_bit():
+    from rliable import metrics
+
+    from offrl_bench.statistics import improvement_probability
+
+    rng = np.random.default_rng(1)
+    for runs_x, runs_y in ((1, 1), (2, 5), (5, 5), (7, 3), (10, 10)):
+        for tasks in (1, 3):
+            for draw in (lambda n: rng.normal(50, 30, (n, tasks)), lambda n: rng.integers(0, 4, (n, tasks)) * 25.0):
+                x, y = draw(runs_x), draw(runs_y)
+                assert improvement_probability(x, y) == metrics.probability_of_improvement(x, y), (x, y)
+                assert improvement_probability(x, x) == metrics.probability_of_improvement(x, x) == 0.5
+
+
 def test_unequal_seed_counts_use_a_rectangular_matrix():
     records = [record("s", "d1", "a", i, 10.0 * i) for i in range(4)]
     records += [record("s", "d2", "a", i, 5.0) for i in range(2)]
