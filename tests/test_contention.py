@@ -128,6 +128,7 @@ class CoTenantCue(ContentionWatch):
         return message
 
 
+@pytest.mark.slow  # 20 s of real time with the machine deliberately made busy
 @pytest.mark.skipif(contention.usable_cpus() < 2, reason="needs 2 CPU cores: one run's 2 threads against co-tenants")
 def test_a_real_co_tenant_is_reported_while_the_run_goes_on(pendulum_expert, tmp_path, monkeypatch):
     """A 2-thread run; once it has measured its own rate, busy-loop processes are pinned to its cores

@@ -93,15 +93,21 @@ def test_sigkilled_cli_workers_checkpoint_and_exit_then_rerun_finishes(cartpole_
     process.wait()
     _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=30)
     assert len(RunStore(out).records()) < 3, "the kill came too late to test anything"
+    resumed = {path.parent.name for path in out.glob("runs/*/checkpoint.pt")} - set(RunStore(out).records())
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     records = _assert_recorded_once(out, 3)
     # The workers checkpointed on the way out: at an update boundary, so the resumed runs end
     # exactly where uninterrupted ones do.
+    compared = 0
     for seed in range(3):
-        reference = _uninterrupted(RunSpec("bc", cartpole_expert, seed, updates=4000, eval_every=2000,
-                                           eval_episodes=2, checkpoint_every=200), tmp_path / "reference")
-        assert records[reference["run_id"]]["final_losses"] == reference["final_losses"]
+        spec = RunSpec("bc", cartpole_expert, seed, updates=4000, eval_every=2000, eval_episodes=2,
+                       checkpoint_every=200)
+        if spec.run_id in resumed:
+            reference = _uninterrupted(spec, tmp_path / "reference")
+            assert records[spec.run_id]["final_losses"] == reference["final_losses"]
+            compared += 1
+    assert compared >= 1
 
 
 @pytest.mark.slow
