@@ -276,6 +276,7 @@ def test_decision_transformer_trains_and_acts(dataset, request, tmp_path):
         assert record["normalized_score"] > 5, record["return_mean"]  # random policies score ~0 (sd ~2)
 
 
+@pytest.mark.slow  # 2,500 bf16 updates: slow on CPUs without bf16 units (that bf16 steps are seen: the next test)
 def test_bf16_precision_trains_and_is_recorded(pendulum_expert, tmp_path):
     spec = RunSpec("td3_bc", pendulum_expert, 0, updates=2500, eval_every=2500, checkpoint_every=2500,
                    eval_episodes=5, overrides=SMALL, precision="bf16")

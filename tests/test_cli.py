@@ -75,7 +75,7 @@ def test_compare_and_run_summary_print_whole_names_at_80_columns(tmp_path, cartp
 def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
     out = tmp_path / "res"
     result = cli("run", "--algo", "bc", "--dataset", cartpole_expert, "--seeds", "0,1", "--updates", "200",
-                 "--eval-every", "100", "--eval-episodes", "2", "--out", str(out), "--set", "lr=1e-3")
+                 "--workers", "1", "--eval-every", "100", "--eval-episodes", "2", "--out", str(out), "--set", "lr=1e-3")
     assert result.code == 0, result.err
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     assert [r["dataset"] for r in rows] == [cartpole_expert, "ALL"]

@@ -78,7 +78,7 @@ def results_dir(tmp_path_factory, cartpole_expert) -> Path:
         for algo in ("bc", "random"):
             _command("run", "--algo", algo, "--dataset", cartpole_expert, "--seeds", "0,1", "--updates", "100",
                      "--eval-every", "100", "--checkpoint-every", "100", "--eval-episodes", "3",
-                     "--wrapper", wrapper, "--out", str(out), "--quiet")
+                     "--wrapper", wrapper, "--out", str(out), "--quiet", "--workers", "1")  # no worker start-up
     _command("report", str(out))
     return out
 
