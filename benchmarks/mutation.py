@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: module name -> (file, the tests that claim to cover it). Slow (--slow) tests are not run.
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "runner": ("offrl_bench/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py"]),
+    "runner": ("offrl_bench/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py",
+                                         "tests/test_online.py", "tests/test_loggers.py"]),
     "results": ("offrl_bench/results.py", [
         "tests/test_run_store.py", "tests/test_leaderboard.py",
         "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap",
@@ -54,7 +55,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "tests/test_leaderboard.py", "tests/test_plots.py::test_statistics_match_rliable_definitions",
         "tests/test_comparison.py", "tests/test_claims.py",
         "tests/test_references.py::test_committed_leaderboards_are_rebuilt_from_their_records",
-        "tests/test_references.py::test_readme_claims_table_is_what_the_claims_command_prints"]),
+        "tests/test_references.py::test_readme_claims_tables_are_what_the_claims_command_prints"]),
     "stori": ("envs/stori.py", ["tests/test_stori.py"]),
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
