@@ -89,7 +89,8 @@ def test_the_bootstraps_probability_of_improvement_is_rliables_bit_for_bit():
                 x, y = draw(runs_x), draw(runs_y)
                 assert improvement_probability(x, y) == metrics.probability_of_improvement(x, y), (x, y)
                 assert improvement_probability(x, x) == metrics.probability_of_improvement(x, x) == 0.5
-    clean, with_nan = np.array([[0.5], [2.0]]), np.array([[1.0], [np.nan]])  # NaN propagates, from either side
+    # NaN propagates, from either side, and through the mean over tasks
+    clean, with_nan = np.array([[0.5, 3.0], [2.0, 4.0]]), np.array([[1.0, 3.5], [np.nan, 5.0]])
     for x, y in ((with_nan, clean), (clean, with_nan)):
         assert np.isnan(improvement_probability(x, y)) and np.isnan(metrics.probability_of_improvement(x, y))
 
