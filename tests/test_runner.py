@@ -14,7 +14,7 @@ import torch
 
 from offrl_bench.errors import PluginError, UsageError
 from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run, preflight
+from offrl_bench.runner import RunSpec, execute_run, preflight, save_atomic
 from tests.conftest import assert_resumes_exactly
 
 
@@ -222,6 +222,13 @@ def test_records_are_appended_once(cartpole_expert, tmp_path):
     record = execute_run(spec, store)
     assert store.append(record) is False
     assert len(store.records_path.read_text().splitlines()) == 1
+
+
+def test_save_atomic_makes_the_folders_it_needs_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "runs" / "some-run" / "policies" / "100.pt"
+    save_atomic(path, {"updates_done": 100})
+    assert torch.load(path)["updates_done"] == 100
+    assert [p.name for p in path.parent.iterdir()] == ["100.pt"]
 
 
 def test_torn_last_line_is_ignored_and_repaired(cartpole_expert, tmp_path):
