@@ -189,9 +189,8 @@ def execute(todo: list[RunSpec], store: RunStore, sink: Sink, address: str | Non
     try:
         ray.init(**init)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {reason}"
-                         f"{where_logs}") from None
+        raise UsageError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: "
+                         f"{_first_line(exc) or type(exc).__name__}{where_logs}") from None
     try:
         _execute_tasks(ray, todo, out_dir, sink, cpus_per_run, gpus_per_run, max_retries, loggers, where_logs)
     finally:
@@ -227,13 +226,18 @@ def _execute_tasks(ray, todo: list[RunSpec], out_dir: Path, sink: Sink, cpus_per
     except ray.exceptions.RayError as exc:  # Ray itself failed (raylet, node, GCS): not the runs' fault
         _cancel(ray, pending, timeout=5)
         recorded = len(RunStore(out_dir).records())
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise OffrlBenchError(f"Ray failed while running the suite ({type(exc).__name__}: {reason}); {recorded} "
-                              f"runs are recorded in {out_dir} and the others have checkpoints: re-running the same "
-                              f"command resumes{where_logs}") from None
+        raise OffrlBenchError(f"Ray failed while running the suite ({type(exc).__name__}: {_first_line(exc)}); "
+                              f"{recorded} runs are recorded in {out_dir} and the others have checkpoints: "
+                              f"re-running the same command resumes{where_logs}") from None
     except BaseException:
         _cancel(ray, pending, timeout=30)  # a running task gets KeyboardInterrupt: it checkpoints and stops
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message: Ray's messages run to many lines, an error line is one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _cancel(ray, pending: dict, timeout: float) -> None:

@@ -326,15 +326,14 @@ def execute(specs: list[RunSpec], out_dir: Path, workers: int = 1, console: Cons
         console.print(f"{len(specs)} runs: {outcome.skipped} already finished{earlier}, {len(todo)} to do -> {out_dir}",
                       soft_wrap=True)
     ray_output = contextlib.nullcontext()
-    if backend == "ray" and todo and not verbose:
+    if backend == "ray":
         from offrl_bench import ray_backend
 
-        ray_output = ray_backend.output_to_log(store.out_dir / ray_backend.LOG_NAME, console)
+        if todo and not verbose:
+            ray_output = ray_backend.output_to_log(store.out_dir / ray_backend.LOG_NAME, console)
     with ray_output, ProgressView(len(todo), console, quiet, redirect=backend != "ray") as view:
         sink = Sink(outcome, view, store)
         if backend == "ray":
-            from offrl_bench import ray_backend
-
             ray_backend.execute(todo, store, sink, address=address, workers=workers, cpus_per_run=cpus_per_run or 1,
                                 gpus_per_run=gpus_per_run, max_retries=max_retries, loggers=loggers,
                                 verbose=verbose)
