@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, adam, as_observation_tensor, mlp, seeded_init
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
-from offrl_bench.config import PositiveFloat, PositiveInt
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import PositiveFloat, PositiveInt
 
 
 @dataclass

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from offrl_bench.algorithms.sb3_online import PPOAlgorithm, PPOConfig
-from offrl_bench.api import Batch
-from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from offrl_bench.core.api import Batch
+from offrl_bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from offrl_bench.data.action_free import select_episodes
 from offrl_bench.data.datasets import TransitionDataset
 

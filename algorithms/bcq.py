@@ -34,8 +34,8 @@ from offrl_bench.algorithms.nn import (
     soft_update,
     state_action_values,
 )
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
-from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass

@@ -32,8 +32,8 @@ from offrl_bench.algorithms.nn import (
     state_action_values,
 )
 from offrl_bench.algorithms.soft_actor_critic import SoftActorCritic
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
-from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass

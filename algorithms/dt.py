@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, as_observation_tensor, seeded_init
-from offrl_bench.api import EnvSpec, OfflineAlgorithm
-from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.api import EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from offrl_bench.algorithms.nn import BoxScaler, ConvEncoder, FusedMLPEnsemble, ObservationNormalizer, adam, seeded_init
-from offrl_bench.api import EnvSpec
+from offrl_bench.core.api import EnvSpec
 from offrl_bench.data.datasets import TransitionDataset
 
 #: Actions are clipped this far inside (-1, 1) before atanh, so the NLL stays finite at the bounds.

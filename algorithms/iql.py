@@ -36,9 +36,9 @@ from offrl_bench.algorithms.nn import (
     soft_update,
     state_action_values,
 )
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
-from offrl_bench.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
-from offrl_bench.errors import one_of
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.errors import one_of
 
 REWARD_NORMALIZATIONS = ("auto", "returns", "none")
 

@@ -37,11 +37,11 @@ from offrl_bench.algorithms.nn import (
     seeded_init,
 )
 from offrl_bench.algorithms.soft_actor_critic import SoftActorCritic
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
-from offrl_bench.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.errors import UsageError, one_of
 from offrl_bench.data.datasets import TransitionDataset
 from offrl_bench.envs.termination import TERMINATION_FUNCTIONS, termination_function
-from offrl_bench.errors import UsageError, one_of
 
 FILTERS = ("none", "morec")
 MOREC_MODELS = ("mle", "adversarial")

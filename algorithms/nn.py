@@ -198,7 +198,7 @@ class CheckpointedAttributes:
     """Mixin implementing ``state_dict``/``load_state_dict`` over the attributes named in
     ``checkpointed``: modules and optimisers through their own state dicts, random generators through
     their states, plain values as they are.
-    List it before :class:`~offrl_bench.api.OfflineAlgorithm` in the bases."""
+    List it before :class:`~offrl_bench.core.api.OfflineAlgorithm` in the bases."""
 
     checkpointed: tuple[str, ...] = ()
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
 from offrl_bench.data.behaviour import random_policy
 
 

@@ -29,8 +29,8 @@ from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputF
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from offrl_bench.api import EnvSpec, OnlineAlgorithm
-from offrl_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
+from offrl_bench.core.api import EnvSpec, OnlineAlgorithm
+from offrl_bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from offrl_bench import registry
 from offrl_bench.algorithms.inverse_dynamics import IDMSettings, InverseDynamics
-from offrl_bench.api import EnvSpec, OfflineAlgorithm
-from offrl_bench.config import (
+from offrl_bench.core import registry
+from offrl_bench.core.api import EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import (
     Fraction,
     NonNegativeInt,
     PositiveFloat,
@@ -40,6 +40,7 @@ from offrl_bench.config import (
     build_config,
     parse_set_options,
 )
+from offrl_bench.core.errors import OffrlBenchError, UsageError, one_of
 from offrl_bench.data.action_free import (
     SELECTIONS,
     choose_labelled_episodes,
@@ -48,7 +49,6 @@ from offrl_bench.data.action_free import (
     with_proxy_actions,
 )
 from offrl_bench.data.datasets import TransitionDataset
-from offrl_bench.errors import OffrlBenchError, UsageError, one_of
 
 UNLABELLED = ("proxy", "drop")
 #: Offset between the run's seed and the seeds of the label selection and the IDM.

@@ -4,7 +4,7 @@ For each (suite, algorithm or variant, environment) it trains the algorithm with
 overrides and budget on that environment's *expert* data, next to BC, and prints ``learned`` where
 the mean normalised score reaches 50 while BC reaches 90, ``under-budget`` where it does not, and
 ``no-anchor`` where BC itself stays below 90 (the check then judges nothing). See
-:mod:`offrl_bench.budget` for why.
+:mod:`offrl_bench.trust.budget` for why.
 
     python benchmarks/budget_check.py --suite default [--seeds 0,1,2,3,4] [--workers 2] [--out DIR]
 
@@ -20,11 +20,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from offrl_bench import budget, registry, scheduler
+from offrl_bench.core import registry
+from offrl_bench.core.errors import OffrlBenchError
 from offrl_bench.data.make import make_missing_datasets
-from offrl_bench.errors import OffrlBenchError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import preflight
+from offrl_bench.execution import scheduler
+from offrl_bench.execution.runner import preflight
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import budget
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ one (the lost core alone accounts for 50% on 2 cores).
 
     python benchmarks/co_tenant.py [--seeds 2] [--updates 1000] [--no-ray]
 
-First the cause, with the contention watch's own probe (offrl_bench.contention.matmul_rate: an
+First the cause, with the contention watch's own probe (offrl_bench.execution.contention.matmul_rate: an
 MLP forward on a batch of 256, 256 hidden units) at 1 and 2 torch threads, quiet and busy: the
 median and the lowest of 9 probes of about 50 ms each.
 
@@ -50,14 +50,14 @@ def suite_file(path: Path, seeds: int, updates: int) -> Path:
 
 
 def probe_rates(threads: int, repeats: int, probes: int = 9) -> list[float]:
-    from offrl_bench.contention import matmul_rate, torch_threads
+    from offrl_bench.execution.contention import matmul_rate, torch_threads
 
     with torch_threads(threads):
         return [matmul_rate(repeats) / 1e9 for _ in range(probes)]
 
 
 def print_probes(cpu: int) -> None:
-    from offrl_bench.contention import probe_repeats
+    from offrl_bench.execution.contention import probe_repeats
 
     repeats = probe_repeats()
     rows = {threads: [probe_rates(threads, repeats)] for threads in (1, 2)}

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from offrl_bench import scheduler
-from offrl_bench.config import parse_set_options
-from offrl_bench.errors import OffrlBenchError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, preflight
-from offrl_bench.statistics import difference_interval
+from offrl_bench.core.config import parse_set_options
+from offrl_bench.core.errors import OffrlBenchError
+from offrl_bench.execution import scheduler
+from offrl_bench.execution.runner import RunSpec, preflight
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.records.statistics import difference_interval
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from offrl_bench.data.datasets import load_dataset
-    from offrl_bench.runner import RunSpec, build_algorithm
+    from offrl_bench.execution.runner import RunSpec, build_algorithm
 
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)

@@ -18,11 +18,11 @@ import argparse
 
 import numpy as np
 
+from offrl_bench.core.errors import UsageError
+from offrl_bench.core.rollout import run_episodes
 from offrl_bench.data.behaviour import load_sb3_policy
 from offrl_bench.envs import make_env
 from offrl_bench.envs.level_splits import DEFAULT_RANGES, SPLITS, level_fingerprint
-from offrl_bench.errors import UsageError
-from offrl_bench.rollout import run_episodes
 
 
 def layout(env, level: int | None = None) -> str:

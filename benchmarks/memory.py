@@ -25,7 +25,7 @@ import numpy as np
 TRAIN = r"""
 import resource, sys, time, torch
 from offrl_bench.data.datasets import load_dataset
-from offrl_bench.runner import RunSpec, build_algorithm
+from offrl_bench.execution.runner import RunSpec, build_algorithm
 started = time.perf_counter()
 dataset = load_dataset(sys.argv[1])
 loaded = time.perf_counter() - started

@@ -25,7 +25,7 @@ VARIANTS = {"cql": ("cql", CQL_CPU_SETTINGS), "mopo": ("mopo", ()), "mopo+morec"
 
 def measure(dataset_id: str, algo: str, overrides: tuple, updates: int) -> tuple[float, float]:
     """(setup seconds, updates per second) of one algorithm, as the runner drives it."""
-    from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm
+    from offrl_bench.execution.runner import RunSpec, _cached_dataset, build_algorithm
 
     spec = RunSpec(algo, dataset_id, 0, overrides=overrides)
     dataset = _cached_dataset(dataset_id, "cpu")

@@ -102,8 +102,8 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="value-penalty weight")
     parser.add_argument("--out", type=Path, default=Path("/tmp/mopo-diagnostics"))
     args = parser.parse_args()
-    from offrl_bench.results import RunStore
-    from offrl_bench.runner import RunSpec, execute_run
+    from offrl_bench.execution.runner import RunSpec, execute_run
+    from offrl_bench.records.run_store import RunStore
 
     patch(args.mode, args.beta)
     spec = RunSpec("mopo", "offrl/pendulum/medium-v0", args.seed, updates=8_000, eval_every=2_000,

@@ -30,8 +30,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl_bench import registry
-from offrl_bench.config import build_config
+from offrl_bench.core import registry
+from offrl_bench.core.config import build_config
 from offrl_bench.data.datasets import load_dataset
 
 #: Environments whose state the check can set from an observation.

@@ -42,34 +42,36 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: module name -> (file, the tests that claim to cover it). Slow (--slow) tests are not run.
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "runner": ("offrl_bench/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py",
-                                         "tests/test_online.py", "tests/test_loggers.py"]),
-    "results": ("offrl_bench/results.py", [
-        "tests/test_run_store.py", "tests/test_leaderboard.py",
-        "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap",
+    "runner": ("offrl_bench/execution/runner.py", ["tests/test_runner.py", "tests/test_fault_tolerance.py",
+                                                   "tests/test_online.py", "tests/test_loggers.py"]),
+    "run_store": ("offrl_bench/records/run_store.py", [
+        "tests/test_run_store.py",
         "tests/test_runner.py::test_records_are_appended_once",
         "tests/test_runner.py::test_torn_last_line_is_ignored_and_repaired",
         "tests/test_fault_tolerance.py::test_claim_is_exclusive_and_dies_with_its_holder",
-        "tests/test_fault_tolerance.py::test_output_locations", "tests/test_references.py"]),
-    "statistics": ("offrl_bench/statistics.py", [
+        "tests/test_fault_tolerance.py::test_output_locations"]),
+    "leaderboard": ("offrl_bench/records/leaderboard.py", [
+        "tests/test_run_store.py", "tests/test_leaderboard.py",
+        "tests/test_level_splits.py::test_leaderboard_split_and_generalization_gap", "tests/test_references.py"]),
+    "statistics": ("offrl_bench/records/statistics.py", [
         "tests/test_leaderboard.py", "tests/test_plots.py::test_statistics_match_rliable_definitions",
         "tests/test_comparison.py", "tests/test_claims.py",
         "tests/test_references.py::test_committed_leaderboards_are_rebuilt_from_their_records",
-        "tests/test_references.py::test_readme_claims_tables_are_what_the_claims_command_prints"]),
+        "tests/test_docs.py::test_claims_tables_are_what_the_claims_command_prints"]),
     "stori": ("envs/stori.py", ["tests/test_stori.py"]),
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
     "morec": ("algorithms/morec.py", ["tests/test_model_based.py"]),
-    "code_identity": ("offrl_bench/code_identity.py", ["tests/test_code_identity.py"]),
-    "provenance": ("offrl_bench/provenance.py", ["tests/test_references.py", "tests/test_code_identity.py"]),
+    "code_identity": ("offrl_bench/trust/code_identity.py", ["tests/test_code_identity.py"]),
+    "provenance": ("offrl_bench/trust/provenance.py", ["tests/test_references.py", "tests/test_code_identity.py"]),
 }
 
 #: (file, line before, line after the mutation, both as ``--show`` prints them) -> why the mutant
 #: cannot change behaviour. Checked by hand; each is listed in the report and left out of the rate.
 EQUIVALENT: dict[tuple[str, str, str], str] = {
-    ("offrl_bench/runner.py", "environments.add((env_id, spec.wrapper))", "pass"):
+    ("offrl_bench/execution/runner.py", "environments.add((env_id, spec.wrapper))", "pass"):
         "a cache: without it preflight builds the same environment again and finds the same errors",
-    ("offrl_bench/statistics.py", "yield np.random.RandomState(0)", "yield np.random.RandomState(1)"):
+    ("offrl_bench/records/statistics.py", "yield np.random.RandomState(0)", "yield np.random.RandomState(1)"):
         "arch ignores the RandomState rliable hands it and draws from the global RNG seeded next to it "
         "(measured: the same intervals with RandomState(1))",
     ("algorithms/inverse_dynamics.py", "nll = nll + torch.log1p(-unit ** 2)", "nll = nll - torch.log1p(-unit ** 2)"):

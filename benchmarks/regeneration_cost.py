@@ -2,7 +2,7 @@
 time their reruns took.
 
 A published row is stale when code its runs execute, its dataset recipe or its resolved config
-changed since it ran (``offrl-bench reference status``, :mod:`offrl_bench.provenance`). Only stale
+changed since it ran (``offrl-bench reference status``, :mod:`offrl_bench.trust.provenance`). Only stale
 rows are rerun (``offrl-bench reference regenerate``), or attested when the change is
 behaviour-neutral (``offrl-bench reference attest``). Make the change first, then:
 
@@ -20,9 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from offrl_bench import provenance
-from offrl_bench.errors import UsageError, one_of
-from offrl_bench.results import RunStore
+from offrl_bench.core.errors import UsageError, one_of
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import provenance
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -107,7 +107,7 @@ def ensure_d3rlpy_venv(venv: Path) -> Path:
 def offrl_bench_rates(dataset_id: str, dataset, algos: list[str], updates: int, precision: str, profiled: int
                       ) -> dict[str, list]:
     """Per algorithm: [updates/s], followed by profile()'s two results when ``profiled`` > 0."""
-    from offrl_bench.runner import RunSpec, build_algorithm, update_autocast
+    from offrl_bench.execution.runner import RunSpec, build_algorithm, update_autocast
 
     rates = {}
     for name in algos:

@@ -32,8 +32,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="offrl-workers-"))
     os.environ.setdefault("MINARI_DATASETS_PATH", str(root / "minari"))
     from offrl_bench.data.make import DatasetRequest, make_dataset
-    from offrl_bench.runner import RunSpec
-    from offrl_bench.scheduler import execute
+    from offrl_bench.execution.runner import RunSpec
+    from offrl_bench.execution.scheduler import execute
 
     request = DatasetRequest("Pendulum-v1", "expert", episodes=20, name="bench/pendulum/expert-v0")
     make_dataset(request, log=lambda message: None)

@@ -16,8 +16,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from offrl_bench import registry
-from offrl_bench.errors import UsageError
+from offrl_bench.core import registry
+from offrl_bench.core.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,10 @@ def published_leaderboard(directory: Path):
     """The leaderboard a published reference's records give, as ``offrl-bench leaderboard`` writes it
     (sanity-floor, FQE and stale columns): computed once per session, since its bootstraps take
     seconds and several tests compare against it."""
-    from offrl_bench import budget, ope, provenance
-    from offrl_bench.results import RunStore, leaderboard
+    from offrl_bench.execution import ope
+    from offrl_bench.records.leaderboard import leaderboard
+    from offrl_bench.records.run_store import RunStore
+    from offrl_bench.trust import budget, provenance
 
     records = list(RunStore(directory).records().values())
     return leaderboard(records, budget=budget.for_directory(directory, records),
@@ -101,7 +104,7 @@ class CliResult:
 @pytest.fixture
 def cli(capsys):
     """Run the CLI in this process (fast: torch is imported once) and capture exit code and output."""
-    from offrl_bench.cli import main
+    from offrl_bench.cli.main import main
 
     def invoke(*args: str) -> CliResult:
         capsys.readouterr()
@@ -150,8 +153,8 @@ def assert_resumes_exactly(spec, tmp_path: Path, interrupt_at: int = 50) -> dict
     """Interrupt a run when its progress first reaches ``interrupt_at`` (offline runs report every 50
     updates, online runs after every ``learn``), resume it, and check it ends with exactly the
     numbers of an uninterrupted run of the same spec; returns that run's record."""
-    from offrl_bench.results import RunStore
-    from offrl_bench.runner import execute_run
+    from offrl_bench.execution.runner import execute_run
+    from offrl_bench.records.run_store import RunStore
 
     reference = execute_run(spec, RunStore(tmp_path / "uninterrupted"))
 
@@ -166,3 +169,25 @@ def assert_resumes_exactly(spec, tmp_path: Path, interrupt_at: int = 50) -> dict
     assert resumed["final_losses"] == reference["final_losses"]
     assert resumed["eval_returns"] == reference["eval_returns"]
     return reference
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium at 1400x1000 (the report's and the documentation site's browser tests)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        message = ("headless Chromium not found: install the Debian packages chromium and chromium-driver "
+                   "(.ci/run does, as root) to run the browser test")
+        if os.environ.get("OFFRL_BENCH_REQUIRE_BROWSER"):  # set by .ci/run: CI must not pass without it
+            pytest.fail(f"environment failure, not a code failure: {message}", pytrace=False)
+        pytest.skip(message)
+    from selenium import webdriver  # in the test extras
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    options.binary_location = chromium
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from offrl_bench.algorithms.nn import FusedMLPEnsemble, frozen, mlp, soft_update
-from offrl_bench.errors import UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run, preflight, update_autocast
+from offrl_bench.core.errors import UsageError
+from offrl_bench.execution.runner import RunSpec, execute_run, preflight, update_autocast
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_resumes_exactly
 
 SMALL = (("width", "64"),)
@@ -190,7 +190,7 @@ def test_continuous_bcq_perturbs_within_phi_and_acts_on_its_own_random_stream():
     import gymnasium as gym
 
     from offrl_bench.algorithms.bcq import BCQ, BCQConfig
-    from offrl_bench.api import EnvSpec
+    from offrl_bench.core.api import EnvSpec
 
     spec = EnvSpec(gym.spaces.Box(-np.inf, np.inf, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32))
     config = BCQConfig(width=32, vae_width=32, perturbation=0.05, n_eval_samples=16)
@@ -249,8 +249,8 @@ class CountingEpisodicPolicy:
 
 
 def test_rollout_drives_episodic_policies_per_slot():
+    from offrl_bench.core.rollout import run_episodes
     from offrl_bench.envs import make_env
-    from offrl_bench.rollout import run_episodes
 
     policy = CountingEpisodicPolicy()
     episodes = run_episodes(lambda: make_env("CartPole-v1"), policy, n_episodes=7, seed=0, n_envs=3)

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offrl_bench import registry
-from offrl_bench.config import build_config, parse_set_options
+from offrl_bench.core import registry
+from offrl_bench.core.config import build_config, parse_set_options
+from offrl_bench.core.errors import UsageError
 from offrl_bench.data.d4rl import import_d4rl
 from offrl_bench.data.datasets import dataset_path, load_dataset
 from offrl_bench.envs import make_env
-from offrl_bench.errors import UsageError
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

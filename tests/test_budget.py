@@ -6,10 +6,13 @@ import dataclasses
 import pytest
 
 from conftest import PUBLISHED_REFERENCES, REPO, published_leaderboard
-from offrl_bench import budget, provenance, reference, registry, scheduler
+from offrl_bench.core import registry
 from offrl_bench.data.make import DatasetRequest, make_missing_datasets
-from offrl_bench.results import RunStore, leaderboard
+from offrl_bench.execution import scheduler
+from offrl_bench.records.leaderboard import leaderboard
+from offrl_bench.records.run_store import RunStore
 from offrl_bench.suites import Suite
+from offrl_bench.trust import budget, provenance, reference
 
 
 def record(algorithm, dataset, env_id, seed, normalized, suite="s", updates=1000, wrapper=""):
@@ -95,14 +98,14 @@ def test_leaderboard_marks_rows_and_the_all_row_that_averages_an_under_budget_ta
                              + check_records({"bc": [100.0], "iql": [10.0]}, env_id="B-v0"))
     suite = [record(algo, f"{env}/medium", f"{env}-v0", seed, 40.0 + seed)
              for algo in ("bc", "iql") for env in ("A", "B") for seed in range(5)]
-    frame = leaderboard(suite, budget=budget.verdict_function(checks))
+    frame = leaderboard(suite, budget=budget.BudgetVerdicts(checks))
     marks = {(row.dataset, row.algorithm): row.budget for row in frame.itertuples()}
     assert marks == {("A/medium", "bc"): "learned", ("B/medium", "bc"): "learned", ("ALL", "bc"): "learned",
                      ("A/medium", "iql"): "learned", ("B/medium", "iql"): "under-budget",
                      ("ALL", "iql"): "under-budget"}
     assert list(frame.columns)[-1] == "budget"
     baseline = [record("random", "A/medium", "A-v0", seed, 0.0) for seed in range(5)]
-    assert set(leaderboard(baseline, budget=budget.verdict_function(checks)).budget) == {"baseline"}
+    assert set(leaderboard(baseline, budget=budget.BudgetVerdicts(checks)).budget) == {"baseline"}
     assert "budget" not in leaderboard(suite).columns  # no verdicts: no column
 
 
@@ -110,7 +113,7 @@ def test_a_verdict_applies_only_at_the_budget_it_was_checked_at():
     checks = budget.verdicts(check_records({"bc": [100.0], "iql": [10.0]}, env_id="A-v0", updates=1000))
     suite = [record("iql", "A/medium", "A-v0", seed, 40.0, updates=4000) for seed in range(5)]
     suite += [record("iql", "B/medium", "B-v0", seed, 40.0, updates=1000) for seed in range(5)]
-    frame = leaderboard(suite, budget=budget.verdict_function(checks))
+    frame = leaderboard(suite, budget=budget.BudgetVerdicts(checks))
     assert set(frame.budget) == {"unchecked"}  # 4,000 updates is not what was checked; B was not checked
 
 
@@ -188,7 +191,7 @@ def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
         expected = ("no-anchor" if not row.bc_normalized_mean >= budget.ANCHOR else
                     "learned" if row.normalized_mean >= budget.FLOOR else "under-budget")
         assert row.verdict == expected, row
-    frame = published_leaderboard(directory)  # its budget column is verdict_function(checks)'s
+    frame = published_leaderboard(directory)  # its budget column is BudgetVerdicts(checks)
     # a row goes unchecked only where a check had no valid BC anchor (and the README says so)
     anchored = not (checks.verdict == budget.NO_ANCHOR).any()
     assert set(frame.budget) <= {budget.LEARNED, budget.UNDER_BUDGET, budget.BASELINE} | (

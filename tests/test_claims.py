@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_usage_error, install_on_path, run_cli_process
-from offrl_bench import registry
-from offrl_bench.claims import (
+from offrl_bench.core import registry
+from offrl_bench.trust.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
     NO_DATA,
@@ -17,6 +17,7 @@ from offrl_bench.claims import (
     Rows,
     evaluate_claim,
     evaluate_directory,
+    installed,
     markdown,
     named,
 )
@@ -155,7 +156,7 @@ def test_malformed_claims_are_rejected_when_declared(fields):
 
 
 def test_builtin_claims_cover_every_paper():
-    papers = {c.paper.split(" (")[0] for c in registry.claims()}
+    papers = {c.paper.split(" (")[0] for c in installed()}
     assert papers == {"STORI", "Generalization gap", "SS-ORL", "MOREC", "Offline-to-online", "Data quality"}
 
 
@@ -165,12 +166,12 @@ def test_claims_command(cli, tmp_path):
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     result = cli("claims", str(tmp_path))
     assert result.code == 0, result.err
-    for builtin in registry.claims():  # every claim gets a verdict line, with data or without
+    for builtin in installed():  # every claim gets a verdict line, with data or without
         assert f"] {builtin.name} (" in result.out
     assert "[reproduced] offline-rl-beats-bc-on-mixed" in result.out
     assert "dataset=offrl/x/mixed-v0, algorithm=iql: A 90." in result.out
     table = cli("claims", str(tmp_path), "--markdown", "--claim", "offline-rl-*")
-    expected = [c for c in registry.claims() if c.name == "offline-rl-beats-bc-on-mixed"]
+    expected = [c for c in installed() if c.name == "offline-rl-beats-bc-on-mixed"]
     assert table.out == markdown(evaluate_directory(tmp_path, expected))
     assert_usage_error(cli("claims", str(tmp_path), "--claim", "nope*"), "no claim matches nope*")
     assert_usage_error(cli("claims", str(tmp_path / "missing")), "no run records")
@@ -189,7 +190,7 @@ def test_a_third_party_package_adds_a_claim(tmp_path):
     """A package installed on the path (a dist-info with an entry point) ships its paper's claim."""
     env = install_on_path(
         tmp_path / "site", "my_paper",
-        "from offrl_bench.claims import Claim, Rows\n"
+        "from offrl_bench.api import Claim, Rows\n"
         "CLAIMS = (Claim(name='my-paper-a-beats-b', paper='My paper', statement='A beats B',\n"
         "                a=Rows(algorithm='a'), b=Rows(algorithm='b'), relation='greater'),)\n",
         "[offrl_bench.claims]\nmy_paper = my_paper:CLAIMS\n")

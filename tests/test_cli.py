@@ -33,7 +33,7 @@ def _assert_whole_at_80_columns(output: str, *values: str) -> None:
 
 
 def test_every_list_prints_whole_names_at_80_columns_in_a_pipe(tmp_path, cartpole_expert, pendulum_expert):
-    from offrl_bench import registry
+    from offrl_bench.core import registry
     from offrl_bench.data.datasets import open_dataset
 
     env = {**install_on_path(tmp_path / "site", "a_rather_long_plugin_package_name", LONG_PLUGIN,
@@ -174,7 +174,7 @@ def test_real_process_prints_no_traceback(cartpole_expert):
 
 
 def test_algorithm_names_split_on_commas_outside_brackets_and_parentheses():
-    from offrl_bench.cli import _algorithm_names
+    from offrl_bench.cli.app import algorithm_names as _algorithm_names
 
     assert _algorithm_names("iql (labelled only, low_return)[label_fraction=0.1],x[a=1,b=2]", "bc") == [
         "iql (labelled only, low_return)[label_fraction=0.1]", "x[a=1,b=2]", "bc"]

@@ -6,11 +6,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from offrl_bench.code_identity import ExecutionTrace, ModuleIndex, SourceTree, code_changes, code_record
+from offrl_bench.trust.code_identity import ExecutionTrace, ModuleIndex, SourceTree, code_changes, code_record
 
 MODULE = '''\
 """A module."""
-from offrl_bench.api import Batch
+from offrl_bench.core.api import Batch
 import numpy as np
 
 SCALE = 2.0

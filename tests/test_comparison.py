@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from offrl_bench.comparison import compare
-from offrl_bench.results import variant_name
+from offrl_bench.analysis.comparison import compare
+from offrl_bench.records.leaderboard import variant_name
 from tests.conftest import assert_usage_error
 
 
@@ -85,7 +85,7 @@ def test_compare_without_records_is_a_usage_error(cli, tmp_path):
 
 
 def test_suite_seeds_run_in_adastop_batches_until_decided(cli, cartpole_expert, tmp_path, monkeypatch):
-    from offrl_bench import registry
+    from offrl_bench.core import registry
     from offrl_bench.data.make import DatasetRequest
     from offrl_bench.suites import Suite
 

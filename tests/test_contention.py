@@ -12,10 +12,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from offrl_bench import contention, scheduler
-from offrl_bench.contention import ContentionWatch
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec
+from offrl_bench.execution import attempts, contention, scheduler
+from offrl_bench.execution.contention import ContentionWatch
+from offrl_bench.execution.local_workers import LocalWorkers
+from offrl_bench.execution.runner import RunSpec
+from offrl_bench.records.run_store import RunStore
 
 RUN = "bc__some-run"
 
@@ -168,13 +169,13 @@ def test_a_real_co_tenant_is_reported_while_the_run_goes_on(pendulum_expert, tmp
 
 
 def test_warnings_from_workers_and_ray_tasks_reach_the_display(tmp_path):
-    from offrl_bench.ray_backend import _progress_path, _ProgressFiles
+    from offrl_bench.execution.ray_backend import _progress_path, _ProgressFiles
 
     output = io.StringIO()
-    view = scheduler.ProgressView(2, Console(file=output, width=400), quiet=False)
-    sink = scheduler.Sink(scheduler.Outcome(), view, RunStore(tmp_path))
+    view = attempts.ProgressView(2, Console(file=output, width=400), quiet=False)
+    sink = attempts.Sink(attempts.Outcome(), view, RunStore(tmp_path))
     spec = RunSpec("bc", "x/y-v0", 0)
-    workers = scheduler._LocalWorkers(1, 1, RunStore(tmp_path), sink, 0)
+    workers = LocalWorkers(1, 1, RunStore(tmp_path), sink, 0)
     workers._handle(("warning", 0, "[bc] 20x fewer updates/s"), None)
     path = _progress_path(tmp_path, spec.run_id)
     path.parent.mkdir(parents=True)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli_process
+from offrl_bench.core.errors import UsageError
 from offrl_bench.data.d4rl import import_d4rl
 from offrl_bench.data.datasets import load_dataset, open_dataset
-from offrl_bench.errors import UsageError
 
 
 def write_d4rl(path, lengths, ends, obs_dim=3, action_dim=1, next_observations=True, discrete=False, seed=0):

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.data.datasets import dataset_path, load_dataset, local_dataset_ids, open_dataset
 from offrl_bench.data.make import DatasetRequest, default_dataset_id, make_dataset
-from offrl_bench.errors import UsageError
 from tests.conftest import assert_usage_error
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
-from offrl_bench.scheduler import execute
+from offrl_bench.execution.runner import RunSpec, execute_run
+from offrl_bench.execution.scheduler import execute
+from offrl_bench.records.run_store import RunStore
 
 
 def _command(dataset: str, out: Path, seeds: str, updates: int, *extra: str) -> list[str]:
@@ -194,7 +194,7 @@ def test_truncated_checkpoint_fails_its_run_and_keeps_the_rest(cartpole_expert, 
 def test_claim_is_exclusive_and_dies_with_its_holder(tmp_path):
     store = RunStore(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from offrl_bench.results import RunStore\n"
+        "import sys, time; from offrl_bench.records.run_store import RunStore\n"
         f"with RunStore({str(tmp_path)!r}).claim('r', wait=False) as ok:\n"
         "    print(ok, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "True"
@@ -208,8 +208,8 @@ def test_claim_is_exclusive_and_dies_with_its_holder(tmp_path):
 
 
 def test_output_locations(tmp_path):
-    from offrl_bench.errors import UsageError
-    from offrl_bench.scheduler import output_dir
+    from offrl_bench.core.errors import UsageError
+    from offrl_bench.execution.scheduler import output_dir
 
     assert output_dir(f"file://{tmp_path}/x") == tmp_path / "x"
     assert output_dir("results/a") == Path("results/a")

@@ -22,10 +22,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offrl_bench import registry
+from offrl_bench.core import registry
+from offrl_bench.core.errors import PluginError, UsageError
 from offrl_bench.data.d4rl import import_d4rl
 from offrl_bench.data.datasets import dataset_path, has_action_free_episodes, load_dataset, open_dataset
-from offrl_bench.errors import PluginError, UsageError
 
 CASES = settings(settings.get_profile("file-formats"))
 
@@ -269,7 +269,7 @@ def checkpointed_runs(draw) -> tuple[MinariCase, str, tuple, int, int]:
 
 
 def _train(algorithm, dataset, sampler: torch.Generator, updates: int) -> list[dict]:
-    from offrl_bench.runner import _checked_losses
+    from offrl_bench.execution.runner import _checked_losses
 
     batch_size = algorithm.config.batch_size
     return [_checked_losses("x", algorithm.update(algorithm.sample(dataset, batch_size, sampler)), 0)
@@ -281,7 +281,7 @@ def _train(algorithm, dataset, sampler: torch.Generator, updates: int) -> list[d
 def test_checkpoints_round_trip(run, tmp_path_factory):
     """Train k updates, checkpoint, restore into a fresh algorithm (as a resumed run does), train j
     more: losses, weights and actions equal those of k + j uninterrupted updates."""
-    from offrl_bench.runner import RunSpec, build_algorithm, load_checkpoint, save_checkpoint
+    from offrl_bench.execution.runner import RunSpec, build_algorithm, load_checkpoint, save_checkpoint
 
     case, algo, overrides, before, after = run
     _write_with_minari("formats/checkpoint-v0", case)

@@ -5,8 +5,9 @@ import csv
 import numpy as np
 import pytest
 
-from offrl_bench.evaluation import normalized_score
-from offrl_bench.results import LEADERBOARD_COLUMNS, RunStore, leaderboard, write_leaderboard
+from offrl_bench.execution.evaluation import normalized_score
+from offrl_bench.records.leaderboard import LEADERBOARD_COLUMNS, leaderboard, write_leaderboard
+from offrl_bench.records.run_store import RunStore
 
 
 def record(suite, dataset, algorithm, seed, normalized, ret=None, wrapper=""):
@@ -67,7 +68,7 @@ def test_the_bootstraps_iqm_is_rliables_bit_for_bit():
     speed; it must give the very same float for any matrix a leaderboard or claim can hold."""
     from rliable import metrics
 
-    from offrl_bench.statistics import aggregate_iqm
+    from offrl_bench.records.statistics import aggregate_iqm
 
     rng = np.random.default_rng(0)
     for runs in range(1, 12):
@@ -80,7 +81,7 @@ def test_the_bootstraps_iqm_is_rliables_bit_for_bit():
 def test_the_bootstraps_probability_of_improvement_is_rliables_bit_for_bit():
     from rliable import metrics
 
-    from offrl_bench.statistics import improvement_probability
+    from offrl_bench.records.statistics import improvement_probability
 
     rng = np.random.default_rng(1)
     for runs_x, runs_y in ((1, 1), (2, 5), (5, 5), (7, 3), (10, 10)):
@@ -182,7 +183,7 @@ def test_bootstrap_intervals_leave_the_global_numpy_rng_alone():
 def test_every_bootstrap_is_the_same_whatever_the_global_numpy_rng_holds():
     """Profiles, paired and unpaired differences and probabilities of improvement resample from
     NumPy's global RNG inside rliable; each is seeded, so the caller's RNG state cannot change them."""
-    from offrl_bench.statistics import difference_interval, performance_profiles, probability_of_improvement
+    from offrl_bench.records.statistics import difference_interval, performance_profiles, probability_of_improvement
 
     rng = np.random.default_rng(0)
     scores = {"a": rng.normal(50, 20, (5, 3)), "b": rng.normal(40, 20, (5, 3))}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.envs import make_env
 from offrl_bench.envs.level_splits import DEFAULT_RANGES, MAX_LEVEL, check_disjoint, parse_range, split_of
-from offrl_bench.errors import UsageError
-from offrl_bench.results import leaderboard
+from offrl_bench.records.leaderboard import leaderboard
 
 MINIGRID = "MiniGrid-DoorKey-6x6-v0"
 
@@ -219,7 +219,7 @@ def test_unknown_procgen_game_is_a_usage_error():
 
 
 def test_generalization_suite_varies_levels_at_a_fixed_size_and_scores_all_on_the_same_test_levels():
-    from offrl_bench import registry
+    from offrl_bench.core import registry
     from offrl_bench.suites.generalization import SIZE_FACTOR, STEPS
 
     suite = registry.suite("generalization")
@@ -258,7 +258,7 @@ def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
     """For every registered suite, each val/test evaluation is checked against the layouts of the
     levels its dataset was collected on, read from the environment's grids: at most 10% of resets
     may repeat one (the level-split wrapper makes it 0)."""
-    from offrl_bench import registry
+    from offrl_bench.core import registry
     from offrl_bench.envs.level_splits import split_of
 
     checked = {}

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from offrl_bench import loggers, runner
-from offrl_bench.errors import UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
+from offrl_bench.core.errors import UsageError
+from offrl_bench.execution import loggers, runner
+from offrl_bench.execution.runner import RunSpec, execute_run
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_usage_error
 
 

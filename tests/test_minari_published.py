@@ -11,7 +11,7 @@ import minari
 import pytest
 
 from offrl_bench.data.datasets import dataset_path
-from offrl_bench.results import RunStore
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_usage_error
 
 REF_MIN, REF_MAX = -1400.0, -150.0  # chosen here; what matters is that the leaderboard uses Minari's

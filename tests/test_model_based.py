@@ -5,13 +5,13 @@ import pytest
 import torch
 from scipy import stats
 
-from offrl_bench import registry
 from offrl_bench.algorithms.dynamics_model import DynamicsModel, DynamicsSettings
 from offrl_bench.algorithms.morec import DynamicsReward, MORECSettings
-from offrl_bench.config import build_config
-from offrl_bench.errors import UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
+from offrl_bench.core import registry
+from offrl_bench.core.config import build_config
+from offrl_bench.core.errors import UsageError
+from offrl_bench.execution.runner import RunSpec, execute_run
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_resumes_exactly, assert_usage_error
 from tests.test_ssorl import toy_dataset
 

@@ -11,8 +11,8 @@ import torch
 from offrl_bench.algorithms.bc_to_ppo import _ImitationOptimizer
 from offrl_bench.algorithms.sb3_online import PPOAlgorithm
 from offrl_bench.envs.level_splits import LevelSplit, training_wrapper
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
+from offrl_bench.execution.runner import RunSpec, execute_run
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_resumes_exactly, assert_usage_error
 
 SMALL_PPO = (("batch_size", "64"), ("n_envs", "2"), ("n_steps", "64"))
@@ -42,7 +42,7 @@ def test_bc_ppo_policy_snapshot_loads_into_a_fresh_instance_and_keeps_its_pretra
     """The snapshot saved at each evaluation is what ``load_state_dict`` reads: a fresh BC -> PPO acts
     like the trained one and does not pre-train again."""
     from offrl_bench.data.datasets import load_dataset
-    from offrl_bench.runner import build_algorithm
+    from offrl_bench.execution.runner import build_algorithm
 
     spec = RunSpec("bc_ppo", cartpole_expert, 0, updates=128, eval_every=128, checkpoint_every=128, eval_episodes=1,
                    overrides=SMALL_PPO + (("bc_updates", "20"),))
@@ -195,7 +195,7 @@ def test_suites_give_online_algorithms_environment_step_budgets():
 
 
 def test_default_suite_covers_every_axis():
-    from offrl_bench import registry
+    from offrl_bench.core import registry
 
     runs = registry.suite("default").runs()
     algorithms = {spec.algo for spec in runs}

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from offrl_bench import ope
-from offrl_bench.results import CSV_FLOAT_FORMAT, RunStore
-from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm, execute_run
+from offrl_bench.execution import ope
+from offrl_bench.execution.runner import RunSpec, _cached_dataset, build_algorithm, execute_run
+from offrl_bench.records.leaderboard import CSV_FLOAT_FORMAT
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_usage_error
 
 

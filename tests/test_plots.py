@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offrl_bench.plots import plot_directory, score_matrices, scores_by_task
-from offrl_bench.results import leaderboard
-from offrl_bench.statistics import aggregate_table, probability_of_improvement
+from offrl_bench.analysis.plots import plot_directory, score_matrices, scores_by_task
+from offrl_bench.records.leaderboard import leaderboard
+from offrl_bench.records.statistics import aggregate_table, probability_of_improvement
 from tests.conftest import assert_usage_error
 
 

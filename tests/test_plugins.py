@@ -169,7 +169,7 @@ SLIP_CLASSES = {"no-super": "NoSuper", "list-act": "ListAct", "tensor-act": "Ten
 @pytest.fixture
 def slip_plugins(tmp_path, monkeypatch):
     """Plugins with the contract slips a plugin author makes, installed on this process's path."""
-    from offrl_bench import registry
+    from offrl_bench.core import registry
 
     site = tmp_path / "site"
     install_on_path(site, "slip_plugins", SLIPS, "[offrl_bench.algorithms]\n" + "".join(
@@ -215,3 +215,94 @@ def test_a_config_class_that_is_not_a_dataclass_is_refused_before_any_run(slip_p
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert "algorithm 'plain-config' config_class must be a dataclass (decorate" in result.err
     assert "@dataclasses.dataclass" in result.err and not (tmp_path / "runs").exists()
+
+
+OLD_PATHS = '''
+import dataclasses
+import torch
+from offrl_bench.api import Batch, EnvSpec, OfflineAlgorithm
+from offrl_bench.claims import Claim, Rows
+from offrl_bench.config import PositiveFloat
+from offrl_bench.loggers import RunLogger
+from offrl_bench.suites import Suite
+from offrl_bench.data.make import DatasetRequest
+
+
+@dataclasses.dataclass
+class Config:
+    lr: PositiveFloat = 0.05
+
+
+class MeanAction(OfflineAlgorithm):
+    name = "mean-action"
+    action_spaces = ("continuous",)
+    config_class = Config
+
+    def __init__(self, spec: EnvSpec, config: Config, seed: int, device: str = "cpu"):
+        super().__init__(spec, config, seed, device)
+        self.mean = torch.zeros(spec.action_dim)
+
+    def update(self, batch: Batch):
+        self.mean += self.config.lr * (batch.actions.mean(0) - self.mean)
+        return {"distance": float((batch.actions - self.mean).abs().mean())}
+
+    def act(self, observations):
+        return self.mean.expand(len(observations), -1).numpy().copy()
+
+    def state_dict(self):
+        return {"mean": self.mean.clone()}
+
+    def load_state_dict(self, state):
+        self.mean = state["mean"].clone()
+
+
+class Lines(RunLogger):
+    def log(self, step, values):
+        with open(self.run_dir / "lines.txt", "a") as f:
+            f.write(f"{step} {values.get('eval/normalized_score')}\\n")
+
+
+CLAIM = Claim(name="mean-action-below-bc", paper="Old paths", statement="a mean action scores below BC",
+              a=Rows(algorithm="mean-action"), b=Rows(algorithm="bc"), relation="less")
+SUITE = Suite(name="old-paths", description="the mean action on Pendulum",
+              datasets=(DatasetRequest("Pendulum-v1", "expert", episodes=5),), algorithms=("mean-action",),
+              seeds=(0,), updates=20, eval_every=20, eval_episodes=1, checkpoint_every=20)
+'''
+
+
+def test_a_plugin_written_against_the_old_import_paths_installs_and_runs(tmp_path, pendulum_expert):
+    """Algorithm, logger, claim and suite of a plugin that imports ``offrl_bench.config``,
+    ``offrl_bench.loggers`` and ``offrl_bench.claims`` (the paths before the core's layer folders)."""
+    env = install_on_path(tmp_path / "site", "old_paths_plugin", OLD_PATHS,
+                          "[offrl_bench.algorithms]\nmean-action = old_paths_plugin:MeanAction\n"
+                          "[offrl_bench.loggers]\nlines = old_paths_plugin:Lines\n"
+                          "[offrl_bench.claims]\nold-paths = old_paths_plugin:CLAIM\n"
+                          "[offrl_bench.suites]\nold-paths = old_paths_plugin:SUITE\n")
+    env["COLUMNS"] = "200"
+    for what, name in (("algorithms", "mean-action"), ("loggers", "lines"), ("suites", "old-paths")):
+        listing = run_cli_process("list", what, env=env)
+        assert listing.returncode == 0 and name in listing.stdout, listing.stderr
+    out = tmp_path / "out"
+    result = run_cli_process("run", "--algo", "mean-action", "--dataset", pendulum_expert, "--updates", "20",
+                             "--eval-every", "20", "--eval-episodes", "1", "--logger", "lines", "--out", str(out),
+                             "--quiet", env=env)
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in (out / "runs.jsonl").open()]
+    assert record["algorithm"] == "mean-action" and "distance" in record["final_losses"]
+    assert (out / "runs" / record["run_id"] / "lines.txt").read_text().startswith("20 ")
+    claims = run_cli_process("claims", str(out), "--claim", "mean-action-*", env=env)
+    assert claims.returncode == 0 and "mean-action-below-bc" in claims.stdout, claims.stderr
+
+
+@pytest.mark.parametrize("old, new", [("config", "core.config"), ("loggers", "execution.loggers"),
+                                      ("claims", "trust.claims")])
+def test_the_old_import_paths_warn_and_re_export(old, new):
+    import importlib
+
+    sys.modules.pop(f"offrl_bench.{old}", None)
+    with pytest.warns(DeprecationWarning, match=f"offrl_bench.{old} is deprecated"):
+        module = importlib.import_module(f"offrl_bench.{old}")
+    current = importlib.import_module(f"offrl_bench.{new}")
+    public = [name for name in vars(current) if not name.startswith("_") and not isinstance(vars(current)[name],
+                                                                                              type(sys))]
+    assert public and all(getattr(module, name) is getattr(current, name) for name in public)

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from conftest import PUBLISHED_REFERENCES, REPO
-from offrl_bench import provenance, revisions
-from offrl_bench.results import RunStore
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import provenance, revisions
 
 
 def _clone_working_tree(root) -> None:
@@ -80,10 +80,10 @@ def _cli(root, env, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 MAKE_REFERENCE = """
 from pathlib import Path
-from offrl_bench import registry
+from offrl_bench.core import registry
 from offrl_bench.data.make import make_missing_datasets
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.execution.runner import RunSpec, execute_run
 
 datasets = ("offrl/cartpole/expert-v0", "offrl/cartpole/medium-v0", "offrl/pendulum/expert-v0")
 make_missing_datasets([r for r in registry.suite("quick").datasets if r.dataset_id in datasets], log=print)

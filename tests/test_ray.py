@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_usage_error
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import execute
+from offrl_bench.execution.runner import RunSpec
+from offrl_bench.execution.scheduler import execute
+from offrl_bench.records.run_store import RunStore
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'offrl-bench[ray]')")
 
@@ -68,7 +68,7 @@ def test_ray_runs_execute_as_ray_tasks_and_report_progress_through_files(cartpol
     """Each record names the Ray task and node that ran it (a silent fallback to local workers would
     not), and progress reaches the display from the runs' progress files, with no helper actor in
     between."""
-    from offrl_bench import scheduler
+    from offrl_bench.execution import scheduler
 
     shown: list[tuple[str, int, int]] = []
     monkeypatch.setattr(scheduler.ProgressView, "update", lambda self, *args: shown.append(args))
@@ -219,7 +219,7 @@ def test_ray_output_goes_to_its_log_and_the_console_to_the_terminal(tmp_path):
     script = f"""
 import os, subprocess, sys
 from rich.console import Console
-from offrl_bench.ray_backend import output_to_log
+from offrl_bench.execution.ray_backend import output_to_log
 console = Console(stderr=True)
 console.print("before")
 with output_to_log({str(tmp_path / "ray.log")!r}, console):

@@ -2,7 +2,6 @@
 README's claims table, which must be what ``offrl-bench claims`` prints for the committed records."""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -10,9 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import PUBLISHED_REFERENCES, REPO, assert_usage_error, published_leaderboard, run_cli_process
-from offrl_bench import budget, provenance, reference
-from offrl_bench.claims import evaluate_directory, markdown, named
-from offrl_bench.results import RunStore, leaderboard_csv
+from offrl_bench.records.leaderboard import leaderboard_csv
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import budget, provenance, reference
+from offrl_bench.trust.claims import evaluate_directory, markdown
 
 REFERENCES = PUBLISHED_REFERENCES
 
@@ -78,17 +78,6 @@ def test_no_other_committed_results_directory():
     """Everything under results/ besides the references is user output, ignored by git."""
     tracked = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=REPO).stdout.split()
     assert tracked and all(path.startswith("results/reference/") for path in tracked)
-
-
-def test_readme_claims_tables_are_what_the_claims_command_prints():
-    """Each table sits between ``<!-- claims: offrl-bench claims DIR [--claim PATTERN]... --markdown -->``
-    and ``<!-- end claims -->``: the command that prints it."""
-    blocks = re.findall(r"<!-- claims: offrl-bench claims (\S+)((?: --claim \S+)*) --markdown -->\n(.*?)"
-                        r"<!-- end claims -->", (REPO / "README.md").read_text(), re.S)
-    assert "results/reference/default" in {directory for directory, _, _ in blocks}
-    for directory, options, table in blocks:
-        patterns = options.split()[1::2]
-        assert table == markdown(evaluate_directory(REPO / directory, named(patterns))), directory
 
 
 def _records(revision: str | None, dirty: bool | None, algorithm: str = "bc") -> list[dict]:
@@ -224,7 +213,7 @@ def test_a_stale_published_row_is_labelled_in_the_csv_the_claims_and_the_compari
                                                                                      monkeypatch):
     """Wherever a stale row shows, it says so: the leaderboard's stale column (and its ALL row), a
     claim comparison that rests on it (stale, not a verdict), and the comparison with the reference."""
-    from offrl_bench import claims
+    from offrl_bench.trust import claims
 
     label = "stale since aaaaaaa: algorithms/iql.py:IQL.update changed"
     monkeypatch.setattr(provenance, "stale_labels",
@@ -240,7 +229,7 @@ def test_a_stale_published_row_is_labelled_in_the_csv_the_claims_and_the_compari
     (verdict,) = evaluate_directory(published, [claim])
     assert verdict.verdict == "stale" and verdict.text() == label
     assert markdown([verdict]).count(label) == 1
-    from offrl_bench.report import build_report
+    from offrl_bench.analysis.report import build_report
 
     page = build_report(published).read_text()
     assert f'data-value="{label}"' in page  # the report's leaderboard table

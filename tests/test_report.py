@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,8 +13,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_usage_error
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 class _Page(HTMLParser):
@@ -62,7 +59,7 @@ class _Page(HTMLParser):
 
 def _command(*args: str) -> None:
     """Run the CLI in this process; ``main`` returns normally on success."""
-    from offrl_bench.cli import main
+    from offrl_bench.cli.main import main
 
     try:
         main(list(args))
@@ -137,13 +134,13 @@ def test_report_is_self_contained_and_shows_commands_figures_and_runs(results_di
     assert '"seed": 1' in text and '"versions"' in text and '"config"' in text
     assert {row["attributes"]["data-algorithm"] for row in page.rows} == {"bc", "random"}
 
-
 def test_report_shows_claims_and_warns_about_provenance(results_dir, tmp_path):
-    from offrl_bench import provenance, registry
+    from offrl_bench.trust import provenance
+    from offrl_bench.trust.claims import installed as installed_claims
 
     text = (results_dir / "report.html").read_text()
     assert '<table id="claims">' in text
-    for claim in registry.claims():
+    for claim in installed_claims():
         assert f"<td>{claim.name}</td>" in text
     # STORI type 1 on the two algorithms, 2 seeds each: decided, but only indicative
     assert "stori-type-1-lowers-score</td>" in text and "indicative only (2 seeds &lt; 5)" in text
@@ -162,26 +159,6 @@ def test_report_shows_claims_and_warns_about_provenance(results_dir, tmp_path):
 
 def test_report_of_an_empty_directory_is_a_usage_error(cli, tmp_path):
     assert_usage_error(cli("report", str(tmp_path)), "no run records in", "runs.jsonl")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        message = ("headless Chromium not found: install the Debian packages chromium and chromium-driver "
-                   "(.ci/run does, as root) to run the browser test")
-        if os.environ.get("OFFRL_BENCH_REQUIRE_BROWSER"):  # set by .ci/run: CI must not pass without it
-            pytest.fail(f"environment failure, not a code failure: {message}", pytrace=False)
-        pytest.skip(message)
-    from selenium import webdriver  # in the test extras
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_sorting_and_filtering_in_headless_chromium(browser, results_dir, tmp_path):

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from offrl_bench.results import RunStore, write_atomic
+from offrl_bench.records.run_store import RunStore, write_atomic
 
 
 def test_failures_are_the_latest_attempt_of_runs_not_finished_since(tmp_path):

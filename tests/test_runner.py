@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from offrl_bench.errors import PluginError, UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec, execute_run, preflight, save_atomic
+from offrl_bench.core.errors import PluginError, UsageError
+from offrl_bench.execution.runner import RunSpec, execute_run, preflight, save_atomic
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_resumes_exactly
 
 
@@ -66,7 +66,7 @@ def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         execute_run(spec, store, stop_after_250)
     assert not store.records()  # nothing recorded for an unfinished run
-    from offrl_bench import runner
+    from offrl_bench.execution import runner
 
     saved, save = [], runner.save_checkpoint
     monkeypatch.setattr(runner, "save_checkpoint", lambda path, algorithm, sampler, done, *rest: (
@@ -82,7 +82,7 @@ def test_resumed_run_matches_uninterrupted_run(cartpole_expert, tmp_path, monkey
 def test_an_evaluation_logged_after_the_last_checkpoint_is_not_duplicated(cartpole_expert, tmp_path, monkeypatch):
     """Killed after writing the evaluation at update 200 but before that checkpoint: the re-run
     resumes from update 100 and evaluates at 200 again; the curve must hold that point once."""
-    from offrl_bench import runner
+    from offrl_bench.execution import runner
 
     spec = RunSpec("bc", cartpole_expert, seed=3, updates=400, eval_every=200, checkpoint_every=100,
                    eval_episodes=3)

@@ -2,9 +2,9 @@
 
 import json
 
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import execute
+from offrl_bench.execution.runner import RunSpec
+from offrl_bench.execution.scheduler import execute
+from offrl_bench.records.run_store import RunStore
 
 
 def test_two_workers_finish_every_run_once_and_rerun_skips(cartpole_expert, tmp_path):

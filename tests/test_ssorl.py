@@ -7,21 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from offrl_bench import registry
 from offrl_bench.algorithms.inverse_dynamics import (
     IDMSettings,
     InverseDynamics,
     _split_validation,
     observation_windows,
 )
-from offrl_bench.api import EnvSpec, OfflineAlgorithm
-from offrl_bench.config import build_config
+from offrl_bench.core import registry
+from offrl_bench.core.api import EnvSpec, OfflineAlgorithm
+from offrl_bench.core.config import build_config
+from offrl_bench.core.errors import UsageError
+from offrl_bench.core.rollout import Episode
 from offrl_bench.data.action_free import choose_labelled_episodes, hide_actions, select_episodes
 from offrl_bench.data.datasets import TransitionDataset, load_dataset, open_dataset, write_dataset
-from offrl_bench.errors import UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.rollout import Episode
-from offrl_bench.runner import RunSpec, execute_run, preflight
+from offrl_bench.execution.runner import RunSpec, execute_run, preflight
+from offrl_bench.records.run_store import RunStore
 from tests.conftest import assert_resumes_exactly, assert_usage_error
 
 SMALL_IDM = (("idm_width", "64"), ("idm_updates", "1500"), ("idm_eval_every", "100"))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.envs import make_env
 from offrl_bench.envs.stori import ActionPerturbation, ConceptDrift, PartialObservability
-from offrl_bench.errors import UsageError
 
 
 def rollout(env, steps, seed=0, action=None):
@@ -296,8 +296,8 @@ def test_cli_rejects_bad_wrapper_before_training(cli, cartpole_expert):
 def test_evaluation_and_dataset_record_perturbation_rates(tmp_path, cartpole_expert):
     from offrl_bench.data.datasets import load_dataset
     from offrl_bench.data.make import DatasetRequest, make_dataset
-    from offrl_bench.results import RunStore
-    from offrl_bench.runner import RunSpec, execute_run
+    from offrl_bench.execution.runner import RunSpec, execute_run
+    from offrl_bench.records.run_store import RunStore
 
     record = execute_run(RunSpec("random", cartpole_expert, 0, wrapper="stori:action:p=0.5", eval_episodes=20),
                          RunStore(tmp_path))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.envs import make_env
-from offrl_bench.errors import UsageError
 
 pytest.importorskip("ale_py", reason="Atari STORI modes need the 'atari' extra (ale-py)")
 STORI_SETTINGS = dict(frameskip=1, repeat_action_probability=0.0)  # as in the STORI paper

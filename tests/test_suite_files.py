@@ -8,8 +8,8 @@ import tomllib
 import pytest
 import yaml
 
-from offrl_bench import registry
-from offrl_bench.results import RunStore
+from offrl_bench.core import registry
+from offrl_bench.records.run_store import RunStore
 from offrl_bench.suites.files import suite_from_dict
 from tests.conftest import assert_usage_error
 

@@ -3,8 +3,8 @@
 import gymnasium as gym
 import pytest
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.envs import WrapperCall, make_env, parse_wrapper_spec
-from offrl_bench.errors import UsageError
 
 
 def test_parse():
@@ -27,7 +27,7 @@ def test_malformed(spec, message):
 def test_wrappers_come_from_entry_points(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    from offrl_bench import registry
+    from offrl_bench.core import registry
 
     ep = EntryPoint("clip", "gymnasium.wrappers:ClipReward", registry.WRAPPERS)
     monkeypatch.setattr(registry, "available", lambda group: {"clip": ep} if group == registry.WRAPPERS else {})

@@ -14,8 +14,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from offrl_bench.core.errors import UsageError, one_of
 from offrl_bench.data.datasets import TransitionDataset
-from offrl_bench.errors import UsageError, one_of
 
 #: ``random``: labelled episodes drawn uniformly. ``low_return``: drawn from the episodes whose return
 #: is below the median, the paper's harder setting (actions are known only for poor trajectories).

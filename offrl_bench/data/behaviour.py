@@ -23,8 +23,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from offrl_bench.core.rollout import Policy, run_episodes
 from offrl_bench.envs import make_env
-from offrl_bench.rollout import Policy, run_episodes
 
 SHIPPED_DIR = Path(__file__).parent / "policies"
 QUALITIES = ("random", "medium", "expert", "mixed")

@@ -17,11 +17,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from offrl_bench.core.errors import UsageError
+from offrl_bench.core.rollout import Episode
 from offrl_bench.data import behaviour
 from offrl_bench.data.datasets import validate_dataset_id, write_dataset
 from offrl_bench.envs import make_env
-from offrl_bench.errors import UsageError
-from offrl_bench.rollout import Episode
 
 REQUIRED = ("observations", "actions", "rewards", "terminals", "timeouts")
 

@@ -21,9 +21,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl_bench.api import Batch, EnvSpec
-from offrl_bench.errors import UsageError
-from offrl_bench.rollout import Episode
+from offrl_bench.core.api import Batch, EnvSpec
+from offrl_bench.core.errors import UsageError
+from offrl_bench.core.rollout import Episode
 
 #: Minari's own id grammar (minari.dataset.minari_dataset.DATASET_ID_RE), with the version required.
 _ID = re.compile(r"^(?:[-_A-Za-z0-9][-_A-Za-z0-9/]*[-_A-Za-z0-9]+/)?[-_A-Za-z0-9]+?-v\d+$")

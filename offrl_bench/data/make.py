@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from offrl_bench.api import action_kind
+from offrl_bench.core.api import action_kind
+from offrl_bench.core.errors import UsageError, one_of
+from offrl_bench.core.rollout import Episode, perturbation_rates, run_episodes
 from offrl_bench.data import behaviour
 from offrl_bench.data.datasets import dataset_exists, validate_dataset_id, write_dataset
 from offrl_bench.envs import make_env
-from offrl_bench.errors import UsageError, one_of
-from offrl_bench.rollout import Episode, perturbation_rates, run_episodes
 
 #: Exploration noise of the trained behaviour policies while collecting (see behaviour.noisy).
 COLLECTION_NOISE = 0.1

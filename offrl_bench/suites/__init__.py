@@ -1,6 +1,9 @@
-"""Named benchmark suites: which datasets to build and which runs to execute on them.
+"""Layer 5, suites: named benchmark suites, which datasets to build and which runs to execute on them.
 
 A suite is a :class:`Suite` object registered under the ``offrl_bench.suites`` entry-point group.
+Suite files (TOML, YAML) load into the same objects (``files``).
+
+May import: ``core``, ``data`` and ``execution`` (a suite expands into runner specs).
 """
 
 from __future__ import annotations
@@ -8,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from offrl_bench import registry
-from offrl_bench.config import build_config
+from offrl_bench.core import registry
+from offrl_bench.core.config import build_config
 from offrl_bench.data.make import DatasetRequest, action_kind_of
-from offrl_bench.runner import RunSpec
+from offrl_bench.execution.runner import RunSpec
 
 
 @dataclass(frozen=True)

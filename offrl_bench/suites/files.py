@@ -21,8 +21,8 @@ from typing import Any
 
 import tomli_w
 
+from offrl_bench.core.errors import UsageError
 from offrl_bench.data.make import DatasetRequest
-from offrl_bench.errors import UsageError
 from offrl_bench.suites import CombinedSuite, Suite
 
 SUFFIXES = (".toml", ".yaml", ".yml")

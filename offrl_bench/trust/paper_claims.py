@@ -5,7 +5,7 @@ Registered in ``pyproject.toml`` under ``offrl_bench.claims``, one entry point p
 a plugin package registers its own. Margins are in normalised points (0 = random, 100 = expert).
 """
 
-from offrl_bench.claims import Claim, Rows
+from offrl_bench.trust.claims import Claim, Rows
 
 #: Equivalence and non-inferiority margin: differences under 5 normalised points are "as good".
 MARGIN = 5.0

@@ -1,4 +1,4 @@
-"""Entry-point based registry of algorithms, environment wrappers and benchmark suites.
+"""Entry-point based registry of algorithms, environment wrappers, suites, loggers and claims.
 
 Built-in plugins are registered in this project's ``pyproject.toml`` under exactly the same
 entry-point groups a third-party package uses, so the core never imports a plugin by name.
@@ -10,8 +10,8 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from offrl_bench.api import Algorithm
-from offrl_bench.errors import PluginError, UsageError, one_of
+from offrl_bench.core.api import Algorithm
+from offrl_bench.core.errors import PluginError, UsageError, one_of
 
 ALGORITHMS = "offrl_bench.algorithms"
 WRAPPERS = "offrl_bench.wrappers"
@@ -31,7 +31,9 @@ def available(group: str) -> dict[str, EntryPoint]:
     return found
 
 
-def _load(group: str, name: str) -> Any:
+def load(group: str, name: str) -> Any:
+    """What the entry point ``name`` of ``group`` names. The layer that uses it checks its type: the
+    registry knows the groups, not the classes of the layers above it."""
     eps = available(group)
     if name not in eps:
         raise UsageError(f"unknown {_KIND[group]} '{name}'; {one_of(eps)}")
@@ -42,7 +44,7 @@ def _load(group: str, name: str) -> Any:
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
-    cls = _load(ALGORITHMS, name)
+    cls = load(ALGORITHMS, name)
     if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
         raise PluginError(f"algorithm plugin '{name}' is not a subclass of offrl_bench.api.Algorithm")
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
@@ -55,35 +57,9 @@ def algorithm_class(name: str) -> type[Algorithm]:
 
 
 def wrapper_factory(name: str):
-    return _load(WRAPPERS, name)
-
-
-def logger_class(name: str) -> type:
-    """The :class:`offrl_bench.loggers.RunLogger` subclass registered as ``name``."""
-    from offrl_bench.loggers import RunLogger
-
-    cls = _load(LOGGERS, name)
-    if not (isinstance(cls, type) and issubclass(cls, RunLogger)):
-        raise PluginError(f"logger plugin '{name}' is not a subclass of offrl_bench.loggers.RunLogger")
-    return cls
+    return load(WRAPPERS, name)
 
 
 def suite(name: str):
     """The :class:`offrl_bench.suites.Suite` registered as ``name``."""
-    return _load(SUITES, name)
-
-
-def claims() -> list:
-    """Every installed :class:`offrl_bench.claims.Claim`, in entry-point name order. An entry point
-    names one claim or a tuple of them (a paper's findings)."""
-    from offrl_bench.claims import Claim
-
-    found = []
-    for name in sorted(available(CLAIMS)):
-        value = _load(CLAIMS, name)
-        members = value if isinstance(value, (tuple, list)) else (value,)
-        if not members or not all(isinstance(claim, Claim) for claim in members):
-            raise PluginError(f"claim plugin '{name}' ({available(CLAIMS)[name].value}) must be an "
-                              "offrl_bench.claims.Claim or a tuple of them")
-        found += members
-    return found
+    return load(SUITES, name)

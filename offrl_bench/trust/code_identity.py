@@ -1,7 +1,7 @@
 """What a piece of the project's code *does*, as a hash that formatting, comments and docstrings do not
 change, and which of it a process executed.
 
-Behavioural provenance (:mod:`offrl_bench.provenance`) pins a published row to the code its runs
+Behavioural provenance (:mod:`offrl_bench.trust.provenance`) pins a published row to the code its runs
 executed, not to whole files. The unit is a **function**: a top-level function or a method
 (``module path`` + ``qualname`` such as ``Runner.train``), hashed from its normalised AST, nested
 functions, lambdas and comprehensions included. A **module** adds what runs at import: its import
@@ -9,7 +9,7 @@ bindings, its constants and its other top-level statements, and the header of ea
 decorators, class attributes, dataclass fields), each hashed the same way.
 
 This module uses only the standard library and is loaded by file path into replays of old revisions
-(:mod:`offrl_bench.replay`), whose installed ``offrl_bench`` does not have it.
+(:mod:`offrl_bench.trust.replay`), whose installed ``offrl_bench`` does not have it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from types import CodeType
 #: The packages whose code provenance follows: their folders in the repository.
 PROJECT_FOLDERS = ("offrl_bench", "algorithms", "envs")
 #: The replay harness and this module: they run the replay but are not what a run executes.
-NOT_RUN_CODE = ("offrl_bench/replay.py", "offrl_bench/code_identity.py")
+NOT_RUN_CODE = ("offrl_bench/trust/replay.py", "offrl_bench/trust/code_identity.py")
 #: Import roots that name this project; imports from them are normalised to the bound name, so a
 #: function or module that moves keeps its callers' modules unchanged.
 PROJECT_IMPORT_ROOT = "offrl_bench"
@@ -298,26 +298,32 @@ class SourceTree:
 def code_changes(recorded: dict[str, dict], tree: SourceTree) -> list[str]:
     """Why recorded code no longer describes ``tree``: one short reason per changed unit; empty when
     every executed function, and every module's import-time units, are unchanged. New functions and
-    classes, and new import bindings, do not count: no recorded run executed them."""
+    classes, and new import bindings, do not count: no recorded run executed them.
+
+    A module that moved into a folder is found by its file name (:meth:`SourceTree.moved_module`),
+    also when a re-export of it stays at the old path: a unit then counts as unchanged when either
+    file holds it unchanged."""
     reasons = []
     for path, module in recorded.items():
-        index = tree.index(path)
-        where = path
-        if index is None and (moved := tree.moved_module(path)) is not None:
-            index, where = tree.index(moved), moved
+        index, where = tree.index(path), path
+        moved = tree.moved_module(path)
+        elsewhere = tree.index(moved) if moved is not None else None
+        if index is None and elsewhere is not None:
+            index, where, elsewhere = elsewhere, moved, None
         if index is None:
             missing = [name for name, digest in module["functions"].items() if tree.find_function(name, digest) is None]
             if missing:
                 reasons.append(f"{path} removed ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
             continue
-        changed = [name for name, digest in module["bindings"].items() if index.bindings.get(name) != digest]
-        changed += [name for name, digest in module["classes"].items() if index.classes.get(name) != digest]
+        held = [index] + ([elsewhere] if elsewhere is not None else [])
+        changed = [name for kind in ("bindings", "classes") for name, digest in module[kind].items()
+                   if all(getattr(source, kind).get(name) != digest for source in held)]
         if changed:
             reasons.append(f"{where}: {', '.join(sorted(changed)[:4])}{' ...' if len(changed) > 4 else ''} changed")
-        if index.statements != module["statements"]:
+        if all(source.statements != module["statements"] for source in held):
             reasons.append(f"{where}: module-level statements changed")
         for name, digest in module["functions"].items():
-            if index.functions.get(name) == digest:
+            if any(source.functions.get(name) == digest for source in held):
                 continue
             if name not in index.functions and tree.find_function(name, digest) is not None:
                 continue  # moved to another module, body unchanged

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from offrl_bench.algorithms.nn import mlp
-from offrl_bench.api import Algorithm
+from offrl_bench.core.api import Algorithm
 from offrl_bench.data.datasets import TransitionDataset
-from offrl_bench.results import RunStore, append_jsonl, read_jsonl, write_atomic
+from offrl_bench.records.run_store import RunStore, append_jsonl, read_jsonl, write_atomic
 
 FILE_NAME = "ope.jsonl"
 
@@ -115,7 +115,7 @@ class Checkpoint:
 
 
 def load_policy(algorithm: Algorithm, policy: dict, dataset: TransitionDataset) -> None:
-    """Load a policy snapshot (:meth:`~offrl_bench.api.Algorithm.policy_state_dict`). A plugin whose
+    """Load a policy snapshot (:meth:`~offrl_bench.core.api.Algorithm.policy_state_dict`). A plugin whose
     ``load_state_dict`` also wants keys the snapshot leaves out (BC -> PPO's ``pretrained`` flag at
     b1a1c98) gets them from a freshly set-up instance: they are training state, not what ``act``
     uses. Only then is ``setup`` called, since for some plugins it trains a model."""
@@ -133,7 +133,7 @@ def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
     ``known`` maps (dataset, environment, policy file digest) to estimates made before with the same
     settings: runs that differ only in their evaluation wrapper train the same policy, bit for bit,
     and FQE's estimate (from the dataset alone, seeded) is then the same too."""
-    from offrl_bench.runner import RunSpec, _cached_dataset, build_algorithm
+    from offrl_bench.execution.runner import RunSpec, _cached_dataset, build_algorithm
 
     spec = RunSpec(**{key: tuple(tuple(pair) for pair in value) if key == "overrides" else value
                       for key, value in json.loads((run_dir / "spec.json").read_text()).items()})
@@ -164,7 +164,7 @@ def evaluate_directory(directory: Path, config: FQEConfig, seed: int = 0, only: 
     """FQE for every finished run of ``directory`` (``only``: these algorithms) not already in its
     ``ope.jsonl`` with these settings; each run's line is appended as soon as it is done, so an
     interrupted evaluation resumes. Returns every line for these settings."""
-    from offrl_bench.runner import _environment_versions
+    from offrl_bench.execution.runner import _environment_versions
 
     store = RunStore(directory)
     path = directory / FILE_NAME

@@ -2,7 +2,7 @@
 regenerate stale rows.
 
 - :func:`record`: the provenance line of every training group of a reference that has none, from a
-  traced replay at the group's own revision (installed in a worktree, :mod:`offrl_bench.revisions`).
+  traced replay at the group's own revision (installed in a worktree, :mod:`offrl_bench.trust.revisions`).
 - :func:`attest`: for stale rows, replay at their recorded revision and at HEAD on this machine; if
   parameters, losses, evaluation returns and datasets are bit-identical, the change was
   behaviour-neutral: the line takes HEAD's code record and keeps an attestation.
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from offrl_bench import code_identity, provenance, revisions
-from offrl_bench.errors import UsageError
-from offrl_bench.results import RunStore
+from offrl_bench.core.errors import UsageError
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import code_identity, provenance, revisions
 
 Progress = Callable[[str], None]
 
@@ -32,11 +32,11 @@ def _action_kind(env_id: str) -> str:
 
 
 def replay_budget(record: dict) -> int:
-    """The replay length of a record's run: its algorithm's :meth:`~offrl_bench.api.Algorithm.replay_budget`
+    """The replay length of a record's run: its algorithm's :meth:`~offrl_bench.core.api.Algorithm.replay_budget`
     at HEAD, or the run's whole budget where HEAD cannot say (an algorithm no longer installed)."""
-    from offrl_bench import registry
-    from offrl_bench.config import build_config
-    from offrl_bench.errors import OffrlBenchError
+    from offrl_bench.core import registry
+    from offrl_bench.core.config import build_config
+    from offrl_bench.core.errors import OffrlBenchError
 
     spec = record["spec"]
     try:
@@ -222,8 +222,9 @@ def _outcome_differences(before: dict, after: dict, key: str, dataset: str) -> s
 def rebuild_leaderboard(directory: Path, records: list[dict] | None = None) -> Path:
     """``DIR/leaderboard.csv`` from its records, with the sanity-floor, FQE and stale columns (what
     ``offrl-bench leaderboard DIR`` writes)."""
-    from offrl_bench import budget, ope
-    from offrl_bench.results import leaderboard, write_leaderboard
+    from offrl_bench.execution import ope
+    from offrl_bench.records.leaderboard import leaderboard, write_leaderboard
+    from offrl_bench.trust import budget
 
     records = list(RunStore(directory).records().values()) if records is None else records
     frame = leaderboard(records, budget=budget.for_directory(directory, records),
@@ -237,8 +238,8 @@ def publish(directory: Path, root: Path, new_records: list[dict], progress: Prog
     """Put ``new_records`` (regenerated runs) in the reference at ``directory`` in place of the records
     with their run ids, record their provenance, and rebuild the leaderboard. FQE selections of the
     replaced runs are dropped (``offrl-bench ope`` computes them again)."""
-    from offrl_bench import ope
-    from offrl_bench.results import read_jsonl, write_atomic
+    from offrl_bench.execution import ope
+    from offrl_bench.records.run_store import read_jsonl, write_atomic
 
     store = RunStore(directory)
     replaced = {record["run_id"]: record for record in new_records}
@@ -264,9 +265,10 @@ def regenerate(directory: Path, root: Path, workers: int = 2, progress: Progress
     ``results/regenerate/<suite>/<revision>/`` (runs never write into the reference), publishing each row as
     soon as its runs finish. Interrupted, it keeps the rows it published and the runs it finished;
     the same call continues. Returns (rows regenerated, rows still stale)."""
-    from offrl_bench import registry, scheduler
+    from offrl_bench.core import registry
     from offrl_bench.data.make import make_missing_datasets
-    from offrl_bench.runner import RunSpec, preflight
+    from offrl_bench.execution import scheduler
+    from offrl_bench.execution.runner import RunSpec, preflight
 
     if not revisions.head_is_clean(root):
         raise UsageError("regenerate needs a clean tree: published rows come from committed revisions")

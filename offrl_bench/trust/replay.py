@@ -1,16 +1,17 @@
 """A short, traced replay of published rows: which code their runs execute, and what it computes.
 
-Behavioural provenance (:mod:`offrl_bench.provenance`) needs, for each trained agent of a reference,
+Behavioural provenance (:mod:`offrl_bench.trust.provenance`) needs, for each trained agent of a reference,
 the project functions its run executes. Tracing the timed run would skew ``train_seconds``, so a
-separate replay runs the same :class:`~offrl_bench.runner.RunSpec` with a budget just long enough to
+separate replay runs the same :class:`~offrl_bench.execution.runner.RunSpec` with a budget just long enough to
 pass every periodic event of the algorithm (``Algorithm.replay_budget``) and one evaluation with
 the run's own number of episodes, under each evaluation wrapper. Datasets are built by the real
 ``make_dataset`` under the same trace, so their collection code is recorded too.
 
 The replay runs in a separate process, often in an old revision's worktree and venv: there
 ``offrl_bench`` is the old package, so this file is run as a script and uses only what every
-revision has (``RunSpec``, ``execute_run``, ``RunStore``, ``DatasetRequest``, ``make_dataset``) and
-:mod:`offrl_bench.code_identity`, loaded by path from beside this file.
+revision has (``RunSpec``, ``execute_run``, ``RunStore``, ``DatasetRequest``, ``make_dataset``; found at
+their old, top-level places in revisions before the layer folders) and
+:mod:`offrl_bench.trust.code_identity`, loaded by path from beside this file.
 
     python replay.py JOB.json RESULT.json
 
@@ -37,13 +38,26 @@ from pathlib import Path
 
 def _code_identity():
     if __package__:
-        from offrl_bench import code_identity
+        from offrl_bench.trust import code_identity
         return code_identity
     spec = importlib.util.spec_from_file_location("_offrl_code_identity", Path(__file__).with_name("code_identity.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _project(path: str, before_layers: str):
+    """The module ``offrl_bench.<path>``; in a revision from before the core moved into layer folders
+    (1b42b1e and older), the same module at its old place, ``offrl_bench.<before_layers>``."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"offrl_bench.{path}")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("offrl_bench."):
+            raise
+        return importlib.import_module(f"offrl_bench.{before_layers}")
 
 
 def tensor_digest(value) -> str:
@@ -139,9 +153,9 @@ def replay_dataset(identity, root: Path, suite: str, dataset_id: str) -> dict:
     """Build ``dataset_id`` as ``suite`` makes it (replacing a copy an interrupted replay left)."""
     import dataclasses
 
-    from offrl_bench import registry
     from offrl_bench.data.make import make_dataset
 
+    registry = _project("core.registry", "registry")
     request = {r.dataset_id: r for r in registry.suite(suite).datasets}[dataset_id]
     _, executed = _traced(identity, root, lambda: make_dataset(request, overwrite=True, log=lambda message: None))
     fields = {key: value for key, value in dataclasses.asdict(request).items() if value is not None}
@@ -154,8 +168,9 @@ def replay_group(identity, root: Path, item: dict) -> dict:
 
     import torch
 
-    from offrl_bench.results import RunStore
-    from offrl_bench.runner import RunSpec, execute_run
+    runner = _project("execution.runner", "runner")
+    RunSpec, execute_run = runner.RunSpec, runner.execute_run  # noqa: N806 (a class, named as it is)
+    RunStore = _project("records.run_store", "results").RunStore  # noqa: N806
 
     budget = int(item["budget"])
     per_wrapper, outcomes, config = {}, {}, None
@@ -180,9 +195,8 @@ def resolved_config(spec) -> dict:
     """The run's whole config, defaults included, and its base algorithm's (SS-ORL's ``base``)."""
     import dataclasses
 
-    from offrl_bench import registry
-    from offrl_bench.config import build_config
-
+    registry = _project("core.registry", "registry")
+    build_config = _project("core.config", "config").build_config
     config = build_config(registry.algorithm_class(spec.algo), spec.overrides)
     resolved = dataclasses.asdict(config)
     if callable(getattr(config, "base_config", None)):

@@ -23,20 +23,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offrl_bench.errors import UsageError
-from offrl_bench.results import (
+from offrl_bench.core.errors import UsageError
+from offrl_bench.records.leaderboard import (
     ALL,
     CSV_FLOAT_FORMAT,
     NO_WRAPPER,
-    RunStore,
     Task,
     leaderboard,
     scores_by_variant,
     split_of,
     variant_name,
-    write_atomic,
 )
-from offrl_bench.statistics import aggregate_table, performance_profiles, probability_of_improvement
+from offrl_bench.records.run_store import RunStore, write_atomic
+from offrl_bench.records.statistics import aggregate_table, performance_profiles, probability_of_improvement
 
 MAX_PAIRWISE = 8
 THRESHOLDS = np.linspace(0, 110, 56)

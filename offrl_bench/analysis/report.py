@@ -25,17 +25,17 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offrl_bench import budget, ope, provenance
-from offrl_bench.errors import UsageError
-from offrl_bench.results import (
+from offrl_bench.core.errors import UsageError
+from offrl_bench.execution import ope
+from offrl_bench.records.leaderboard import (
     ALL,
     DERIVED_COLUMNS,
     LEADERBOARD_COLUMNS,
-    RunStore,
     leaderboard,
     leaderboard_csv,
-    write_atomic,
 )
+from offrl_bench.records.run_store import RunStore, write_atomic
+from offrl_bench.trust import budget, provenance
 
 #: Leaderboard columns with a dropdown filter, when present.
 FILTERS = ("suite", "dataset", "wrapper", "split", "algorithm")
@@ -171,7 +171,7 @@ def _variant_label(row: dict, variant_columns: list[str]) -> str:
 
 def build_report(directory: Path, output: Path | None = None) -> Path:
     """Write the report of ``directory`` (default ``DIRECTORY/report.html``); returns its path."""
-    from offrl_bench.plots import plot_directory
+    from offrl_bench.analysis.plots import plot_directory
 
     directory = Path(directory)
     store = RunStore(directory)
@@ -269,8 +269,8 @@ stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggre
 
 def _trust_section(directory: Path, records: list[dict], frame) -> str:
     """Provenance warning, reference comparison and claims table, as HTML."""
-    from offrl_bench import claims, provenance
-    from offrl_bench.reference import compare_with_reference
+    from offrl_bench.trust import claims, provenance
+    from offrl_bench.trust.reference import compare_with_reference
 
     parts = []
     warning = provenance.warning(records)

@@ -1,28 +1,18 @@
-"""Run records and the leaderboard.
-
-``runs.jsonl`` in an output directory holds one JSON line per finished run and is the source of
-truth; ``leaderboard.csv`` is derived from it and can always be rebuilt (``offrl-bench leaderboard``).
-``failures.jsonl`` holds one line per failed attempt (reason and traceback); a run that later
-finishes is no longer counted as failed. ``commands.jsonl`` holds every ``offrl-bench run`` command
-that wrote into the directory, with its start time (the report shows them).
-"""
+"""The leaderboard: one row per (suite, dataset, wrapper, algorithm variant) from a directory's run
+records (:mod:`offrl_bench.records.run_store`), with IQM and its interval, per-suite ``ALL`` rows and
+the derived columns; ``leaderboard.csv`` can always be rebuilt from ``runs.jsonl``."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import math
-import os
-import socket
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from offrl_bench.statistics import interval_estimates
+from offrl_bench.records.run_store import write_atomic
+from offrl_bench.records.statistics import interval_estimates
 
 #: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow
 #: (``drop_from_default`` is added when any row ran under a wrapper).
@@ -42,123 +32,13 @@ NO_WRAPPER = "none"
 CSV_FLOAT_FORMAT = "%.6g"
 
 
-class RunStore:
-    """The on-disk layout of one output directory."""
+class BudgetVerdicts(Protocol):
+    """Sanity-floor verdicts (:mod:`offrl_bench.trust.budget` makes them): one per run record, and one
+    for an ``ALL`` row from its tasks' verdicts."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        self.records_path = self.out_dir / "runs.jsonl"
-        self.failures_path = self.out_dir / "failures.jsonl"
-        self.lock_path = self.out_dir / "runs.jsonl.lock"
-        self.commands_path = self.out_dir / "commands.jsonl"
+    def __call__(self, record: dict) -> str: ...
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.out_dir / "runs" / run_id
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive lock shared by every process appending to this directory."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def claim(self, run_id: str, wait: bool) -> Iterator[bool]:
-        """The exclusive right to execute ``run_id``, across every process using this directory.
-
-        Yields False (without waiting) when another live process holds it and ``wait`` is False. The
-        lock is an ``flock`` on ``runs/<run_id>/claim``: the kernel drops it when its holder dies, even
-        by SIGKILL, so a claim never goes stale. The file names the holder (host and pid).
-        """
-        run_dir = self.run_dir(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "claim", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                f.truncate(0)
-                f.write(f"{socket.gethostname()} {os.getpid()}\n")
-                f.flush()
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-    def records(self) -> dict[str, dict]:
-        """Finished runs by id. A torn last line (process killed mid-write) is ignored; the first
-        record of a run id wins, so a record is never counted twice."""
-        found: dict[str, dict] = {}
-        for record in read_jsonl(self.records_path):
-            found.setdefault(record["run_id"], record)
-        return found
-
-    def failures(self) -> dict[str, dict]:
-        """The latest failed attempt of every run that has not finished since."""
-        latest = {failure["run_id"]: failure for failure in read_jsonl(self.failures_path)}
-        finished = self.records()
-        return {run_id: failure for run_id, failure in latest.items() if run_id not in finished}
-
-    def append(self, record: dict) -> bool:
-        """Append ``record`` unless its run id is already recorded; True if it was written."""
-        with self.locked():
-            if record["run_id"] in self.records():
-                return False
-            append_jsonl(self.records_path, record)
-            return True
-
-    def append_failure(self, failure: dict) -> None:
-        with self.locked():
-            append_jsonl(self.failures_path, failure)
-
-    def append_command(self, command: str, started_at: str) -> None:
-        with self.locked():
-            append_jsonl(self.commands_path, {"command": command, "started_at": started_at})
-
-    def commands(self) -> list[dict]:
-        return list(read_jsonl(self.commands_path))
-
-
-def read_jsonl(path: Path) -> Iterator[dict]:
-    """The entries of a JSONL file; a line torn by a kill is skipped."""
-    if not path.exists():
-        return
-    for line in path.read_text().splitlines():
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            continue
-
-
-def append_jsonl(path: Path, entry: dict) -> None:
-    """Append one entry durably (fsync), on its own line even after a torn last line."""
-    line = json.dumps(entry, sort_keys=True) + "\n"
-    with open(path, "a+b") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:  # repair a torn last line so this entry starts on its own line
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write(line.encode())
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(f.fileno(), 0o666 & ~umask)  # as open() would make it; temporary files start private
-    os.replace(f.name, path)
+    def aggregate(self, verdicts: list[str]) -> str: ...
 
 
 def _iqm_with_ci(scores: np.ndarray) -> tuple[float, float, float]:
@@ -215,7 +95,7 @@ def _variant(record: dict) -> tuple[str, tuple]:
 
 
 def leaderboard(records: list[dict], with_run_ids: bool = False,
-                budget: Callable[[dict], str] | None = None, selection: dict | None = None,
+                budget: BudgetVerdicts | None = None, selection: dict | None = None,
                 stale: dict[tuple, str] | None = None) -> pd.DataFrame:
     """DESIGN.md §4 leaderboard: a row per (suite, dataset, wrapper, algorithm), then an ``ALL`` row
     per (suite, algorithm) aggregating normalised scores over its tasks (dataset x wrapper).
@@ -226,17 +106,18 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     first) because a stratified bootstrap needs a runs x tasks matrix. ``with_run_ids`` adds a last
     column ``run_ids``: the runs behind each row (not part of the CSV).
 
-    ``budget`` (see :func:`offrl_bench.budget.verdict_function`) gives the sanity-floor verdict of a
-    run's algorithm at its budget; with it, a last column ``budget`` says ``learned``,
+    ``budget`` (:class:`offrl_bench.trust.budget.BudgetVerdicts`, or any callable with an
+    ``aggregate`` method) gives the sanity-floor verdict of a run's algorithm at its budget; with it,
+    a last column ``budget`` says ``learned``,
     ``under-budget``, ``unchecked`` or ``baseline`` (nothing to learn) per row, and an ``ALL`` row is
     ``under-budget`` when any task it averages is.
 
-    ``selection`` (run id -> :class:`offrl_bench.ope.Selection`, from ``offrl-bench ope``) adds
+    ``selection`` (run id -> :class:`offrl_bench.execution.ope.Selection`, from ``offrl-bench ope``) adds
     ``fqe_selected`` and ``oracle_best``: the mean score of the checkpoints FQE selects and of the
     best ones, beside ``normalized_mean`` (the final checkpoints); empty unless every run of the row
     has a selection.
 
-    ``stale`` (row -> label, :func:`offrl_bench.provenance.stale_labels`) marks the rows of a published
+    ``stale`` (row -> label, :func:`offrl_bench.trust.provenance.stale_labels`) marks the rows of a published
     reference whose provenance is not current at HEAD: a last column ``stale`` holds the label
     (``stale since abc1234: why``), and an ``ALL`` row says how many of its tasks are stale.
     """
@@ -246,8 +127,6 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     for record in records:
         key = (record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, _variant(record))
         groups.setdefault(key, []).append(record)
-    if budget:
-        from offrl_bench.budget import aggregate_verdict
     rows, verdicts, labels = [], [], []
     for (suite, dataset, wrapper, (algorithm, columns)), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
@@ -267,7 +146,7 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         used = [r for runs in tasks for r in runs[:n]]
         rows.append({**_row(suite, ALL, f"levels:{split}" if split else ALL, algorithm, used, scores),
                      **dict(columns), "run_ids": tuple(r["run_id"] for r in used)})
-        verdicts.append(aggregate_verdict([budget(runs[0]) for runs in tasks]) if budget else "")
+        verdicts.append(budget.aggregate([budget(runs[0]) for runs in tasks]) if budget else "")
         keys = [(suite, runs[0]["dataset"], runs[0]["wrapper"] or NO_WRAPPER, _variant_label(algorithm, columns))
                 for runs in tasks]
         count = sum(key in (stale or {}) for key in keys)

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offrl_bench import registry
+from offrl_bench.core import registry
+from offrl_bench.core.errors import OffrlBenchError
 from offrl_bench.data.make import DatasetRequest
-from offrl_bench.errors import OffrlBenchError
-from offrl_bench.results import CSV_FLOAT_FORMAT, NO_WRAPPER, variant_name, write_atomic
+from offrl_bench.records.leaderboard import CSV_FLOAT_FORMAT, NO_WRAPPER, variant_name
+from offrl_bench.records.run_store import write_atomic
 from offrl_bench.suites import CombinedSuite, Suite
 
 FLOOR = 50.0
@@ -138,7 +139,7 @@ def read(path: Path) -> pd.DataFrame:
 def load(directory: Path, suites: set[str]) -> pd.DataFrame | None:
     """The verdicts that apply to results in ``directory``: its own ``budget_check.csv``, plus, for
     suites it has none for, the published reference's. None when there are none at all."""
-    from offrl_bench.reference import reference_dir
+    from offrl_bench.trust.reference import reference_dir
 
     found = []
     own = Path(directory) / FILE_NAME
@@ -153,35 +154,36 @@ def load(directory: Path, suites: set[str]) -> pd.DataFrame | None:
 
 
 def for_directory(directory: Path, records: list[dict]):
-    """The ``budget`` argument of :func:`offrl_bench.results.leaderboard` for results in
+    """The ``budget`` argument of :func:`offrl_bench.records.leaderboard.leaderboard` for results in
     ``directory`` (see :func:`load`); None when no verdicts apply."""
     checks = load(directory, {record["suite"] for record in records})
-    return verdict_function(checks) if checks is not None else None
+    return BudgetVerdicts(checks) if checks is not None else None
 
 
-def verdict_function(checks: pd.DataFrame):
-    """``record -> verdict`` for :func:`offrl_bench.results.leaderboard`: the verdict of the record's
-    (suite, algorithm variant, environment) at its number of updates, else ``unchecked`` (a check
-    without a valid BC anchor judges nothing)."""
-    verdict_of = {(row.suite, row.algorithm, row.env_id, int(row.updates)): row.verdict
-                  for row in checks.itertuples()}
+class BudgetVerdicts:
+    """The ``budget`` argument of :func:`offrl_bench.records.leaderboard.leaderboard`. Called with a
+    record, the verdict of its (suite, algorithm variant, environment) at its number of updates, else
+    ``unchecked`` (a check without a valid BC anchor judges nothing); :meth:`aggregate` gives an
+    ``ALL`` row's verdict from its tasks'."""
 
-    def verdict(record: dict) -> str:
+    def __init__(self, checks: pd.DataFrame) -> None:
+        self.verdict_of = {(row.suite, row.algorithm, row.env_id, int(row.updates)): row.verdict
+                           for row in checks.itertuples()}
+
+    def __call__(self, record: dict) -> str:
         if not _trains(record["algorithm"]):
             return BASELINE
-        found = verdict_of.get((record["suite"], variant_name(record), record["env_id"], int(record["updates"])))
+        found = self.verdict_of.get((record["suite"], variant_name(record), record["env_id"], int(record["updates"])))
         return found if found in (LEARNED, UNDER_BUDGET) else UNCHECKED
 
-    return verdict
-
-
-def aggregate_verdict(verdicts: list[str]) -> str:
-    """An ``ALL`` row averaging tasks with these verdicts: under-budget if any is."""
-    if UNDER_BUDGET in verdicts:
-        return UNDER_BUDGET
-    if verdicts and all(v == BASELINE for v in verdicts):
-        return BASELINE
-    return LEARNED if verdicts and all(v == LEARNED for v in verdicts) else UNCHECKED
+    @staticmethod
+    def aggregate(verdicts: list[str]) -> str:
+        """An ``ALL`` row averaging tasks with these verdicts: under-budget if any is."""
+        if UNDER_BUDGET in verdicts:
+            return UNDER_BUDGET
+        if verdicts and all(v == BASELINE for v in verdicts):
+            return BASELINE
+        return LEARNED if verdicts and all(v == LEARNED for v in verdicts) else UNCHECKED
 
 
 def table(checks: pd.DataFrame) -> str:

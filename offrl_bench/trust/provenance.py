@@ -5,10 +5,10 @@ Every record names the git revision it ran at and whether the tree had uncommitt
 (``versions.git_revision``, ``versions.git_dirty``). Beside its ``runs.jsonl`` a published reference
 keeps ``provenance.jsonl``: one line per trained agent (a *training group*: the runs that differ only
 in their seed and, offline, in the wrapper they are evaluated under). A line holds what the group's
-runs execute, found by a traced short replay (:mod:`offrl_bench.replay`) at the group's own revision:
+runs execute, found by a traced short replay (:mod:`offrl_bench.trust.replay`) at the group's own revision:
 
 - **code**: every project function and method executed, and the import-time units of each module
-  executed, as hashes of their normalised AST (:mod:`offrl_bench.code_identity`), with the extra
+  executed, as hashes of their normalised AST (:mod:`offrl_bench.trust.code_identity`), with the extra
   code each evaluation wrapper runs kept apart (``wrapper_code``);
 - **dataset recipe**: the suite's dataset request, the shipped behaviour-policy files' hashes, the
   collection code (traced the same way) and the content hash of the dataset it built;
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from offrl_bench.code_identity import SourceTree, code_changes, joined_code
+from offrl_bench.trust.code_identity import SourceTree, code_changes, joined_code
 
 FILE_NAME = "provenance.jsonl"
 
@@ -65,14 +65,14 @@ def provenance(records: Iterable[dict]) -> Provenance:
 
 def repository_root() -> Path | None:
     """The git checkout this package runs from; None for an installed copy."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve()
     try:
         result = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10,
-                                cwd=here)
+                                cwd=here.parent)
     except (OSError, subprocess.SubprocessError):
         return None
     root = Path(result.stdout.strip()) if result.returncode == 0 else None
-    return root if root and (root / "offrl_bench" / "provenance.py").resolve() == Path(__file__).resolve() else None
+    return root if root and (root / "offrl_bench" / "trust" / "provenance.py").resolve() == here else None
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -119,7 +119,7 @@ Row = tuple[str, str, str, str]  # (suite, dataset, wrapper, algorithm variant)
 
 
 def row_of(record: dict) -> Row:
-    from offrl_bench.results import NO_WRAPPER, variant_name
+    from offrl_bench.records.leaderboard import NO_WRAPPER, variant_name
 
     return record["suite"], record["dataset"], record["wrapper"] or NO_WRAPPER, variant_name(record)
 
@@ -132,14 +132,14 @@ def rows(records: Iterable[dict]) -> dict[Row, list[dict]]:
 
 
 def read_lines(directory: Path) -> list[dict]:
-    from offrl_bench.results import read_jsonl
+    from offrl_bench.records.run_store import read_jsonl
 
     path = Path(directory) / FILE_NAME
     return list(read_jsonl(path)) if path.exists() else []
 
 
 def write_lines(directory: Path, lines: list[dict]) -> None:
-    from offrl_bench.results import write_atomic
+    from offrl_bench.records.run_store import write_atomic
 
     ordered = sorted(lines, key=lambda line: line["key"])
     write_atomic(Path(directory) / FILE_NAME, "".join(json.dumps(line, sort_keys=True) + "\n" for line in ordered))
@@ -180,9 +180,9 @@ class HeadState:
 
     @cache  # noqa: B019 (one HeadState per status call)
     def resolved_config(self, algo: str, overrides: tuple) -> tuple[dict | None, str | None]:
-        from offrl_bench.errors import OffrlBenchError
-        from offrl_bench.replay import resolved_config
-        from offrl_bench.runner import RunSpec
+        from offrl_bench.core.errors import OffrlBenchError
+        from offrl_bench.execution.runner import RunSpec
+        from offrl_bench.trust.replay import resolved_config
 
         try:
             return resolved_config(RunSpec(algo=algo, dataset="", seed=0, overrides=overrides)), None
@@ -192,8 +192,8 @@ class HeadState:
     @cache  # noqa: B019
     def dataset_request(self, suite: str, dataset_id: str) -> dict | str:
         """The suite's request for ``dataset_id`` as the replay records it, or why there is none."""
-        from offrl_bench import registry
-        from offrl_bench.errors import OffrlBenchError
+        from offrl_bench.core import registry
+        from offrl_bench.core.errors import OffrlBenchError
 
         try:
             requests = {request.dataset_id: request for request in registry.suite(suite).datasets}
@@ -205,7 +205,7 @@ class HeadState:
 
     @cache  # noqa: B019
     def policies(self, env_id: str) -> dict:
-        from offrl_bench.replay import policy_files
+        from offrl_bench.trust.replay import policy_files
 
         return policy_files(self.root, env_id)
 
@@ -213,7 +213,7 @@ class HeadState:
         """The content hash of the dataset as it exists here, or None when it does not."""
         if dataset_id not in self._content:
             from offrl_bench.data.datasets import dataset_exists
-            from offrl_bench.replay import dataset_content_digest
+            from offrl_bench.trust.replay import dataset_content_digest
 
             self._content[dataset_id] = dataset_content_digest(dataset_id) if dataset_exists(dataset_id) else None
         return self._content[dataset_id]
@@ -256,7 +256,7 @@ def line_reasons(line: dict, wrapper: str, head: HeadState) -> list[str]:
 
 def status(directory: Path, records: list[dict] | None = None, head: HeadState | None = None) -> list[RowStatus]:
     """Every row of the reference in ``directory``, fresh or stale (with why)."""
-    from offrl_bench.results import RunStore
+    from offrl_bench.records.run_store import RunStore
 
     if records is None:
         records = list(RunStore(directory).records().values())

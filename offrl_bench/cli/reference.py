@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from offrl_bench.errors import UsageError, one_of
+from offrl_bench.core.errors import UsageError, one_of
 
 out = Console(emoji=False, highlight=False)
 say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
@@ -22,7 +22,7 @@ def reference_app() -> None:
 
 
 def _repository() -> Path:
-    from offrl_bench.provenance import repository_root
+    from offrl_bench.trust.provenance import repository_root
 
     root = repository_root()
     if root is None:
@@ -47,7 +47,7 @@ def status_(suites: tuple[str, ...], check: bool) -> None:
     """Which published rows are fresh at HEAD: one line per stale row (suite, dataset, wrapper,
     algorithm, why), then N/M rows fresh. A row is fresh when the code its runs execute, its dataset
     recipe and its resolved config are unchanged, or an attestation proved the change neutral."""
-    from offrl_bench import provenance
+    from offrl_bench.trust import provenance
 
     started = time.perf_counter()
     directories = published(suites)
@@ -73,7 +73,7 @@ def status_(suites: tuple[str, ...], check: bool) -> None:
 def record_(suites: tuple[str, ...], workers: int) -> None:
     """Record the provenance of every training group that has none, by a traced short replay at the
     revision its runs ran at (installed in a worktree under the cache directory)."""
-    from offrl_bench import maintenance
+    from offrl_bench.trust import maintenance
 
     for directory in published(suites):
         added = maintenance.record(directory, _repository(), workers=workers, progress=say)
@@ -88,7 +88,7 @@ def record_(suites: tuple[str, ...], workers: int) -> None:
 def attest_(suite: str, rows: tuple[str, ...], workers: int) -> None:
     """Replay the stale rows' training at their recorded revision and at HEAD, on this machine; a row
     whose parameters, losses, evaluation returns and dataset are bit-identical is attested fresh."""
-    from offrl_bench import maintenance
+    from offrl_bench.trust import maintenance
 
     (directory,) = published((suite,))
     attested, refused = maintenance.attest(directory, _repository(), list(rows), workers=workers, progress=say)
@@ -106,12 +106,12 @@ def regenerate_(suite: str, workers: int) -> None:
     """Rerun the stale rows only, at a clean HEAD, in results/regenerate/SUITE/REV/, and publish each row
     into the reference as soon as its runs finish (records, provenance, leaderboard). Resumable: the
     same command continues, and what was published can be committed at any point."""
-    from offrl_bench import maintenance
+    from offrl_bench.trust import maintenance
 
     (directory,) = published((suite,))
     done, left = maintenance.regenerate(directory, _repository(), workers=workers, progress=say)
     if done:
-        from offrl_bench.report import build_report
+        from offrl_bench.analysis.report import build_report
 
         say(f"wrote {build_report(directory)}")
     say(f"{done} rows regenerated, {left} still stale; the claims tables in README.md follow 'offrl-bench claims "

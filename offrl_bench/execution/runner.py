@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from offrl_bench import registry
-from offrl_bench.allocator import keep_freed_memory
-from offrl_bench.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
-from offrl_bench.config import build_config
+from offrl_bench.core import registry
+from offrl_bench.core.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
+from offrl_bench.core.config import build_config
+from offrl_bench.core.errors import OffrlBenchError, PluginError, UsageError
+from offrl_bench.core.rollout import perturbation_rates
 from offrl_bench.data.datasets import (
     TransitionDataset,
     dataset_path,
@@ -51,11 +52,10 @@ from offrl_bench.data.datasets import (
 )
 from offrl_bench.envs import make_env
 from offrl_bench.envs.level_splits import training_wrapper
-from offrl_bench.errors import OffrlBenchError, PluginError, UsageError
-from offrl_bench.evaluation import evaluate, evaluation_seed, normalized_score
-from offrl_bench.loggers import open_loggers
-from offrl_bench.results import RunStore, write_atomic
-from offrl_bench.rollout import perturbation_rates
+from offrl_bench.execution.allocator import keep_freed_memory
+from offrl_bench.execution.evaluation import evaluate, evaluation_seed, normalized_score
+from offrl_bench.execution.loggers import open_loggers
+from offrl_bench.records.run_store import RunStore, write_atomic
 
 ProgressCallback = Callable[[str, int, int], None]  # (run_id, updates done, updates total)
 #: The repository's code for ``git status``: every tracked file but the published results.
@@ -189,7 +189,7 @@ def preflight(specs: list[RunSpec]) -> None:
 
 def variant_fields(cls: type[Algorithm], config) -> dict:
     """The record fields that name a configured algorithm on the leaderboard (see
-    :func:`offrl_bench.results.variant_name`)."""
+    :func:`offrl_bench.records.leaderboard.variant_name`)."""
     return {"algorithm_label": cls.leaderboard_name(config), "columns": cls.leaderboard_columns(config)}
 
 

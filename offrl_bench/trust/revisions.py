@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from offrl_bench.errors import OffrlBenchError, UsageError
+from offrl_bench.core.errors import OffrlBenchError, UsageError
 
 
 def cache_root() -> Path:
@@ -46,7 +46,7 @@ def full_revision(root: Path, revision: str) -> str:
 def head_is_clean(root: Path) -> bool:
     """Whether the code is HEAD's: no uncommitted change to tracked files outside ``results/`` (the
     published records that record, attest and regenerate write are data, not code)."""
-    from offrl_bench.runner import CODE_PATHSPEC
+    from offrl_bench.execution.runner import CODE_PATHSPEC
 
     return not _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHSPEC)
 
@@ -127,10 +127,10 @@ def machine() -> str:
 
 def run_job(environment: RevisionEnvironment, job: dict, result: Path, workers: int = 1,
             progress: Callable[[dict], None] | None = None) -> dict:
-    """Run a replay job (see :mod:`offrl_bench.replay`) in ``environment``, its datasets first and
+    """Run a replay job (see :mod:`offrl_bench.trust.replay`) in ``environment``, its datasets first and
     then its replays, each split over ``workers`` processes of one torch thread. Resumable: items in
     ``result`` are not run again. Returns ``{"datasets": {...}, "replays": {...}}``."""
-    from offrl_bench import replay
+    from offrl_bench.trust import replay
 
     result.parent.mkdir(parents=True, exist_ok=True)
     environment.datasets.mkdir(parents=True, exist_ok=True)

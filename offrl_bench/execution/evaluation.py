@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl_bench.api import Algorithm
+from offrl_bench.core.api import Algorithm
+from offrl_bench.core.errors import PluginError
+from offrl_bench.core.rollout import Episode, EpisodicPolicy, Policy, run_episodes
 from offrl_bench.envs import make_env
-from offrl_bench.errors import PluginError
-from offrl_bench.rollout import Episode, EpisodicPolicy, Policy, run_episodes
 
 #: Evaluation episodes are seeded from here on, far away from the seeds used to collect datasets,
 #: so an agent is never scored on the exact starts it was trained on.
@@ -28,7 +28,7 @@ def normalized_score(value, ref_min: float | None, ref_max: float | None):
 
 
 class _CheckedEpisodicPolicy:
-    """An episodic algorithm seen through :class:`offrl_bench.rollout.EpisodicPolicy`, checked."""
+    """An episodic algorithm seen through :class:`offrl_bench.core.rollout.EpisodicPolicy`, checked."""
 
     def __init__(self, algorithm: Algorithm, check) -> None:
         self.algorithm, self.check = algorithm, check

@@ -33,11 +33,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from offrl_bench.core.errors import OffrlBenchError, UsageError
 from offrl_bench.data.datasets import datasets_root
-from offrl_bench.errors import OffrlBenchError, UsageError
-from offrl_bench.results import RunStore
-from offrl_bench.runner import RunSpec
-from offrl_bench.scheduler import Attempt, Sink, attempt_run, executor, throttled, watched
+from offrl_bench.execution.attempts import Attempt, Sink, attempt_run, executor, throttled, watched
+from offrl_bench.execution.runner import RunSpec
+from offrl_bench.records.run_store import RunStore
 
 #: environment variables every task needs to find what this process finds
 _SHARED_ENVIRONMENT = ("MINARI_DATASETS_PATH", "OFFRL_BENCH_POLICIES")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offrl_bench.errors import UsageError, one_of
-from offrl_bench.results import scores_by_variant
+from offrl_bench.core.errors import UsageError, one_of
+from offrl_bench.records.leaderboard import scores_by_variant
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Published reference leaderboards, and how a user's results compare with them.
 
 The project publishes the records of each suite it ran, each row from one clean revision (see
-:mod:`offrl_bench.provenance` for which rows are still current), in
+:mod:`offrl_bench.trust.provenance` for which rows are still current), in
 ``results/reference/<suite>/`` of the repository; the package ships the same ``runs.jsonl`` files
 as ``offrl_bench/reference/<suite>/`` so installed copies have them too. User runs never write
 there: ``run --suite X`` writes to ``results/X/``.
@@ -20,9 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 import offrl_bench
-from offrl_bench import provenance as row_provenance
-from offrl_bench.provenance import provenance, row_of
-from offrl_bench.results import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, RunStore, leaderboard
+from offrl_bench.records.leaderboard import DERIVED_COLUMNS, LEADERBOARD_COLUMNS, leaderboard
+from offrl_bench.records.run_store import RunStore
+from offrl_bench.trust import provenance as row_provenance
+from offrl_bench.trust.provenance import provenance, row_of
 
 RULE = "95% IQM intervals overlap"
 

@@ -14,7 +14,7 @@ The watch reports and changes nothing. In particular it does not drop to one thr
 machine's Intel Xeon the thread count changes the order of floating-point sums. A run that switched
 threads under load would no longer give the same numbers for the same command and seed. The
 robust setting is chosen up front instead: one thread per run (the default for a command with
-several runs, see :func:`offrl_bench.scheduler.default_workers`).
+several runs, see :func:`offrl_bench.execution.scheduler.default_workers`).
 """
 
 from __future__ import annotations
