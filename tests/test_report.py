@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -190,3 +191,35 @@ def test_sorting_and_filtering_in_headless_chromium(browser, results_dir, tmp_pa
     assert "random" in browser.find_element(By.ID, "details-title").text
     assert '"seed": 0' in browser.find_element(By.ID, "details").text
     assert browser.save_screenshot(str(tmp_path / "report.png"))
+
+
+def test_first_screen_answers_what_the_run_found(browser, results_dir):
+    """At 1400x1000 the report opens with the verdict summary and the aggregate IQM chart; the
+    commands, versions and claims without data are collapsed below."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        browser.get((results_dir / "report.html").as_uri())
+
+        def box(selector: str) -> dict:
+            return browser.execute_script(
+                "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+                "return {top: r.top, bottom: r.bottom, height: r.height};", selector)
+
+        for selector in ("#summary", "#overview svg"):
+            shown = box(selector)
+            assert shown["height"] > 0 and 0 <= shown["top"] and shown["bottom"] <= 1000, (selector, shown)
+        counts = browser.find_element(By.ID, "verdict-counts").text
+        assert re.match(r"\d+ claims with data: .+\. \d+ more have no data here", counts), counts
+        lines = browser.find_elements(By.CSS_SELECTOR, "#summary-claims tbody tr")
+        assert lines and all(len(line.find_elements(By.TAG_NAME, "td")) == 3 for line in lines)
+        assert all(re.search(r"[+-]\d.* \[[+-]\d.*, [+-]\d.*\]", line.find_elements(By.TAG_NAME, "td")[2].text)
+                   for line in lines)
+        for collapsed in ("#commands-section", "#no-data"):
+            element = browser.find_element(By.CSS_SELECTOR, collapsed)
+            assert element.get_attribute("open") is None and box(collapsed)["top"] > box("#leaderboard")["top"]
+        assert not browser.find_element(By.ID, "commands").is_displayed()
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -1,17 +1,21 @@
 """``offrl-bench report DIR``: the results of an output directory as one self-contained HTML page.
 
-The page needs no network: styles and scripts are inline, figures are PNG data URIs. It holds
+The page needs no network: styles and scripts are inline, figures are PNG data URIs. Its first
+screen answers "what did this run find?": the verdict counts and one line per claim with data
+(verdict, effect and interval), the comparison with the published reference, and the aggregate IQM
+chart. Below them:
 
+- the claims table with the numbers behind every verdict;
 - the leaderboard, every column sortable (click its header) and rows filterable by suite, dataset,
   wrapper, level split and algorithm; each cell carries the exact text of ``leaderboard.csv`` in
   ``data-value`` and shows it rounded;
 - the aggregate IQM of every algorithm with its 95% interval, drawn as bars (SVG);
 - the figures of ``offrl-bench plot`` (made first when ``DIR/plots`` does not exist);
 - for each row, when clicked: its runs with their seeds, configs, run settings and package versions;
-- the commands that produced the directory (``commands.jsonl``);
-- trust: a warning when the records are dirty, mix revisions or predate changes to the code that
-  computed them; how the leaderboard compares with the published reference of its suite; and the
-  claims engine's verdict on every installed paper claim, with the numbers behind it.
+- collapsed at the end: the claims with no data here, the commands that produced the directory
+  (``commands.jsonl``) and the package versions;
+- a provenance warning at the top when the records are dirty, mix revisions or predate changes to
+  the code that computed them.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from offrl_bench.records.leaderboard import (
     leaderboard_csv,
 )
 from offrl_bench.records.run_store import RunStore, write_atomic
-from offrl_bench.trust import budget, provenance
+from offrl_bench.trust import budget, claims, provenance
+from offrl_bench.trust.reference import compare_with_reference
 
 #: Leaderboard columns with a dropdown filter, when present.
 FILTERS = ("suite", "dataset", "wrapper", "split", "algorithm")
@@ -55,6 +60,13 @@ tbody tr { cursor: pointer; } tbody tr:hover { background: #eef2ff; } tr.selecte
 tr.aggregate td { font-weight: 600; }
 p.warning { background: #fff7ed; border-left: 4px solid #f97316; padding: 6px 10px; }
 #claims td { white-space: normal; max-width: 640px; vertical-align: top; }
+#first-screen { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; }
+#summary { flex: 1 1 480px; } #overview { flex: 0 0 auto; } #summary table { font-size: 12.5px; }
+#summary td { white-space: normal; } #summary td:nth-child(3) { white-space: nowrap; }
+#summary h2, #overview h2 { margin-top: 8px; }
+.verdict-reproduced { color: #15803d; } .verdict-contradicted { color: #b91c1c; }
+.verdict-inconclusive { color: #92400e; } .verdict-stale { color: #6b7280; }
+details { margin-top: 24px; } summary { cursor: pointer; font-weight: 600; }
 figure { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
 figure img { max-width: 900px; border: 1px solid #e5e7eb; } figcaption { font-size: 12px; color: #555; }
 """
@@ -139,7 +151,7 @@ def _aggregate_svg(rows: list[dict]) -> str:
     if not values:
         return ""
     low, high = min(0.0, min(values)), max(100.0, max(values))
-    label_width, plot_width, row_height = 260, 460, 20
+    label_width, plot_width, row_height = 250, 330, 20  # 650 px: beside the summary at 1400 px
     x = lambda v: label_width + (v - low) / (high - low) * plot_width  # noqa: E731
     height = row_height * len(rows) + 24
     parts = [f'<svg width="{label_width + plot_width + 70}" height="{height}" role="img" '
@@ -151,7 +163,8 @@ def _aggregate_svg(rows: list[dict]) -> str:
     for i, row in enumerate(rows):
         y = i * row_height + 4
         name = html.escape(row["variant"])
-        parts.append(f'<text x="{label_width - 6}" y="{y + 12}" text-anchor="end">{name}</text>')
+        short = html.escape(row["variant"] if len(row["variant"]) <= 42 else row["variant"][:41] + "\u2026")
+        parts.append(f'<text x="{label_width - 6}" y="{y + 12}" text-anchor="end"><title>{name}</title>{short}</text>')
         if row["normalized_iqm"] in ("", "nan"):
             continue
         iqm, ci_low, ci_high = (float(row[k]) for k in ("normalized_iqm", "ci_low", "ci_high"))
@@ -217,7 +230,7 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
     for row in rows:
         if row["dataset"] == ALL:
             groups.setdefault((row["suite"], row["wrapper"]), []).append(row)
-    for (suite, wrapper), members in groups.items():
+    for (suite, wrapper), members in sorted(groups.items(), key=lambda item: item[0][1] != ALL):
         scope = "" if wrapper == ALL else f", {wrapper}"
         aggregates.append(f"<h3>{html.escape(suite)}{html.escape(scope)}</h3>{_aggregate_svg(members)}")
 
@@ -232,18 +245,26 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
         "not recorded (these runs predate commands.jsonl); the suites in it: "
         + ", ".join(f"offrl-bench run --suite {s}" for s in sorted({r["suite"] for r in records.values()})))
     versions = next(iter(records.values())).get("versions", {})
-    trust = _trust_section(directory, list(records.values()), frame.assign(run_ids=run_ids))
+    verdicts = claims.evaluate_directory(directory)
+    decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
     payload = json.dumps(details).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>offrl-bench report: {html.escape(directory.name)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>offrl-bench report: {html.escape(str(directory))}</h1>
+{_provenance_warning(list(records.values()))}
+<div id="first-screen">
+<section id="summary"><h2>What this run found</h2>
+{_summary(verdicts, directory, list(records.values()), frame.assign(run_ids=run_ids))}
+</section>
+<section id="overview"><h2>Aggregate IQM with 95% intervals</h2>{aggregates[0] if aggregates else ""}</section>
+</div>
 <p>{len(records)} runs; report generated {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}.
 Normalised scores: 0 = random policy, 100 = expert policy of the dataset. IQM and 95% intervals are
 stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggregate a suite's tasks.</p>
-<h2>Commands</h2><pre id="commands">{html.escape(command_text)}</pre>
-<p>Package versions of the first run: <code>{html.escape(json.dumps(versions))}</code></p>
-{trust}
+<h2>Claims</h2><p>Each paper's finding, decided by the 95% stratified-bootstrap interval of the difference
+A-B (rliable); see <code>offrl-bench claims</code>.</p>
+{_claims_table(decided, "claims")}
 <h2>Leaderboard</h2>
 <div id="filters">{"".join(selects)} <span id="shown"></span></div>
 <p>Click a column header to sort, a row to see the runs behind it.</p>
@@ -251,10 +272,14 @@ stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggre
 {chr(10).join(body)}
 </tbody></table>
 <h3 id="details-title">Runs of the selected row</h3><pre id="details">(click a row)</pre>
-<h2>Aggregate IQM with 95% intervals</h2>
-{"".join(aggregates)}
+{"<h2>More aggregates</h2>" + "".join(aggregates[1:]) if len(aggregates) > 1 else ""}
 <h2>Figures</h2>
 {"".join(figures) or "<p>no figures</p>"}
+<details id="no-data"><summary>Claims with no data here ({len(verdicts) - len(decided)})</summary>
+{_claims_table([v for v in verdicts if v.verdict == claims.NO_DATA], "claims-no-data")}</details>
+<details id="commands-section"><summary>Commands and package versions</summary>
+<pre id="commands">{html.escape(command_text)}</pre>
+<p>Package versions of the first run: <code>{html.escape(json.dumps(versions))}</code></p></details>
 <script type="application/json" id="row-details">{payload}</script>
 <script>{_SCRIPT}</script>
 </body></html>
@@ -267,31 +292,59 @@ stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggre
     return path
 
 
-def _trust_section(directory: Path, records: list[dict], frame) -> str:
-    """Provenance warning, reference comparison and claims table, as HTML."""
-    from offrl_bench.trust import claims, provenance
-    from offrl_bench.trust.reference import compare_with_reference
-
-    parts = []
+def _provenance_warning(records: list[dict]) -> str:
     warning = provenance.warning(records)
-    if warning:
-        parts.append(f'<p id="provenance" class="warning"><strong>Provenance warning:</strong> '
-                     f"{html.escape(warning)}</p>")
+    return (f'<p id="provenance" class="warning"><strong>Provenance warning:</strong> {html.escape(warning)}</p>'
+            if warning else "")
+
+
+def _deciding(verdict: claims.Verdict) -> claims.Comparison:
+    """The comparison that gives the claim its verdict: the first with the claim's verdict, or for a
+    reproduced claim the one closest to failing (the interval bound nearest zero)."""
+    same = [c for c in verdict.comparisons if c.verdict == verdict.verdict]
+    if verdict.verdict == claims.REPRODUCED:
+        return min(same, key=lambda c: min(abs(c.low), abs(c.high)))
+    return same[0] if same else verdict.comparisons[0]
+
+
+def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict], frame) -> str:
+    """Verdict counts, one line per claim with data, and the reference comparison."""
+    counts = {}
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    order = (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE, claims.STALE)
+    decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
+    text = ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name)) or "none decided"
+    rows = []
+    for v in decided:
+        c = _deciding(v)
+        unit, spec = {"steps_to_score": (" steps", ".0f"), "value": ("", ".4f")}.get(v.claim.metric, ("", ".1f"))
+        effect = f"{c.difference:+{spec}}{unit} [{c.low:+{spec}}, {c.high:+{spec}}]"
+        more = f" (1 of {len(v.comparisons)})" if len(v.comparisons) > 1 else ""
+        shown = "stale: its rows' code changed" if v.verdict == claims.STALE else v.text()  # why: in the table
+        rows.append(f'<tr><td class="verdict-{v.verdict}" title="{html.escape(v.text())}">{html.escape(shown)}</td>'
+                    f"<td>{html.escape(v.claim.name)}</td><td>{html.escape(effect + more)}</td></tr>")
+    table = ('<table id="summary-claims"><thead><tr><th>verdict</th><th>claim</th><th>A-B [95% CI]</th></tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>' if rows else "")
+    parts = [f'<p id="verdict-counts"><strong>{len(decided)} claims with data: {html.escape(text)}.</strong> '
+             f"{len(verdicts) - len(decided)} more have no data here (listed at the end).</p>", table]
     comparison = compare_with_reference(records, directory, frame)
     if comparison is not None:
         lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.disagreements())
         stale = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.stale_rows())
-        parts.append(f'<h2>Published reference</h2><p id="reference">{html.escape(comparison.summary())}</p>'
-                     + (f"<p>Rows that disagree:</p><ul>{lines}</ul>" if lines else "")
-                     + (f'<p>Published rows that are stale at HEAD:</p><ul id="stale">{stale}</ul>' if stale else ""))
-    table = claims.verdict_table(claims.evaluate_directory(directory))
+        parts.append(f'<p id="reference">{html.escape(comparison.summary())}</p>'
+                     + (f"<details><summary>Rows that disagree</summary><ul>{lines}</ul></details>" if lines else "")
+                     + (f'<details><summary>Published rows that are stale at HEAD</summary><ul id="stale">{stale}</ul>'
+                        "</details>" if stale else ""))
+    return "\n".join(parts)
+
+
+def _claims_table(verdicts: list[claims.Verdict], table_id: str) -> str:
+    table = claims.verdict_table(verdicts)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in table.columns) + "</tr>"
                    for row in table.to_dict("records"))
     header = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    parts.append("<h2>Claims</h2><p>Each paper's finding, decided by the 95% stratified-bootstrap interval "
-                 "of the difference A-B (rliable); see <code>offrl-bench claims</code>.</p>"
-                 f'<table id="claims"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>')
-    return "\n".join(parts)
+    return f'<table id="{table_id}"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def _is_number(text: str) -> bool:
