@@ -1,6 +1,6 @@
 """Offline RL algorithms: shared pieces, learning on small datasets, exact resume, action-space checks.
 
-Small networks (width 64) keep these to seconds; the orderings on larger runs are in the README.
+Small networks (width 64) keep these to seconds; the orderings on larger runs are in the documentation (docs/).
 """
 
 import json

@@ -192,7 +192,7 @@ def test_published_verdicts_cover_every_row_of_the_published_leaderboard(suite):
                     "learned" if row.normalized_mean >= budget.FLOOR else "under-budget")
         assert row.verdict == expected, row
     frame = published_leaderboard(directory)  # its budget column is BudgetVerdicts(checks)
-    # a row goes unchecked only where a check had no valid BC anchor (and the README says so)
+    # a row goes unchecked only where a check had no valid BC anchor (and docs/concepts/sanity-floors.md says so)
     anchored = not (checks.verdict == budget.NO_ANCHOR).any()
     assert set(frame.budget) <= {budget.LEARNED, budget.UNDER_BUDGET, budget.BASELINE} | (
         set() if anchored else {budget.UNCHECKED})

@@ -176,8 +176,8 @@ def test_leaderboard_split_and_generalization_gap():
 
 
 def test_procgen_levels():
-    """Procgen through its gym3 interface (optional; see the README for the --no-deps install)."""
-    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    """Procgen through its gym3 interface (optional; see docs/papers/generalization.md for the --no-deps install)."""
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see docs/papers/generalization.md)")
     from offrl_bench.envs.procgen import EASY_SCORE_RANGES, GAMES
 
     assert set(EASY_SCORE_RANGES) == set(GAMES) and len(GAMES) == 16
@@ -194,7 +194,7 @@ def test_procgen_test_levels_show_no_first_frame_of_a_train_level():
     """Procgen fingerprints a level by its first frame. On coinrun, test ids alone repeat a train or
     val level's first frame in about 3% of resets (benchmarks/level_leak.py: 26 of 1,000); the
     wrapper's test levels never do."""
-    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see docs/papers/generalization.md)")
     from offrl_bench.envs.level_splits import level_fingerprint
 
     env = make_env("procgen/coinrun-v0")
@@ -213,7 +213,7 @@ def test_procgen_test_levels_show_no_first_frame_of_a_train_level():
 
 
 def test_unknown_procgen_game_is_a_usage_error():
-    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see docs/papers/generalization.md)")
     with pytest.raises(UsageError, match="cannot make environment 'procgen/notagame-v0'"):
         make_env("procgen/notagame-v0", "levels:train")
 
@@ -285,7 +285,7 @@ def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
 def test_shipped_procgen_coinrun_expert_beats_random_on_train_and_test_levels():
     """The coinrun PPO ships (4M steps on train levels 0-199, about 70 minutes on one CPU core) and acts
     by sampling; it succeeds far more often than random actions on train and on unseen test levels."""
-    pytest.importorskip("procgen", reason="procgen is not installed (optional; see README 'Level splits')")
+    pytest.importorskip("procgen", reason="procgen is not installed (optional; see docs/papers/generalization.md)")
     from offrl_bench.data import behaviour
 
     assert behaviour.checkpoint_path("procgen/coinrun-v0", "expert").parent == behaviour.SHIPPED_DIR / "procgen"

@@ -270,7 +270,7 @@ SUITE = Suite(name="old-paths", description="the mean action on Pendulum",
 '''
 
 
-def test_a_plugin_written_against_the_old_import_paths_installs_and_runs(tmp_path, pendulum_expert):
+def test_a_plugin_written_against_the_old_import_paths_installs_and_runs(tmp_path, isolated_storage):
     """Algorithm, logger, claim and suite of a plugin that imports ``offrl_bench.config``,
     ``offrl_bench.loggers`` and ``offrl_bench.claims`` (the paths before the core's layer folders)."""
     env = install_on_path(tmp_path / "site", "old_paths_plugin", OLD_PATHS,
@@ -278,14 +278,9 @@ def test_a_plugin_written_against_the_old_import_paths_installs_and_runs(tmp_pat
                           "[offrl_bench.loggers]\nlines = old_paths_plugin:Lines\n"
                           "[offrl_bench.claims]\nold-paths = old_paths_plugin:CLAIM\n"
                           "[offrl_bench.suites]\nold-paths = old_paths_plugin:SUITE\n")
-    env["COLUMNS"] = "200"
-    for what, name in (("algorithms", "mean-action"), ("loggers", "lines"), ("suites", "old-paths")):
-        listing = run_cli_process("list", what, env=env)
-        assert listing.returncode == 0 and name in listing.stdout, listing.stderr
     out = tmp_path / "out"
-    result = run_cli_process("run", "--algo", "mean-action", "--dataset", pendulum_expert, "--updates", "20",
-                             "--eval-every", "20", "--eval-episodes", "1", "--logger", "lines", "--out", str(out),
-                             "--quiet", env=env)
+    result = run_cli_process("run", "--suite", "old-paths", "--logger", "lines", "--out", str(out), "--quiet",
+                             env=env)  # the suite, its algorithm and the logger, all from the plugin
     assert result.returncode == 0, result.stderr
     (record,) = [json.loads(line) for line in (out / "runs.jsonl").open()]
     assert record["algorithm"] == "mean-action" and "distance" in record["final_losses"]

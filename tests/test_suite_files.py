@@ -3,6 +3,7 @@ a suite file runs through 'run --suite FILE', and each mistake is one line namin
 
 from __future__ import annotations
 
+import textwrap
 import tomllib
 
 import pytest
@@ -82,10 +83,10 @@ def test_missing_suite_file_and_unknown_format(cli, tmp_path):
     assert_usage_error(cli("suite", "show", "nope"), "unknown suite 'nope'")
 
 
-def test_the_readmes_example_suite_file_is_valid():
+def test_the_documented_example_suite_file_is_valid():
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
-    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
-    suite = suite_from_dict(tomllib.loads("\n".join(line[2:] for line in example.splitlines())), "README")
+    page = (REPO / "docs" / "concepts" / "runs.md").read_text()
+    example = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = suite_from_dict(tomllib.loads(textwrap.dedent(example)), "docs")
     assert len(suite.runs()) == 2 * 2 * 4 * 5  # datasets x wrappers x (3 algorithms + 1 variant) x seeds

@@ -99,7 +99,7 @@ def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, i
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--claim", "patterns", multiple=True, metavar="PATTERN",
               help="only claims whose name matches (shell pattern; repeatable)")
-@click.option("--markdown", is_flag=True, help="print the table as Markdown (as in the README)")
+@click.option("--markdown", is_flag=True, help="print the table as Markdown (as in the documentation)")
 def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
     """Decide every installed paper claim on the run records in DIRECTORY: reproduced, contradicted
     or inconclusive, with the numbers behind each verdict."""

@@ -114,5 +114,5 @@ def regenerate_(suite: str, workers: int) -> None:
         from offrl_bench.analysis.report import build_report
 
         say(f"wrote {build_report(directory)}")
-    say(f"{done} rows regenerated, {left} still stale; the claims tables in README.md follow 'offrl-bench claims "
-        f"{directory.relative_to(_repository())} --markdown'")
+    say(f"{done} rows regenerated, {left} still stale; the claims tables in docs/ follow 'offrl-bench claims "
+        f"{directory.relative_to(_repository())} --markdown' (python docs/claims_tables.py rewrites them)")

@@ -19,8 +19,8 @@ sanity-floor check (``benchmarks/budget_check.py``); an estimate from the CQL an
 in the default reference, not a measured run.
 
 The IDM is this project's CPU-scale one (256x2, lr 1e-3, with frame differences as inputs;
-``algorithms/ssorl.py``), not yet the paper's larger one (1024x2 with dropout, lr 1e-4); the README's
-SS-ORL section names the difference. One more IQL row per dataset, ``idm frames only``, gives the IDM
+``algorithms/ssorl.py``), not yet the paper's larger one (1024x2 with dropout, lr 1e-4); the SS-ORL page
+in docs/ names the difference. One more IQL row per dataset, ``idm frames only``, gives the IDM
 the frames alone (``idm_frame_differences=false``) to show what the differences buy.
 """
 

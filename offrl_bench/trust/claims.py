@@ -369,7 +369,7 @@ def no_data_reason(claim: Claim) -> str:
 
 
 def markdown(verdicts: list[Verdict]) -> str:
-    """The verdict table as Markdown (the README's claims table is this text)."""
+    """The verdict table as Markdown (the claims tables in docs/ are this text)."""
     lines = ["| paper | claim | verdict | numbers (A-B: difference of means, 95% bootstrap CI) |", "|---|---|---|---|"]
     for row in verdict_table(verdicts).to_dict("records"):
         cells = [row["paper"], f"**{row['claim']}**: {row['asserts']}", row["verdict"], row["numbers"]]

@@ -1,5 +1,5 @@
 """The built-in claims: each implemented paper's headline finding, in the form a CPU-scale offline
-benchmark can test (see ``../shared/PAPERS.md`` and the README's claims table).
+benchmark can test (see ``../shared/PAPERS.md`` and the paper pages in docs/).
 
 Registered in ``pyproject.toml`` under ``offrl_bench.claims``, one entry point per paper, exactly as
 a plugin package registers its own. Margins are in normalised points (0 = random, 100 = expert).

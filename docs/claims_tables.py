@@ -1,0 +1,51 @@
+"""Rewrite every claims table in the documentation with what ``offrl-bench claims`` prints now.
+
+A table sits between ``<!-- claims: offrl-bench claims DIR [--claim PATTERN]... --markdown -->`` and
+``<!-- end claims -->``; ``tests/test_docs.py`` fails when one differs from the command's output. Run
+this after a reference is regenerated or attested, or after a claim changes:
+
+    python docs/claims_tables.py
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from offrl_bench.trust.claims import evaluate_directory, markdown, named
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"<!-- claims: offrl-bench claims (\S+)((?: --claim \S+)*) --markdown -->\n(.*?)<!-- end claims -->",
+                   re.S)
+
+
+def blocks(text: str) -> list[tuple[str, list[str], str]]:
+    """(directory, claim patterns, the table as written) of every claims block in ``text``."""
+    return [(m.group(1), m.group(2).split()[1::2], m.group(3)) for m in BLOCK.finditer(text)]
+
+
+def table(directory: str, patterns: list[str]) -> str:
+    return markdown(evaluate_directory(REPO / directory, named(patterns)))
+
+
+def refresh(text: str) -> str:
+    """``text`` with every claims block's table replaced by what the command prints now."""
+    def rewrite(match: re.Match) -> str:
+        start, end = match.span(3)
+        return match.group(0)[:start - match.start()] + table(match.group(1), match.group(2).split()[1::2]) \
+            + match.group(0)[end - match.start():]
+
+    return BLOCK.sub(rewrite, text)
+
+
+def main() -> None:
+    for page in sorted((REPO / "docs").rglob("*.md")):
+        text = page.read_text()
+        new = refresh(text)
+        if new != text:
+            page.write_text(new)
+            print(f"refreshed {page.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
