@@ -9,6 +9,7 @@ this after a reference is regenerated or attested, or after a claim changes:
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -24,8 +25,16 @@ def blocks(text: str) -> list[tuple[str, list[str], str]]:
     return [(m.group(1), m.group(2).split()[1::2], m.group(3)) for m in BLOCK.finditer(text)]
 
 
+@functools.cache
+def _verdicts(directory: str) -> dict:
+    """Every installed claim's verdict on ``directory``, by claim name: each claim is decided on its
+    own (its bootstrap is seeded per claim), so a block's table is these verdicts, selected."""
+    return {verdict.claim.name: verdict for verdict in evaluate_directory(REPO / directory)}
+
+
 def table(directory: str, patterns: list[str]) -> str:
-    return markdown(evaluate_directory(REPO / directory, named(patterns)))
+    """What ``offrl-bench claims DIRECTORY --claim PATTERN... --markdown`` prints."""
+    return markdown([_verdicts(directory)[claim.name] for claim in named(patterns)])
 
 
 def refresh(text: str) -> str:
