@@ -137,7 +137,7 @@ def test_a_real_co_tenant_is_reported_while_the_run_goes_on(pendulum_expert, tmp
     the CPU, then that the run is back to speed."""
     CoTenantCue.settled.clear()
     CoTenantCue.slowed.clear()
-    monkeypatch.setattr(scheduler, "ContentionWatch", functools.partial(CoTenantCue, window=1.0))
+    monkeypatch.setattr(attempts, "ContentionWatch", functools.partial(CoTenantCue, window=1.0))
     output = io.StringIO()
     co_tenants: list[subprocess.Popen] = []
 

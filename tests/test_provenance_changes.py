@@ -54,7 +54,7 @@ def test_an_unused_class_and_a_comment_stale_nothing_and_iql_s_expectile_stales_
     (copy / "algorithms" / "nn.py").write_text((copy / "algorithms" / "nn.py").read_text()
                                                + "\n\nclass UnusedEncoder(nn.Module):\n    def forward(self, x):\n"
                                                "        return x\n")
-    _edit(copy / "offrl_bench" / "runner.py", "def execute_run(", "# a comment\ndef execute_run(")
+    _edit(copy / "offrl_bench" / "execution" / "runner.py", "def execute_run(", "# a comment\ndef execute_run(")
     assert _stale(copy) == before
     _edit(copy / "algorithms" / "iql.py", "expectile: UnitFloat = 0.7", "expectile: UnitFloat = 0.75")
     after = _stale(copy)
