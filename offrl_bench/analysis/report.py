@@ -264,7 +264,7 @@ Normalised scores: 0 = random policy, 100 = expert policy of the dataset. IQM an
 stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggregate a suite's tasks.</p>
 <h2>Claims</h2><p>Each paper's finding, decided by the 95% stratified-bootstrap interval of the difference
 A-B (rliable); see <code>offrl-bench claims</code>.</p>
-{_claims_table(decided, "claims")}
+{_claims_table(decided, "claims") if decided else "<p>None has data here.</p>"}
 <h2>Leaderboard</h2>
 <div id="filters">{"".join(selects)} <span id="shown"></span></div>
 <p>Click a column header to sort, a row to see the runs behind it.</p>
@@ -326,8 +326,11 @@ def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict
                     f"<td>{html.escape(v.claim.name)}</td><td>{html.escape(effect + more)}</td></tr>")
     table = ('<table id="summary-claims"><thead><tr><th>verdict</th><th>claim</th><th>A-B [95% CI]</th></tr></thead>'
              f'<tbody>{"".join(rows)}</tbody></table>' if rows else "")
-    parts = [f'<p id="verdict-counts"><strong>{len(decided)} claims with data: {html.escape(text)}.</strong> '
-             f"{len(verdicts) - len(decided)} more have no data here (listed at the end).</p>", table]
+    counts_line = (f"<strong>{len(decided)} claims with data: {html.escape(text)}.</strong> "
+                   f"{len(verdicts) - len(decided)} more have no data here (listed at the end).") if decided else (
+        f"<strong>No claim has data here.</strong> The {len(verdicts)} installed claims need runs these "
+        "records do not hold (listed at the end).")
+    parts = [f'<p id="verdict-counts">{counts_line}</p>', table]
     comparison = compare_with_reference(records, directory, frame)
     if comparison is not None:
         lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.disagreements())
