@@ -57,8 +57,7 @@ def leaderboard_table(suite: str) -> str:
 
 
 def figures(suite: str, names: list[str], page_url: str) -> str:
-    depth = page_url.rstrip("/").count("/") + (1 if page_url.endswith("/") and page_url else 0)
-    prefix = "../" * depth
+    prefix = "../" * page_url.count("/")  # page URLs are files (use_directory_urls: false), e.g. results/x.html
     out = []
     for name in names:
         if not (REFERENCE / suite / "plots" / f"{name}.png").is_file():

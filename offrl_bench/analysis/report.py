@@ -26,6 +26,7 @@ import html
 import io
 import json
 import math
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -309,17 +310,14 @@ def _deciding(verdict: claims.Verdict) -> claims.Comparison:
 
 def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict], frame) -> str:
     """Verdict counts, one line per claim with data, and the reference comparison."""
-    counts = {}
-    for v in verdicts:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    counts = Counter(v.verdict for v in verdicts)
     order = (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE, claims.STALE)
     decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
     text = ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name)) or "none decided"
     rows = []
     for v in decided:
         c = _deciding(v)
-        unit, spec = {"steps_to_score": (" steps", ".0f"), "value": ("", ".4f")}.get(v.claim.metric, ("", ".1f"))
-        effect = f"{c.difference:+{spec}}{unit} [{c.low:+{spec}}, {c.high:+{spec}}]"
+        effect = c.effect(v.claim.metric)
         more = f" (1 of {len(v.comparisons)})" if len(v.comparisons) > 1 else ""
         shown = "stale: its rows' code changed" if v.verdict == claims.STALE else v.text()  # why: in the table
         rows.append(f'<tr><td class="verdict-{v.verdict}" title="{html.escape(v.text())}">{html.escape(shown)}</td>'

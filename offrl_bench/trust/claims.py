@@ -156,9 +156,19 @@ class Comparison:
 
     def numbers(self, metric: str = "score") -> str:
         """Both sides' means, and the difference of the claim's statistic with its interval."""
-        unit, spec = {"steps_to_score": (" steps", ".0f"), "value": ("", ".4f")}.get(metric, ("", ".1f"))
+        unit, spec = _unit_and_format(metric)
         return (f"A {self.mean_a:{spec}}{unit} (n={self.n_a}), B {self.mean_b:{spec}}{unit} (n={self.n_b}), "
                 f"A-B {self.difference:+{spec}} [{self.low:+{spec}}, {self.high:+{spec}}]")
+
+    def effect(self, metric: str = "score") -> str:
+        """The difference with its unit and interval alone, e.g. ``-22938 steps [-49152, +6554]``."""
+        unit, spec = _unit_and_format(metric)
+        return f"{self.difference:+{spec}}{unit} [{self.low:+{spec}}, {self.high:+{spec}}]"
+
+
+def _unit_and_format(metric: str) -> tuple[str, str]:
+    """How a metric's values are printed: their unit and format spec."""
+    return {"steps_to_score": (" steps", ".0f"), "value": ("", ".4f")}.get(metric, ("", ".1f"))
 
 
 @dataclass
