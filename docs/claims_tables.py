@@ -13,7 +13,8 @@ import functools
 import re
 from pathlib import Path
 
-from offrl_bench.trust.claims import evaluate_directory, markdown, named
+from offrl_bench.trust.claim_tables import markdown
+from offrl_bench.trust.claims import evaluate_directory, named
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- claims: offrl-bench claims (\S+)((?: --claim \S+)*) --markdown -->\n(.*?)<!-- end claims -->",

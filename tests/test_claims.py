@@ -8,7 +8,9 @@ import pytest
 
 from conftest import assert_usage_error, install_on_path, run_cli_process
 from offrl_bench.core import registry
+from offrl_bench.trust.claim_tables import markdown, no_data_line
 from offrl_bench.trust.claims import (
+    AT_CEILING,
     CONTRADICTED,
     INCONCLUSIVE,
     NO_DATA,
@@ -18,13 +20,13 @@ from offrl_bench.trust.claims import (
     evaluate_claim,
     evaluate_directory,
     installed,
-    markdown,
     named,
 )
 
 
 def record(algorithm: str, seed: int, score: float, dataset: str = "d", wrapper: str = "", **extra) -> dict:
-    return {"run_id": f"{algorithm}|{dataset}|{wrapper}|{seed}|{extra.get('columns')}", "suite": "s",
+    return {"run_id": f"{algorithm}|{dataset}|{wrapper}|{seed}|{extra.get('columns')}|{extra.get('algorithm_label')}",
+            "suite": "s",
             "algorithm": algorithm, "dataset": dataset, "wrapper": wrapper, "seed": seed,
             "normalized_score": score, "updates": 1_000, **extra}
 
@@ -51,6 +53,10 @@ def test_a_clear_difference_is_reproduced_and_its_reverse_contradicted():
     (comparison,) = greater.comparisons
     assert comparison.difference == pytest.approx(np.mean(a) - np.mean(b))  # the mean's difference, by hand
     assert comparison.low > 0 and comparison.n_a == comparison.n_b == 5
+    assert not comparison.paired and comparison.method == "Welch t (Hsu df)"  # two learners: independent
+    # Welch's standard error with min(n_a, n_b) - 1 = 4 df, by hand
+    half = 2.776445 * np.sqrt(np.var(a, ddof=1) / 5 + np.var(b, ddof=1) / 5)
+    assert (comparison.low, comparison.high) == pytest.approx((comparison.difference - half, comparison.difference + half))
     assert evaluate_claim(claim("less"), records).verdict == CONTRADICTED
     assert evaluate_claim(claim("at_most", margin=5), records).verdict == CONTRADICTED
     assert evaluate_claim(claim("at_least", margin=5), records).verdict == REPRODUCED
@@ -68,6 +74,20 @@ def test_overlapping_sides_are_inconclusive_with_a_seed_estimate():
     assert f"needs ~{comparison.more_seeds} more seeds" in verdict.text()
 
 
+def test_a_directional_claim_must_clear_its_minimum_effect():
+    """A real but small drop (about 2 points, tightly measured) reproduces "A < B" and contradicts
+    "A < B by more than 5"; between the two it is undecided."""
+    records = two_sides(scores(48, 0.5, seed=8), scores(50, 0.5, seed=9))
+    assert evaluate_claim(claim("less"), records).verdict == REPRODUCED
+    five = evaluate_claim(claim("less", margin=5), records)
+    assert five.verdict == CONTRADICTED and "minimum effect 5" in five.text()
+    assert five.comparisons[0].high < 0 and five.comparisons[0].low > -5
+    assert evaluate_claim(claim("less", margin=2), records).verdict == INCONCLUSIVE
+    relative = evaluate_claim(claim("less", margin=0.1, relative_margin=True), records)  # 10% of 50 = 5
+    assert relative.verdict == CONTRADICTED and relative.comparisons[0].boundary == pytest.approx(5, abs=0.3)
+    assert claim("less", margin=0.1, relative_margin=True).assertion == "A < B - 10% of B"
+
+
 def test_equivalence_needs_the_whole_interval_inside_the_margin():
     close = two_sides(scores(50, 0.5, seed=5), scores(50.2, 0.5, seed=6))
     far = two_sides(scores(70, 0.5, seed=5), scores(50, 0.5, seed=6))
@@ -75,14 +95,75 @@ def test_equivalence_needs_the_whole_interval_inside_the_margin():
     assert evaluate_claim(claim("equivalent", margin=5), far).verdict == CONTRADICTED
 
 
-def test_pairing_by_seed_removes_noise_the_two_sides_share():
-    """The same agent evaluated twice: a per-seed drop of 1 point under seed-to-seed spread of 30."""
+def test_pairing_comes_from_the_records_not_from_the_claim():
+    """The same agent evaluated twice (same learner, seeds, budget; another wrapper): a per-seed drop
+    of 1 point under seed-to-seed spread of 30 is decided paired. The same numbers from two
+    different learners are independent and undecided."""
     base = scores(50, 30, seed=7)
-    records = two_sides([s - 1 for s in base], base)
-    assert evaluate_claim(claim("less"), records).verdict == INCONCLUSIVE
-    paired = evaluate_claim(claim("less", paired=True), records)
-    assert paired.verdict == REPRODUCED
+    same_agent = ([record("iql", i, s - 1, wrapper="noisy") for i, s in enumerate(base)]
+                  + [record("iql", i, s) for i, s in enumerate(base)])
+    noisy = Claim(name="c", paper="p", statement="s", a=Rows(wrapper="noisy"), b=Rows(wrapper="none"), relation="less")
+    paired = evaluate_claim(noisy, same_agent)
+    assert paired.verdict == REPRODUCED and paired.comparisons[0].paired
     assert paired.comparisons[0].low == pytest.approx(-1) and paired.comparisons[0].high == pytest.approx(-1)
+    assert "(paired;" in paired.text()
+    two_learners = two_sides([s - 1 for s in base], base)
+    independent = evaluate_claim(claim("less"), two_learners)
+    assert independent.verdict == INCONCLUSIVE and not independent.comparisons[0].paired
+    assert "(independent;" in independent.text()
+    other_seeds = same_agent[:5] + [record("iql", i + 10, s) for i, s in enumerate(base)]
+    assert not evaluate_claim(noisy, other_seeds).comparisons[0].paired  # no shared seed: nothing to pair
+    other_budget = same_agent[:5] + [{**r, "spec": {"updates": 9}} for r in same_agent[5:]]
+    assert not evaluate_claim(noisy, other_budget).comparisons[0].paired  # differs in more than the factor
+
+
+def test_primary_comparisons_decide_under_holm_and_secondary_ones_decide_nothing():
+    """Four primary comparisons decide as a family under Holm; a contradicted secondary comparison
+    does not contradict the claim, and without named primaries it does."""
+    from scipy import stats
+
+    records = []
+    for offset, dataset in enumerate(("d1", "d2", "d3", "d4")):
+        base = scores(50, 20, seed=20 + offset)
+        gains = [8.9, 7.5, 11.9 - offset, 9.4, 10.2]
+        records += [record("x", i, s - g, dataset, "w") for i, (s, g) in enumerate(zip(base, gains))]
+        records += [record("x", i, s, dataset) for i, s in enumerate(base)]
+    base = scores(50, 20, seed=30)
+    records += [record("x", i, s + 10 + 0.1 * i, "d5", "w") for i, s in enumerate(base)]  # reversed, clearly
+    records += [record("x", i, s, "d5") for i, s in enumerate(base)]
+    lower = dict(name="c", paper="p", statement="s", a=Rows(wrapper="w"), b=Rows(wrapper="none"), relation="less",
+                 per=("dataset",))
+    verdict = evaluate_claim(Claim(**lower, primary=Rows(dataset=("d1", "d2", "d3", "d4"))), records)
+    assert verdict.verdict == REPRODUCED, verdict.text()
+    assert "4 primary, 4 in the claimed direction, 0 against; 1 secondary" in verdict.text()
+    (secondary,) = [c for c in verdict.comparisons if not c.primary]
+    assert secondary.verdict == CONTRADICTED and "secondary, p=" in secondary.numbers()
+    # Holm by hand: two-sided-equivalent p-values, the smallest times 4, the next times 3, ... made monotone
+    primary = [c for c in verdict.comparisons if c.primary]
+    raw = sorted(2 * stats.t.cdf(c.difference / ((c.high - c.low) / (2 * stats.t.ppf(0.975, 4))), 4) for c in primary)
+    expected = np.maximum.accumulate([min(1, (4 - rank) * q) for rank, q in enumerate(raw)])
+    assert sorted(c.p_value for c in primary) == pytest.approx(expected, rel=1e-6)
+    everything = evaluate_claim(Claim(**lower), records)  # no primary named: all five decide, d5 contradicts
+    assert everything.verdict == CONTRADICTED and "5 primary, 4 in the claimed direction, 1 against" in everything.text()
+    with pytest.raises(ValueError, match="primary may only select"):
+        Claim(**lower, primary=Rows(algorithm="x"))
+
+
+def test_holm_keeps_a_family_of_marginal_comparisons_undecided():
+    from offrl_bench.trust.claim_statistics import holm
+
+    # each alone below 0.05; as a family of four only the smallest is decided
+    assert holm([0.01, 0.04, 0.03, 0.02]) == pytest.approx([0.04, 0.06, 0.06, 0.06])
+    assert holm([0.001, 0.02, 0.5]) == pytest.approx([0.003, 0.04, 0.5])
+
+
+def test_both_sides_at_the_ceiling_are_no_evidence():
+    records = two_sides(scores(100.4, 0.2, seed=10), scores(100.6, 0.2, seed=11))
+    verdict = evaluate_claim(claim("at_most", margin=5), records)
+    assert verdict.verdict == AT_CEILING and verdict.comparisons[0].verdict == AT_CEILING
+    assert "1 at ceiling (no evidence)" in verdict.text()
+    below = two_sides(scores(97.0, 0.2, seed=10), scores(100.6, 0.2, seed=11))  # one side off the ceiling
+    assert evaluate_claim(claim("at_most", margin=5), below).verdict == REPRODUCED
 
 
 def test_per_and_each_split_the_comparisons():
@@ -137,7 +218,7 @@ def test_variant_names_match_with_literal_brackets():
 def test_measurement_csv_source(tmp_path):
     (tmp_path / "runs.jsonl").write_text(json.dumps(record("x", 0, 1.0)) + "\n")
     lower = Claim(name="c", paper="p", statement="s", a=Rows(algorithm="chosen"), b=Rows(algorithm="random"),
-                  relation="less", paired=True, metric="value", source="errors.csv")
+                  relation="less", metric="value", source="errors.csv", produced_by="python measure.py --csv DIR")
     (verdict,) = evaluate_directory(tmp_path, [lower])
     assert verdict.verdict == NO_DATA  # the benchmark has not written it here
     rows = [f"{name},d,,{seed},{value}" for seed in range(5)
@@ -145,6 +226,7 @@ def test_measurement_csv_source(tmp_path):
     (tmp_path / "errors.csv").write_text("algorithm,dataset,wrapper,seed,value\n" + "\n".join(rows) + "\n")
     (verdict,) = evaluate_directory(tmp_path, [lower])
     assert verdict.verdict == REPRODUCED and verdict.comparisons[0].difference == pytest.approx(-0.2)
+    assert verdict.comparisons[0].paired  # a seed is one unit in a measurement file: both rows measure it
 
 
 @pytest.mark.parametrize("fields", [dict(relation="bigger"), dict(relation="equivalent"),
@@ -160,16 +242,34 @@ def test_builtin_claims_cover_every_paper():
     assert papers == {"STORI", "Generalization gap", "SS-ORL", "MOREC", "Offline-to-online", "Data quality"}
 
 
+def test_builtin_claims_state_their_margins_and_name_at_most_four_primary_comparisons():
+    """Every built-in claim tests against a stated margin or minimum effect, and on every published
+    reference it forms at most four primary comparisons (the rest are secondary)."""
+    from offrl_bench.trust.claims import MAX_PRIMARY
+    from offrl_bench.trust.reference import reference_dir
+
+    assert all(c.margin > 0 for c in installed())
+    for suite in ("default", "generalization", "ssorl", "morec-halfcheetah"):
+        for verdict in evaluate_directory(reference_dir(suite)):
+            assert len(verdict.primary) <= MAX_PRIMARY, (suite, verdict.claim.name)
+
+
 def test_claims_command(cli, tmp_path):
     records = ([record("iql", i, s, "offrl/x/mixed-v0") for i, s in enumerate(scores(90, 1))]
                + [record("bc", i, s, "offrl/x/mixed-v0") for i, s in enumerate(scores(40, 1))])
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     result = cli("claims", str(tmp_path))
     assert result.code == 0, result.err
-    for builtin in installed():  # every claim gets a verdict line, with data or without
-        assert f"] {builtin.name} (" in result.out
-    assert "[reproduced] offline-rl-beats-bc-on-mixed" in result.out
+    assert "[reproduced (independent; minimum effect 5; 1 primary, 1 in the claimed direction, 0 against)] " \
+           "offline-rl-beats-bc-on-mixed" in result.out
     assert "dataset=offrl/x/mixed-v0, algorithm=iql: A 90." in result.out
+    # the claims without data: one line, each with what produces its data (read off the references)
+    last = result.out.strip().splitlines()[-1]
+    others = [c for c in installed() if c.name != "offline-rl-beats-bc-on-mixed"]
+    assert last == no_data_line(others) and last.startswith("no data here for: ")
+    assert "generalization-gap (offrl-bench run --suite default or offrl-bench run --suite generalization)" in last
+    assert "morec-lowers-true-error (python benchmarks/morec_one_step_error.py" in last
+    assert sum(f"] {c.name} (" in result.out for c in installed()) == 1
     table = cli("claims", str(tmp_path), "--markdown", "--claim", "offline-rl-*")
     expected = [c for c in installed() if c.name == "offline-rl-beats-bc-on-mixed"]
     assert table.out == markdown(evaluate_directory(tmp_path, expected))
@@ -199,7 +299,8 @@ def test_a_third_party_package_adds_a_claim(tmp_path):
     (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in two_sides(scores(70, 1), scores(30, 1))))
     result = run_cli_process("claims", str(out), "--claim", "my-paper-*", env=env)
     assert result.returncode == 0, result.stderr
-    assert "[reproduced] my-paper-a-beats-b (My paper)" in result.stdout
+    assert "[reproduced (independent; minimum effect 0; 1 primary, 1 in the claimed direction, 0 against)] " \
+           "my-paper-a-beats-b (My paper)" in result.stdout
     without = run_cli_process("claims", str(out), "--claim", "my-paper-*")
     assert without.returncode == 2 and "no claim matches" in without.stderr
 

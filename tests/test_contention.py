@@ -212,3 +212,7 @@ def test_several_runs_default_to_one_thread_each_and_one_run_to_all(cli, cartpol
     assert {e["torch_threads"] for e in many} == {1}
     assert len({e["pid"] for e in many}) == workers and (workers == 1 or "worker" in many[0]["process"])
     assert one["process"] == "coordinator" and one["torch_threads"] == torch.get_num_threads()
+    # every record names the CPU model: a seed's floats reproduce bit for bit on one model only
+    from offrl_bench.core.machine import cpu_model
+
+    assert {e["cpu"] for e in [*many, one]} == {cpu_model()} and cpu_model()

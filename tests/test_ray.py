@@ -79,7 +79,7 @@ def test_ray_runs_execute_as_ray_tasks_and_report_progress_through_files(cartpol
     for record in outcome.completed:
         where = record["executor"]
         assert where["backend"] == "ray" and where["process"] == "task" and where["pid"] != os.getpid()
-        assert len(where["node_id"]) == 56 and where["task_id"]
+        assert len(where["node_id"]) == 56 and where["task_id"] and where["cpu"]
     assert {run_id for run_id, _, _ in shown} == {spec.run_id for spec in specs}
     assert all(0 < done <= total == 3000 for _, done, total in shown)
     assert not list(tmp_path.glob("runs/*/progress"))  # cleaned up once each run ended

@@ -2,6 +2,7 @@
 README's claims table, which must be what ``offrl-bench claims`` prints for the committed records."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ from conftest import PUBLISHED_REFERENCES, REPO, assert_usage_error, published_l
 from offrl_bench.records.leaderboard import leaderboard_csv
 from offrl_bench.records.run_store import RunStore
 from offrl_bench.trust import budget, provenance, reference
-from offrl_bench.trust.claims import evaluate_directory, markdown
+from offrl_bench.trust.claim_tables import markdown
+from offrl_bench.trust.claims import evaluate_directory
 
 REFERENCES = PUBLISHED_REFERENCES
 
@@ -135,6 +137,14 @@ def test_reference_comparison_counts_agreeing_rows_and_lists_the_others(publishe
     assert moved.agreeing == 2
     task, aggregate = moved.disagreements()
     assert task.startswith("d · none · iql: yours 102.0 [") and ", published 72.0 [" in task  # IQM of 100..104
+    # the rule: the Welch (Hsu df) 95% interval of the difference of per-seed means contains 0; here
+    # each side's seeds are 0..4 points apart (variance 2.5), so the interval is shift +- 2.776 * 1
+    near = reference.compare_with_reference(_suite_records(shift=2.0))
+    assert near.agreeing == 4
+    apart = reference.compare_with_reference(_suite_records(shift=4.0))
+    row = next(r for r in apart.rows if r.key == "d · none · iql")
+    assert not row.agrees and row.difference == pytest.approx((4.0, 4.0 - 2.776445, 4.0 + 2.776445), abs=1e-5)
+    assert "difference of means +4.0 [+1.2, +6.8]" in apart.disagreements()[0]
     assert aggregate.startswith("ALL · ALL · iql: yours 102.0 [")
     other = _suite_records()
     for record in other:
@@ -236,3 +246,17 @@ def test_a_stale_published_row_is_labelled_in_the_csv_the_claims_and_the_compari
     comparison = reference.compare_with_reference(_suite_records())
     assert comparison.stale_rows() == [f"d · none · iql: {label}", f"ALL · ALL · iql: {label}"]
     assert "2 published rows are stale at HEAD" in comparison.summary()
+
+
+def test_every_published_report_was_built_with_the_installed_claims():
+    """A report's verdicts are computed when it is built: one older than the claims (or than the
+    claims engine's rule) shows verdicts the engine no longer gives. Rebuild with ``offrl-bench report
+    results/reference/SUITE``."""
+    from offrl_bench.trust.claim_tables import fingerprint
+    from offrl_bench.trust.claims import installed
+
+    current = fingerprint(installed())
+    for directory in REFERENCES:
+        page = (directory / "report.html").read_text()
+        found = re.search(r'<meta name="offrl-bench-claims" content="(\w+)">', page)
+        assert found and found.group(1) == current, f"{directory.name}/report.html is older than its claims"

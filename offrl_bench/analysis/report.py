@@ -40,7 +40,7 @@ from offrl_bench.records.leaderboard import (
     leaderboard_csv,
 )
 from offrl_bench.records.run_store import RunStore, write_atomic
-from offrl_bench.trust import budget, claims, provenance
+from offrl_bench.trust import budget, claim_tables, claims, provenance
 from offrl_bench.trust.reference import compare_with_reference
 
 #: Leaderboard columns with a dropdown filter, when present.
@@ -250,7 +250,8 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
     decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
     payload = json.dumps(details).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>offrl-bench report: {html.escape(directory.name)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="offrl-bench-claims" content="{claim_tables.fingerprint([v.claim for v in verdicts])}"><title>offrl-bench report: {html.escape(directory.name)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>offrl-bench report: {html.escape(str(directory))}</h1>
 {_provenance_warning(list(records.values()))}
@@ -263,8 +264,9 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
 <p>{len(records)} runs; report generated {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}.
 Normalised scores: 0 = random policy, 100 = expert policy of the dataset. IQM and 95% intervals are
 stratified-bootstrap estimates over seeds (rliable); <code>ALL</code> rows aggregate a suite's tasks.</p>
-<h2>Claims</h2><p>Each paper's finding, decided by the 95% stratified-bootstrap interval of the difference
-A-B (rliable); see <code>offrl-bench claims</code>.</p>
+<h2>Claims</h2><p>Each paper's finding, decided on its primary comparisons under Holm's correction:
+{html.escape(claim_tables.RULE)}. See <code>offrl-bench claims</code> and the statistics page of the
+documentation.</p>
 {_claims_table(decided, "claims") if decided else "<p>None has data here.</p>"}
 <h2>Leaderboard</h2>
 <div id="filters">{"".join(selects)} <span id="shown"></span></div>
@@ -300,12 +302,13 @@ def _provenance_warning(records: list[dict]) -> str:
 
 
 def _deciding(verdict: claims.Verdict) -> claims.Comparison:
-    """The comparison that gives the claim its verdict: the first with the claim's verdict, or for a
-    reproduced claim the one closest to failing (the interval bound nearest zero)."""
-    same = [c for c in verdict.comparisons if c.verdict == verdict.verdict]
+    """The comparison that gives the claim its verdict: the first primary one with the claim's
+    verdict, or for a reproduced claim the one closest to failing (the largest Holm p-value)."""
+    candidates = verdict.primary or verdict.comparisons
+    same = [c for c in candidates if c.verdict == verdict.verdict]
     if verdict.verdict == claims.REPRODUCED:
-        return min(same, key=lambda c: min(abs(c.low), abs(c.high)))
-    return same[0] if same else verdict.comparisons[0]
+        return max(same, key=lambda c: c.p_value)
+    return same[0] if same else candidates[0]
 
 
 def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict], frame) -> str:
@@ -341,7 +344,7 @@ def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict
 
 
 def _claims_table(verdicts: list[claims.Verdict], table_id: str) -> str:
-    table = claims.verdict_table(verdicts)
+    table = claim_tables.verdict_table(verdicts)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in table.columns) + "</tr>"
                    for row in table.to_dict("records"))
     header = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)

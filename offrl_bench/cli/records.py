@@ -101,9 +101,10 @@ def compare_(directory: Path, algos: str, more_algos: tuple[str, ...], n: int, i
               help="only claims whose name matches (shell pattern; repeatable)")
 @click.option("--markdown", is_flag=True, help="print the table as Markdown (as in the documentation)")
 def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
-    """Decide every installed paper claim on the run records in DIRECTORY: reproduced, contradicted
-    or inconclusive, with the numbers behind each verdict."""
-    from offrl_bench.trust import claims
+    """Decide every installed paper claim on the run records in DIRECTORY: reproduced, contradicted,
+    inconclusive or at ceiling, with the numbers behind each verdict; then one line naming the
+    claims with no data here and what produces theirs."""
+    from offrl_bench.trust import claim_tables, claims
 
     chosen = claims.named(patterns)
     if not chosen:
@@ -111,18 +112,20 @@ def claims_(directory: Path, patterns: tuple[str, ...], markdown: bool) -> None:
     verdicts = claims.evaluate_directory(directory, chosen)
     say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
     if markdown:
-        say(claims.markdown(verdicts), end="")
+        say(claim_tables.markdown(verdicts), end="")
         return
-    say(f"claims on {directory} (rule: 95% stratified-bootstrap CI of A-B, rliable; {claims.MIN_SEEDS}+ seeds "
-        "per side for a non-indicative verdict)")
-    for verdict in verdicts:
+    with_data = [v for v in verdicts if v.verdict != claims.NO_DATA]
+    say(f"claims on {directory} ({claim_tables.RULE}; {claims.MIN_SEEDS}+ seeds per side for a non-indicative "
+        "verdict)")
+    for verdict in with_data:
         claim = verdict.claim
         say(f"\n[{verdict.text()}] {claim.name} ({claim.paper})")
         say(f"  {claim.statement}: {claim.assertion}, A = {claim.a.describe()}, B = {claim.b.describe()}")
         for comparison in verdict.comparisons:
             say(f"  - {comparison.label}: {comparison.numbers(claim.metric)} -> {comparison.verdict}")
-        if not verdict.comparisons:
-            say(f"  - {claims.no_data_reason(claim)}")
+    without = [v.claim for v in verdicts if v.verdict == claims.NO_DATA]
+    if without:
+        say(f"\n{claim_tables.no_data_line(without)}")
 
 
 @app.command("plot")

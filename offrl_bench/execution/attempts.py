@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from offrl_bench.core.errors import OffrlBenchError
+from offrl_bench.core.machine import cpu_model
 from offrl_bench.execution.contention import ContentionWatch
 from offrl_bench.execution.runner import ProgressCallback, RunSpec, execute_run
 from offrl_bench.records.run_store import RunStore
@@ -91,10 +92,11 @@ def record_failure(store: RunStore, spec: RunSpec, reason: str, details: str = "
 
 
 def executor(backend: str, process: str, **details) -> dict:
-    """Where a run executes, as its record keeps it: backend, process, host, pid and torch threads (the
-    thread count can change the order of floating-point sums); Ray adds its ids."""
+    """Where a run executes, as its record keeps it: backend, process, host, pid, the CPU model and
+    torch threads (a seed's floats are bit-identical only on one CPU model and thread count: the
+    order of floating-point sums differs); Ray adds its ids."""
     return {"backend": backend, "process": process, "host": socket.gethostname(), "pid": os.getpid(),
-            "torch_threads": torch.get_num_threads(), **details}
+            "cpu": cpu_model(), "torch_threads": torch.get_num_threads(), **details}
 
 
 def attempt_run(spec: RunSpec, out_dir: Path, progress: ProgressCallback | None, wait: bool,

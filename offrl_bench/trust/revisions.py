@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from offrl_bench.core.errors import OffrlBenchError, UsageError
+from offrl_bench.core.machine import cpu_model
 
 
 def cache_root() -> Path:
@@ -116,13 +117,7 @@ def machine() -> str:
 
     import torch
 
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}; python {platform.python_version()}; torch {torch.__version__}"
+    return f"{cpu_model()}; python {platform.python_version()}; torch {torch.__version__}"
 
 
 def run_job(environment: RevisionEnvironment, job: dict, result: Path, workers: int = 1,
