@@ -29,7 +29,7 @@ def blocks(text: str) -> list[tuple[str, list[str], str]]:
 @functools.cache
 def _verdicts(directory: str) -> dict:
     """Every installed claim's verdict on ``directory``, by claim name: each claim is decided on its
-    own (its bootstrap is seeded per claim), so a block's table is these verdicts, selected."""
+    own, so a block's table is these verdicts, selected."""
     return {verdict.claim.name: verdict for verdict in evaluate_directory(REPO / directory)}
 
 
