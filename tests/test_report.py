@@ -144,7 +144,7 @@ def test_report_shows_claims_and_warns_about_provenance(results_dir, tmp_path):
     for claim in installed_claims():
         assert f"<td>{claim.name}</td>" in text
     # STORI type 1 on the two algorithms, 2 seeds each: decided, but only indicative
-    assert "stori-type-1-lowers-score</td>" in text and "indicative only (2 seeds &lt; 5)" in text
+    assert "robustness-type-1-lowers-score</td>" in text and "indicative only (2 seeds &lt; 5)" in text
     lines = [json.loads(line) for line in (results_dir / "runs.jsonl").read_text().splitlines()]
     # made by this checkout's code: a warning only if its tree has uncommitted changes (not in CI)
     assert ('id="provenance"' in text) == (provenance.warning(lines) is not None)
