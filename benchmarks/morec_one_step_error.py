@@ -33,26 +33,12 @@ import torch
 from offrl_bench.core import registry
 from offrl_bench.core.config import build_config
 from offrl_bench.data.datasets import load_dataset
-
-#: Environments whose state the check can set from an observation.
-SIMULATORS = ("Pendulum", "Hopper", "Walker2d", "HalfCheetah")
+from offrl_bench.envs.simulator_state import SETTABLE, set_state_from_observation
 
 
 def true_step(env, observation: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, float]:
-    """The simulator's next observation and reward from the state an observation encodes.
-
-    Pendulum: (cos, sin, velocity) give the angle and velocity. MuJoCo locomotion (Hopper, Walker2d,
-    HalfCheetah): the observation is qpos without the x position, then qvel; x is set to 0, which
-    changes nothing since neither the dynamics nor the forward reward (a difference of x) depends on
-    it. (Hopper clips observed velocities to +-10, so the rare faster state is set clipped.)
-    """
-    if hasattr(env, "set_state"):
-        skipped = env.model.nq - len(observation) + env.model.nv  # leading qpos entries not observed
-        qpos = np.concatenate([np.zeros(skipped), observation[: env.model.nq - skipped]])
-        env.set_state(qpos, observation[env.model.nq - skipped:])
-    else:
-        cos, sin, velocity = observation
-        env.state = np.array([np.arctan2(sin, cos), np.clip(velocity, -env.max_speed, env.max_speed)])
+    """The simulator's next observation and reward from the state an observation encodes."""
+    set_state_from_observation(env, observation)
     next_observation, reward, *_ = env.step(action)
     return next_observation, reward
 
@@ -148,8 +134,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
     dataset = load_dataset(args.dataset)
-    if not dataset.spec.env_id.startswith(SIMULATORS):
-        raise SystemExit(f"error: the simulator check can set the state of {', '.join(SIMULATORS)}; "
+    if not dataset.spec.env_id.startswith(SETTABLE):
+        raise SystemExit(f"error: the simulator check can set the state of {', '.join(SETTABLE)}; "
                          f"{dataset.spec.env_id} is not one of them")
     print(f"dataset {args.dataset}: {len(dataset)} transitions")
     rows = []

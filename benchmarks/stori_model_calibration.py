@@ -1,7 +1,7 @@
 """STORI's own claim: does a learned dynamics model underestimate the variance of a stochastic
 environment? (STORI: "world models dramatically underestimate environmental variance".)
 
-For each STORI type, data are collected *in* the perturbed environment (the project's mixed
+On Pendulum and HalfCheetah, for each STORI type, data are collected *in* the perturbed environment (the project's mixed
 behaviour: random, medium and expert policies in equal shares, ``data make`` with the wrapper), and
 MOPO's dynamics ensemble is trained on them exactly as ``--algo mopo`` trains it in setup (one
 model per seed). At held-out states and actions, the model's predicted next-observation
@@ -9,16 +9,16 @@ distribution (the elites' Gaussians as a mixture: mean of the member means; vari
 variance + the members' disagreement) is compared with the truth: the simulator set to that state
 and stepped ``--samples`` times under the same perturbation.
 
-- **clean** (the control): no wrapper. Pendulum is deterministic, so the true variance is 0 and
-  the measure is the coverage of the predicted 90% intervals (Gaussian, per dimension).
+- **clean** (the control): no wrapper. Both simulators are deterministic, so the true variance is
+  0 and the measure is the coverage of the predicted 90% intervals (Gaussian, per dimension).
 - **type 1** ``stori:action:p=0.3``: the executed action is replaced by a uniform one with
   probability 0.3 (the default suite's setting); the dataset records the intended action.
-- **type 2.1** ``stori:events:mode=state,p=0.05,sigma=0.1``: with probability 0.05 per step the
-  pendulum's angle and velocity are kicked by N(0, 0.1) before the step (the default suite's
-  setting; the event is named ``state kick``).
-- **type 2.2** ``stori:drift:at=100,to=stori:action:p=0.3``: from step 100 of each 200-step episode
-  the type-1 regime switches on. The dataset mixes both regimes; held-out queries are states after
-  the drift (steps 100-199), and the truth is the drifted regime.
+- **type 2.1**, a *state kick*: with probability 0.05 per step the simulator state is kicked before
+  the step: Pendulum's angle and velocity by N(0, 0.1) (the default suite's setting),
+  HalfCheetah's joint velocities (``qvel``) by N(0, 0.5).
+- **type 2.2** drift into type 1 halfway through each episode (step 100 of Pendulum's 200, step
+  500 of HalfCheetah's 1,000). The dataset mixes both regimes; held-out queries are states after
+  the drift, and the truth is the drifted regime.
 - Type 3.2 is left out: its truth (the next observation given the current *observation*) needs the
   posterior over hidden states, which this script does not define.
 
@@ -31,13 +31,18 @@ no dimension dominates by its scale), and ``interval-coverage`` with the ``nomin
 The claims ``stori-models-underestimate-variance-*`` and ``models-calibrated-on-clean-data`` read
 them.
 
-    python benchmarks/stori_model_calibration.py --seeds 0,1,2,3,4 --csv results/reference/default/stori_model_calibration.csv
+    python benchmarks/stori_model_calibration.py --seeds 0,1,2,3,4 --csv DIR/stori_model_calibration.csv
+    python benchmarks/stori_model_calibration.py --env HalfCheetah-v5 --seeds 0,1,2,3,4 --csv DIR/...
+
+``--csv`` replaces that environment's rows of an existing file and keeps the others'.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
+import os
 import time
 from pathlib import Path
 
@@ -49,24 +54,25 @@ from offrl_bench.core import registry
 from offrl_bench.core.config import build_config
 from offrl_bench.data.datasets import dataset_exists, load_dataset
 from offrl_bench.data.make import DatasetRequest, default_dataset_id, make_dataset
+from offrl_bench.envs.simulator_state import set_state_from_observation
 from offrl_bench.envs.stori import make_regime
 
-#: (name, wrapper the data are collected under, the regime the truth is stepped in, first step of a
-#: query's episode): the default suite's STORI settings, plus type 2.2 drifting into type 1.
-TYPES = (
-    ("clean", "", "", 0),
-    ("type 1", "stori:action:p=0.3", "stori:action:p=0.3", 0),
-    ("type 2.1", "stori:events:mode=state,p=0.05,sigma=0.1", "stori:events:mode=state,p=0.05,sigma=0.1", 0),
-    ("type 2.2", "stori:drift:at=100,to=stori:action:p=0.3", "stori:action:p=0.3", 100),
-)
+#: Per environment: its episode length, the state kick of type 2.1, and the episodes per dataset.
+ENVIRONMENTS = {"Pendulum-v1": (200, "p=0.05,sigma=0.1", 60), "HalfCheetah-v5": (1_000, "p=0.05,sigma=0.5", 20)}
+TYPE_NAMES = ("clean", "type 1", "type 2.1", "type 2.2")
 NOMINAL = 0.90
 Z90 = 1.6448536269514722  # the standard normal's 95% quantile: a central 90% interval
 
 
-def set_pendulum(env: gym.Env, observation: np.ndarray) -> None:
-    """Pendulum's (cos, sin, velocity) observation as its physical state."""
-    cos, sin, velocity = observation
-    env.state = np.array([np.arctan2(sin, cos), velocity], dtype=np.float64)
+def types(env_id: str) -> tuple[tuple[str, str, str, int], ...]:
+    """(name, wrapper the data are collected under, regime the truth is stepped in, first step of a
+    query in its episode) per type."""
+    length, kick, _ = ENVIRONMENTS[env_id]
+    drift = length // 2
+    return (("clean", "", "", 0),
+            ("type 1", "stori:action:p=0.3", "stori:action:p=0.3", 0),
+            ("type 2.1", f"stori:events:mode=state,{kick}", f"stori:events:mode=state,{kick}", 0),
+            ("type 2.2", f"stori:drift:at={drift},to=stori:action:p=0.3", "stori:action:p=0.3", drift))
 
 
 def queries(env_id: str, wrapper: str, first_step: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +87,7 @@ def queries(env_id: str, wrapper: str, first_step: int, count: int, seed: int) -
     while len(observations) < count:
         observation, _ = env.reset(seed=10_000 + 100 * seed + episode)
         episode += 1
-        for step in range(200):
+        for step in range(ENVIRONMENTS[env_id][0]):
             action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
             if step >= first_step and rng.random() < 0.1:  # spread the queries over episodes
                 observations.append(observation)
@@ -102,7 +108,7 @@ def true_next(env_id: str, regime: str, observations: np.ndarray, actions: np.nd
     out = np.empty((samples, *observations.shape), dtype=np.float64)
     for q, (observation, action) in enumerate(zip(observations, actions)):
         for k in range(samples):
-            set_pendulum(base, observation)
+            set_state_from_observation(base, observation)
             out[k, q] = env.step(action)[0]
     return out
 
@@ -131,6 +137,13 @@ def measure(mean: np.ndarray, variance: np.ndarray, truth: np.ndarray, scale: np
             "true": float((true_variance / scale ** 2).sum(-1).mean())}
 
 
+def _dims(values: np.ndarray, spec: str) -> str:
+    """Every dimension's value (3 or fewer), else the minimum, median and maximum."""
+    if len(values) <= 3:
+        return "/".join(f"{v:{spec}}" for v in values)
+    return f"min {values.min():{spec}} med {np.median(values):{spec}} max {values.max():{spec}}"
+
+
 def dataset_for(env_id: str, wrapper: str, episodes: int) -> str:
     """The mixed dataset collected under ``wrapper``, under its own name (``calibration-mixed...``):
     a suite's ``mixed`` dataset of the same environment must never be replaced by this one."""
@@ -143,28 +156,29 @@ def dataset_for(env_id: str, wrapper: str, episodes: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="Pendulum-v1", choices=("Pendulum-v1",))
+    parser.add_argument("--env", default="Pendulum-v1", choices=tuple(ENVIRONMENTS))
     parser.add_argument("--seeds", default="0", help="comma-separated; one dynamics model per seed")
-    parser.add_argument("--episodes", type=int, default=60, help="episodes per dataset (200 steps each)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default: per environment)")
     parser.add_argument("--queries", type=int, default=200, help="held-out states and actions")
     parser.add_argument("--samples", type=int, default=200, help="simulator steps per query for the truth")
-    parser.add_argument("--types", default=",".join(name for name, *_ in TYPES))
+    parser.add_argument("--types", default=",".join(TYPE_NAMES))
     parser.add_argument("--csv", type=Path, default=None, help="write the claims engine's rows here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    chosen = [t for t in TYPES if t[0] in args.types.split(",")]
+    chosen = [t for t in types(args.env) if t[0] in args.types.split(",")]
+    episodes = args.episodes or ENVIRONMENTS[args.env][2]
     torch.set_num_threads(1)
     cls = registry.algorithm_class("mopo")
     rows = []
-    print(f"{args.env}: {args.episodes} mixed episodes per type, {args.queries} held-out queries, "
+    print(f"{args.env}: {episodes} mixed episodes per type, {args.queries} held-out queries, "
           f"{args.samples} simulator steps per query")
     for name, wrapper, regime, first_step in chosen:
-        dataset_id = dataset_for(args.env, wrapper, args.episodes)
+        dataset_id = dataset_for(args.env, wrapper, episodes)
         dataset = load_dataset(dataset_id)
         deltas = (dataset.next_observations - dataset.observations).numpy()
         scale = deltas.std(axis=0)
         print(f"\n{name} ({wrapper or 'no wrapper'}), dataset {dataset_id}: {len(dataset)} transitions")
-        print(f"{'seed':>4} {'epochs':>6} {'var ratio cos/sin/vel':>24} {'90% coverage cos/sin/vel':>26} "
+        print(f"{'seed':>4} {'epochs':>6} {'variance ratio per dim':>28} {'90% coverage per dim':>28} "
               f"{'NLL':>8} {'pred var':>9} {'true var':>9} {'s':>5}")
         for seed in seeds:
             started = time.perf_counter()
@@ -173,20 +187,36 @@ def main() -> None:
             observations, actions = queries(args.env, wrapper, first_step, args.queries, seed)
             truth = true_next(args.env, regime, observations, actions, args.samples, seed)
             result = measure(*predicted(mopo, observations, actions), truth, scale)
-            print(f"{seed:>4} {mopo.model.epochs:>6} {'/'.join(f'{r:.3g}' for r in result['ratio']):>24} "
-                  f"{'/'.join(f'{c:.3f}' for c in result['coverage']):>26} {result['nll']:>8.2f} "
+            print(f"{seed:>4} {mopo.model.epochs:>6} {_dims(result['ratio'], '.3g'):>28} "
+                  f"{_dims(result['coverage'], '.3f'):>28} {result['nll']:>8.2f} "
                   f"{result['predicted']:>9.4f} {result['true']:>9.4f} {time.perf_counter() - started:>5.0f}")
             values = {"predicted-variance": result["predicted"], "true-variance": result["true"],
                       "interval-coverage": float(result["coverage"].mean()), "nominal-coverage": NOMINAL}
             rows += [{"algorithm": algorithm, "dataset": dataset_id, "wrapper": wrapper or "none", "seed": seed,
                       "value": value} for algorithm, value in values.items()]
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
+        write_rows(args.csv, rows)
+        print(f"\nwrote {args.csv}")
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` to the CSV, replacing the rows of their datasets and keeping the others (under
+    a lock on its folder, so runs of several types in parallel can share one file)."""
+    replaced = {row["dataset"] for row in rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        kept = []
+        if path.exists():
+            with open(path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if row["dataset"] not in replaced]
+        with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(rows)
-        print(f"\nwrote {args.csv}")
+            writer.writerows(kept + rows)
+    finally:
+        os.close(folder)  # releases the lock
 
 
 if __name__ == "__main__":

@@ -53,3 +53,34 @@ def test_calibration_measures_read_a_calibrated_and_an_overconfident_model(calib
     overconfident = calibration.measure(mean, np.broadcast_to((sd / 2) ** 2, (50, 3)), truth, scale)
     assert overconfident["ratio"] == pytest.approx([0.25, 0.25, 0.25], rel=0.05)
     assert (overconfident["coverage"] < 0.65).all() and overconfident["nll"] > calibrated["nll"]
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "HalfCheetah-v5"])
+def test_a_simulator_is_set_to_the_state_an_observation_encodes(env_id):
+    """Step the environment, then set a fresh copy to the observation: both step to the same next
+    observation with the same action (x, which HalfCheetah does not observe, changes nothing)."""
+    import gymnasium as gym
+
+    from offrl_bench.envs.simulator_state import set_state_from_observation
+
+    pytest.importorskip("mujoco") if env_id.startswith("HalfCheetah") else None
+    env, copy = gym.make(env_id).unwrapped, gym.make(env_id).unwrapped
+    observation, _ = env.reset(seed=3)
+    copy.reset(seed=4)
+    action = env.action_space.sample()
+    for _ in range(5):
+        observation, *_ = env.step(action)
+    set_state_from_observation(copy, observation)
+    assert np.allclose(env.step(action)[0], copy.step(action)[0], atol=1e-6)
+
+
+def test_csv_rows_of_one_environment_replace_only_that_environments(calibration, tmp_path):
+    path = tmp_path / "calibration.csv"
+    row = lambda dataset, value: {"algorithm": "a", "dataset": dataset, "wrapper": "none", "seed": 0,  # noqa: E731
+                                  "value": value}
+    calibration.write_rows(path, [row("pendulum", 1.0)])
+    calibration.write_rows(path, [row("halfcheetah", 2.0)])
+    calibration.write_rows(path, [row("pendulum", 3.0)])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "algorithm,dataset,wrapper,seed,value"
+    assert sorted(lines[1:]) == ["a,halfcheetah,none,0,2.0", "a,pendulum,none,0,3.0"]
