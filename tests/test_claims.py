@@ -56,7 +56,8 @@ def test_a_clear_difference_is_reproduced_and_its_reverse_contradicted():
     assert not comparison.paired and comparison.method == "Welch t (Hsu df)"  # two learners: independent
     # Welch's standard error with min(n_a, n_b) - 1 = 4 df, by hand
     half = 2.776445 * np.sqrt(np.var(a, ddof=1) / 5 + np.var(b, ddof=1) / 5)
-    assert (comparison.low, comparison.high) == pytest.approx((comparison.difference - half, comparison.difference + half))
+    expected = (comparison.difference - half, comparison.difference + half)
+    assert (comparison.low, comparison.high) == pytest.approx(expected)
     assert evaluate_claim(claim("less"), records).verdict == CONTRADICTED
     assert evaluate_claim(claim("at_most", margin=5), records).verdict == CONTRADICTED
     assert evaluate_claim(claim("at_least", margin=5), records).verdict == REPRODUCED
@@ -144,7 +145,8 @@ def test_primary_comparisons_decide_under_holm_and_secondary_ones_decide_nothing
     expected = np.maximum.accumulate([min(1, (4 - rank) * q) for rank, q in enumerate(raw)])
     assert sorted(c.p_value for c in primary) == pytest.approx(expected, rel=1e-6)
     everything = evaluate_claim(Claim(**lower), records)  # no primary named: all five decide, d5 contradicts
-    assert everything.verdict == CONTRADICTED and "5 primary, 4 in the claimed direction, 1 against" in everything.text()
+    assert everything.verdict == CONTRADICTED
+    assert "5 primary, 4 in the claimed direction, 1 against" in everything.text()
     with pytest.raises(ValueError, match="primary may only select"):
         Claim(**lower, primary=Rows(algorithm="x"))
 

@@ -248,10 +248,11 @@ def build_report(directory: Path, output: Path | None = None) -> Path:
     versions = next(iter(records.values())).get("versions", {})
     verdicts = claims.evaluate_directory(directory)
     decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
+    fingerprint = claim_tables.fingerprint([v.claim for v in verdicts])
     payload = json.dumps(details).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta name="offrl-bench-claims" content="{claim_tables.fingerprint([v.claim for v in verdicts])}"><title>offrl-bench report: {html.escape(directory.name)}</title>
+<meta name="offrl-bench-claims" content="{fingerprint}"><title>offrl-bench report: {html.escape(directory.name)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>offrl-bench report: {html.escape(str(directory))}</h1>
 {_provenance_warning(list(records.values()))}

@@ -8,7 +8,7 @@
   per-task claim and of the reference comparison: a t-interval, paired or Welch's. At 5 seeds per
   side the percentile bootstrap covers only 84-89% (paired/independent, normal scores), because
   resampling 5 values underestimates their spread; the t-intervals here cover >= 93% on normal,
-  log-normal and bounded scores (``tests/test_statistics.py`` simulates it; docs/statistics.md has
+  log-normal and bounded scores (``tests/test_statistics.py`` simulates it; docs/concepts/statistics.md has
   the table).
 
 Scores are normalised scores (0 = random, 100 = expert), arranged per algorithm as a (runs x tasks)
@@ -110,10 +110,6 @@ class MeanDifference:
     standard_error: float
     df: float
     method: str
-
-    @property
-    def paired(self) -> bool:
-        return self.method == PAIRED
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         if self.standard_error == 0:

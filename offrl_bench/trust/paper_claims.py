@@ -61,7 +61,8 @@ STORI_MODELS = tuple(
           a=Rows(algorithm="predicted-variance", wrapper=pattern), b=Rows(algorithm="true-variance", wrapper=pattern),
           relation="less", margin=VARIANCE_SHORTFALL, relative_margin=True, per=("dataset", "wrapper"),
           metric="value", source=CALIBRATION, produced_by=CALIBRATION_COMMAND)
-    for kind, what, pattern in (("1", "action noise", "stori:action:*"), ("2.1", "random state kicks", "stori:events:*"),
+    for kind, what, pattern in (("1", "action noise", "stori:action:*"),
+                                ("2.1", "random state kicks", "stori:events:*"),
                                 ("2.2", "drift into action noise", "stori:drift:*"))
 ) + (
     Claim(name="models-calibrated-on-clean-data", paper="STORI",
