@@ -57,7 +57,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "tests/test_leaderboard.py", "tests/test_plots.py::test_statistics_match_rliable_definitions",
         "tests/test_comparison.py", "tests/test_claims.py",
         "tests/test_references.py::test_committed_leaderboards_are_rebuilt_from_their_records",
-        "tests/test_docs.py::test_claims_tables_are_what_the_claims_command_prints"]),
+        "tests/test_docs.py::test_claims_tables_are_what_the_claims_command_prints", "tests/test_statistics.py"]),
+    "claims": ("offrl_bench/trust/claims.py", ["tests/test_claims.py"]),
+    "claim_statistics": ("offrl_bench/trust/claim_statistics.py", ["tests/test_claims.py"]),
     "stori": ("envs/stori.py", ["tests/test_stori.py"]),
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
@@ -80,6 +82,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)",
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 1.5 * np.log(2 * np.pi)"):
         "the Gaussian normalising constant: a constant in the loss, no gradient",
+    ("offrl_bench/trust/claim_statistics.py", "if distance < 1e-9 or not math.isfinite(half_width):",
+     "if distance <= 1e-9 or not math.isfinite(half_width):"):
+        "a tolerance for an estimate on the boundary: the two differ only at a distance of exactly 1e-9",
     ("algorithms/morec.py", "d_optimizer.zero_grad(set_to_none=True)", "d_optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of none: every parameter gets a gradient each step, so the same update",
     ("algorithms/morec.py", "g_optimizer.zero_grad(set_to_none=True)", "g_optimizer.zero_grad(set_to_none=False)"):

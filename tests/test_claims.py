@@ -75,6 +75,25 @@ def test_overlapping_sides_are_inconclusive_with_a_seed_estimate():
     assert f"needs ~{comparison.more_seeds} more seeds" in verdict.text()
 
 
+@pytest.mark.parametrize("relation, margin, edge", [("less", 3.0, -3.0), ("greater", 3.0, 3.0),
+                                                    ("at_least", 3.0, -3.0), ("equivalent", 3.0, None)])
+def test_the_seed_estimate_measures_the_distance_to_the_claims_boundary(relation, margin, edge):
+    records = two_sides(scores(50, 10, seed=3), scores(50, 10, seed=4))
+    (comparison,) = evaluate_claim(claim(relation, margin=margin), records).comparisons
+    assert comparison.verdict == INCONCLUSIVE
+    if edge is None:  # equivalence: the nearer of its two edges
+        edge = min((-margin, margin), key=lambda e: abs(comparison.difference - e))
+    half, distance = (comparison.high - comparison.low) / 2, abs(comparison.difference - edge)
+    assert comparison.more_seeds == pytest.approx(5 * (half / distance) ** 2 - 5, abs=1)
+
+
+def test_one_seed_a_side_decides_nothing_and_estimates_no_seeds():
+    verdict = evaluate_claim(claim("greater"), two_sides([60.0], [40.0]))
+    (comparison,) = verdict.comparisons
+    assert verdict.verdict == INCONCLUSIVE and comparison.more_seeds is None
+    assert "no estimate of the seeds it needs" in verdict.text() and "indicative only (1 seeds < 5)" in verdict.text()
+
+
 def test_a_directional_claim_must_clear_its_minimum_effect():
     """A real but small drop (about 2 points, tightly measured) reproduces "A < B" and contradicts
     "A < B by more than 5"; between the two it is undecided."""
@@ -84,6 +103,11 @@ def test_a_directional_claim_must_clear_its_minimum_effect():
     assert five.verdict == CONTRADICTED and "minimum effect 5" in five.text()
     assert five.comparisons[0].high < 0 and five.comparisons[0].low > -5
     assert evaluate_claim(claim("less", margin=2), records).verdict == INCONCLUSIVE
+    # the mirror cases: "A > B by more than 5" and "A >= B - 5" on a 2-point advantage of B
+    assert evaluate_claim(claim("greater", margin=5), records).verdict == CONTRADICTED
+    assert evaluate_claim(claim("at_least", margin=5), records).verdict == REPRODUCED
+    assert evaluate_claim(claim("at_least", margin=1), records).verdict == CONTRADICTED
+    assert evaluate_claim(claim("at_most", margin=1), records).verdict == REPRODUCED
     relative = evaluate_claim(claim("less", margin=0.1, relative_margin=True), records)  # 10% of 50 = 5
     assert relative.verdict == CONTRADICTED and relative.comparisons[0].boundary == pytest.approx(5, abs=0.3)
     assert claim("less", margin=0.1, relative_margin=True).assertion == "A < B - 10% of B"
@@ -114,7 +138,10 @@ def test_pairing_comes_from_the_records_not_from_the_claim():
     assert "(independent;" in independent.text()
     other_seeds = same_agent[:5] + [record("iql", i + 10, s) for i, s in enumerate(base)]
     assert not evaluate_claim(noisy, other_seeds).comparisons[0].paired  # no shared seed: nothing to pair
-    other_budget = same_agent[:5] + [{**r, "spec": {"updates": 9}} for r in same_agent[5:]]
+    spec = {"updates": 1_000, "eval_episodes": 30, "precision": "fp32"}
+    with_specs = [{**r, "spec": spec} for r in same_agent]
+    assert evaluate_claim(noisy, with_specs).comparisons[0].paired
+    other_budget = with_specs[:5] + [{**r, "spec": {**spec, "updates": 9}} for r in with_specs[5:]]
     assert not evaluate_claim(noisy, other_budget).comparisons[0].paired  # differs in more than the factor
 
 
@@ -164,6 +191,8 @@ def test_both_sides_at_the_ceiling_are_no_evidence():
     verdict = evaluate_claim(claim("at_most", margin=5), records)
     assert verdict.verdict == AT_CEILING and verdict.comparisons[0].verdict == AT_CEILING
     assert "1 at ceiling (no evidence)" in verdict.text()
+    just_under = two_sides(scores(99.3, 0.1, seed=10), scores(99.5, 0.1, seed=11))  # within a point of 100
+    assert evaluate_claim(claim("at_most", margin=5), just_under).verdict == AT_CEILING
     below = two_sides(scores(97.0, 0.2, seed=10), scores(100.6, 0.2, seed=11))  # one side off the ceiling
     assert evaluate_claim(claim("at_most", margin=5), below).verdict == REPRODUCED
 

@@ -28,15 +28,14 @@ CEILING_DISTANCE = 1.0
 
 
 def paired_by_design(a: list[dict], b: list[dict], measured: bool) -> bool:
-    """Whether the two sides of a comparison are paired: every seed appears on both sides, and runs
-    of one seed differ only in the factor the claim compares. For run records that means the same
-    learner (``algorithm``: a wrapper, dataset, label fraction or filter changes, the seed's
-    initialisation and sampling stay) and the same budget and evaluation. For measurements from a
-    claim source CSV (``measured``), a seed names one unit (e.g. one trained model), and every row
-    of that seed measures it: the file's contract (:func:`offrl_bench.trust.claims.read_measurements`).
+    """Whether two sides *whose seeds match* (the caller checks that every seed is on both sides)
+    are paired: runs of one seed differ only in the factor the claim compares. For run records
+    that means the same learner (``algorithm``: a wrapper, dataset, label fraction or filter
+    changes, the seed's initialisation and sampling stay) and the same budget and evaluation. For
+    measurements from a claim source CSV (``measured``), a seed names one unit (e.g. one trained
+    model), and every row of that seed measures it: the file's contract
+    (:func:`offrl_bench.trust.claims.read_measurements`).
     """
-    if {r["seed"] for r in a} != {r["seed"] for r in b}:
-        return False
     if measured:
         return True
     learners = {r["algorithm"] for r in a + b}

@@ -278,7 +278,7 @@ class Verdict:
         if verdict == INCONCLUSIVE and self.evidence:
             needed = [c.more_seeds for c in self.evidence if c.verdict == INCONCLUSIVE]
             if None in needed:
-                text += ", the estimate sits on the boundary: no number of seeds decides it"
+                text += ", no estimate of the seeds it needs (an estimate on the boundary, or one seed a side)"
             else:
                 text += f", needs ~{max(needed)} more seeds"
         if self.indicative:
