@@ -82,8 +82,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)",
      "nll = 0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 + log_std + 1.5 * np.log(2 * np.pi)"):
         "the Gaussian normalising constant: a constant in the loss, no gradient",
-    ("offrl_bench/trust/claim_statistics.py", "if distance < 1e-9 or not math.isfinite(half_width):",
-     "if distance <= 1e-9 or not math.isfinite(half_width):"):
+    ("offrl_bench/trust/claim_statistics.py", "if distance < 1e-09 or not math.isfinite(half_width):",
+     "if distance <= 1e-09 or not math.isfinite(half_width):"):
         "a tolerance for an estimate on the boundary: the two differ only at a distance of exactly 1e-9",
     ("algorithms/morec.py", "d_optimizer.zero_grad(set_to_none=True)", "d_optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of none: every parameter gets a gradient each step, so the same update",

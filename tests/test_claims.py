@@ -166,6 +166,9 @@ def test_primary_comparisons_decide_under_holm_and_secondary_ones_decide_nothing
     assert "4 primary, 4 in the claimed direction, 0 against; 1 secondary" in verdict.text()
     (secondary,) = [c for c in verdict.comparisons if not c.primary]
     assert secondary.verdict == CONTRADICTED and "secondary, p=" in secondary.numbers()
+    # a secondary comparison's p is unadjusted: twice the smaller one-sided p, by hand
+    t_secondary = secondary.difference / ((secondary.high - secondary.low) / (2 * stats.t.ppf(0.975, 4)))
+    assert secondary.p_value == pytest.approx(2 * stats.t.sf(abs(t_secondary), 4), rel=1e-6)
     # Holm by hand: two-sided-equivalent p-values, the smallest times 4, the next times 3, ... made monotone
     primary = [c for c in verdict.comparisons if c.primary]
     raw = sorted(2 * stats.t.cdf(c.difference / ((c.high - c.low) / (2 * stats.t.ppf(0.975, 4))), 4) for c in primary)
@@ -176,6 +179,23 @@ def test_primary_comparisons_decide_under_holm_and_secondary_ones_decide_nothing
     assert "5 primary, 4 in the claimed direction, 1 against" in everything.text()
     with pytest.raises(ValueError, match="primary may only select"):
         Claim(**lower, primary=Rows(algorithm="x"))
+
+
+def test_an_undecided_secondary_comparison_estimates_its_seeds_at_95_percent():
+    records = []
+    for dataset, gain in (("d1", 20.0), ("d2", 2.0)):
+        base = scores(50, 10, seed=40)
+        noise = scores(0, 5, seed=41)
+        records += [record("x", i, s + gain + n, dataset, "w") for i, (s, n) in enumerate(zip(base, noise))]
+        records += [record("x", i, s, dataset) for i, s in enumerate(base)]
+    gains = Claim(name="c", paper="p", statement="s", a=Rows(wrapper="w"), b=Rows(wrapper="none"),
+                  relation="greater", per=("dataset",), primary=Rows(dataset="d1"))
+    verdict = evaluate_claim(gains, records)
+    secondary = next(c for c in verdict.comparisons if not c.primary)
+    assert secondary.verdict == INCONCLUSIVE
+    half, distance = (secondary.high - secondary.low) / 2, abs(secondary.difference)  # the 95% interval's
+    assert secondary.more_seeds == pytest.approx(5 * (half / distance) ** 2 - 5, abs=1)
+    assert gains.a.describe() == "wrapper=w" and Rows().describe() == "all runs"
 
 
 def test_holm_keeps_a_family_of_marginal_comparisons_undecided():
