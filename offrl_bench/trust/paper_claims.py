@@ -7,9 +7,8 @@ a plugin package registers its own. Margins are in normalised points (0 = random
 
 from offrl_bench.trust.claims import Claim, Rows
 
-#: Equivalence and non-inferiority margin: differences under 5 normalised points are "as good".
-#: 5 points is about the seed-to-seed standard deviation of a converged learner's score on this
-#: benchmark's tasks, so a smaller difference is not one a user of the numbers could act on.
+#: Equivalence and non-inferiority margin: differences under 5 normalised points are "as good"
+#: (5% of the random-to-expert range, the band the project's claims have used from the start).
 MARGIN = 5.0
 #: The minimum effect of interest of a directional claim on normalised scores: the same 5 points.
 #: A claim that A beats B is reproduced only when the whole interval of A - B clears +5; a drop of
@@ -49,8 +48,8 @@ STORI_ROBUSTNESS = tuple(
 CALIBRATION = "stori_model_calibration.csv"
 CALIBRATION_COMMAND = "python benchmarks/stori_model_calibration.py --seeds 0,1,2,3,4 --csv DIR/" + CALIBRATION
 #: "Dramatically underestimates": the predicted variance is less than half the true variance. A
-#: factor of 2 is where a variance estimate stops being a usable uncertainty (a 90% interval then
-#: covers about 70%).
+#: factor of 2 is where a variance estimate stops being a usable uncertainty (a Gaussian 90%
+#: interval then covers 75%).
 VARIANCE_SHORTFALL = 0.5
 #: The control may miss its nominal 90% coverage by 5 points and still count as calibrated.
 COVERAGE_MARGIN = 0.05
