@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--rounds", type=int, default=MORECSettings().rounds, help="adversarial rounds (as the runs)")
     args = parser.parse_args()
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant {', '.join(unknown)}; accepted: {', '.join(VARIANTS)}")
     torch.set_num_threads(1)
     request = DatasetRequest("Pendulum-v1", "medium")  # the default suite's MOREC data
     make_missing_datasets([request], log=lambda message: print(f"  {message}"))

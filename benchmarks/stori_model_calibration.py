@@ -59,7 +59,6 @@ from offrl_bench.envs.stori import make_regime
 
 #: Per environment: its episode length, the state kick of type 2.1, and the episodes per dataset.
 ENVIRONMENTS = {"Pendulum-v1": (200, "p=0.05,sigma=0.1", 60), "HalfCheetah-v5": (1_000, "p=0.05,sigma=0.5", 20)}
-TYPE_NAMES = ("clean", "type 1", "type 2.1", "type 2.2")
 NOMINAL = 0.90
 Z90 = 1.6448536269514722  # the standard normal's 95% quantile: a central 90% interval
 
@@ -161,11 +160,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default: per environment)")
     parser.add_argument("--queries", type=int, default=200, help="held-out states and actions")
     parser.add_argument("--samples", type=int, default=200, help="simulator steps per query for the truth")
-    parser.add_argument("--types", default=",".join(TYPE_NAMES))
+    parser.add_argument("--types", default=None, help="comma-separated, e.g. 'clean,type 1' (default: all)")
     parser.add_argument("--csv", type=Path, default=None, help="write the claims engine's rows here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    chosen = [t for t in types(args.env) if t[0] in args.types.split(",")]
+    known = types(args.env)
+    wanted = args.types.split(",") if args.types else [name for name, *_ in known]
+    unknown = sorted(set(wanted) - {name for name, *_ in known})
+    if unknown:
+        parser.error(f"unknown type {', '.join(unknown)}; accepted: {', '.join(name for name, *_ in known)}")
+    chosen = [t for t in known if t[0] in wanted]
     episodes = args.episodes or ENVIRONMENTS[args.env][2]
     torch.set_num_threads(1)
     cls = registry.algorithm_class("mopo")

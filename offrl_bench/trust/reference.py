@@ -115,10 +115,18 @@ def _per_seed(runs: list[dict]) -> np.ndarray:
     return np.array([np.mean(scores) for _, scores in sorted(by_seed.items())], dtype=float)
 
 
-def _rows(records: list[dict], frame: pd.DataFrame | None = None
-          ) -> dict[str, tuple[tuple[float, float, float], frozenset, tuple[str, ...]]]:
-    """Each row's IQM interval, run settings and run ids, from ``frame`` (the records' leaderboard
-    with run ids) when the caller has it: a leaderboard's bootstrap takes seconds per suite."""
+@dataclass(frozen=True)
+class _Row:
+    iqm: tuple[float, float, float]  # IQM, CI low, CI high
+    settings: frozenset  # the run settings of its runs (see _settings)
+    run_ids: tuple[str, ...]
+    per_seed: np.ndarray  # the row's score per seed (see _per_seed)
+
+
+def _rows(records: list[dict], frame: pd.DataFrame | None = None) -> dict[str, _Row]:
+    """Each row's IQM interval, run settings, run ids and per-seed scores, from ``frame`` (the
+    records' leaderboard with run ids) when the caller has it: a leaderboard's bootstrap takes
+    seconds per suite."""
     frame = leaderboard(records, with_run_ids=True) if frame is None else frame
     by_id = {record["run_id"]: record for record in records}
     variant_columns = [c for c in frame.columns
@@ -128,8 +136,9 @@ def _rows(records: list[dict], frame: pd.DataFrame | None = None
         variant = ",".join(f"{c}={row[c]}" for c in variant_columns
                            if not (isinstance(row[c], float) and math.isnan(row[c])) and row[c] != "")
         key = f"{row['dataset']} · {row['wrapper']} · {row['algorithm']}" + (f"[{variant}]" if variant else "")
-        settings = frozenset(_settings(by_id[run_id]) for run_id in row["run_ids"])
-        found[key] = ((row["normalized_iqm"], row["ci_low"], row["ci_high"]), settings, row["run_ids"])
+        runs = [by_id[run_id] for run_id in row["run_ids"]]
+        found[key] = _Row((row["normalized_iqm"], row["ci_low"], row["ci_high"]),
+                          frozenset(_settings(run) for run in runs), tuple(row["run_ids"]), _per_seed(runs))
     return found
 
 
@@ -151,19 +160,16 @@ def compare_with_reference(records: list[dict], directory: Path | None = None,
     published = _rows(published_records)
     labels = row_provenance.stale_labels(reference, published_records) or {}
     stale_runs = {record["run_id"]: labels[row_of(record)] for record in published_records if row_of(record) in labels}
-    by_id = {record["run_id"]: record for record in records}
-    published_by_id = {record["run_id"]: record for record in published_records}
-    for key, (yours, settings, run_ids) in _rows(records, frame).items():
-        if key not in published or any(math.isnan(x) for x in (*yours, *published[key][0])):
+    for key, yours in _rows(records, frame).items():
+        theirs = published.get(key)
+        if theirs is None or any(math.isnan(x) for x in (*yours.iqm, *theirs.iqm)):
             continue
-        if settings != published[key][1]:  # for an ALL row: also a different set of tasks
+        if yours.settings != theirs.settings:  # for an ALL row: also a different set of tasks
             comparison.different_settings.append(key)
             continue
-        stale = next((stale_runs[run] for run in published[key][2] if run in stale_runs), "")
-        mine = _per_seed([by_id[run] for run in run_ids])
-        theirs = _per_seed([published_by_id[run] for run in published[key][2]])
-        difference = mean_difference(mine[:, None], theirs[:, None], paired=False)
-        comparison.rows.append(RowComparison(key, yours, published[key][0],
+        stale = next((stale_runs[run] for run in theirs.run_ids if run in stale_runs), "")
+        difference = mean_difference(yours.per_seed[:, None], theirs.per_seed[:, None], paired=False)
+        comparison.rows.append(RowComparison(key, yours.iqm, theirs.iqm,
                                              (difference.estimate, *difference.interval(0.95)), stale))
     return comparison
 
