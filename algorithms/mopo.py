@@ -2,10 +2,12 @@
 dynamics-reward filter (``--set filter=morec``).
 
 1. Train a probabilistic dynamics ensemble on the dataset (7 members, 5 elites); with MOREC, also
-   the adversarial dynamics reward (:mod:`offrl_bench.algorithms.morec`), whose generator is a copy
-   of the ensemble: MOPO and MOPO+MOREC roll out the same ensemble, bit for bit, and differ in the
-   filter alone. ``morec_model=adversarial`` rolls out the adversarially fine-tuned copy instead
-   (leaderboard row ``mopo+morec+adversarial-model``), MOREC's dynamics reward changing the model too.
+   the dynamics reward (:mod:`offrl_bench.algorithms.morec`), whose discriminators learn against
+   that ensemble, frozen: MOPO and MOPO+MOREC roll out the same ensemble, bit for bit, and differ in
+   the filter alone. ``morec_model=adversarial`` trains the generator, a copy of the ensemble, in
+   the discriminators' rounds as the authors do and rolls it out instead (leaderboard row
+   ``mopo+morec+adversarial-model``), MOREC's dynamics reward changing the model too. The run's
+   losses record whether the reward learned (``dynamics_reward_learned``, see the morec module).
 2. Every ``rollout_every`` updates, roll the current policy out in the model for ``rollout_length``
    steps from ``rollout_batch`` dataset states. The reward is penalised by the model's uncertainty:
    r - penalty * max over elites of ||std||. Unfiltered, every step takes a random elite's sample;
@@ -46,6 +48,8 @@ from offrl_bench.envs.termination import TERMINATION_FUNCTIONS, termination_func
 FILTERS = ("none", "morec")
 MOREC_MODELS = ("mle", "adversarial")
 _MODEL_SEED_OFFSET = 104_729
+#: generator steps per adversarial round with ``morec_model=adversarial`` (this project's CPU scale)
+ADVERSARIAL_GENERATOR_STEPS = 5
 
 
 @dataclass
@@ -117,7 +121,9 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
                 obs_dim, action_dim, MORECSettings(rounds=config.morec_rounds,
                                                    candidates_per_elite=config.morec_candidates_per_elite,
                                                    threshold=config.morec_threshold,
-                                                   temperature=config.morec_temperature), self.device)
+                                                   temperature=config.morec_temperature,
+                                                   generator_steps=ADVERSARIAL_GENERATOR_STEPS
+                                                   if config.morec_model == "adversarial" else 0), self.device)
         self.normalizer = ObservationNormalizer(obs_dim).to(self.device)
         self.scaler = BoxScaler(spec.action_space, self.device)
         capacity = config.rollout_batch * config.rollout_length * config.retain_rollouts
@@ -150,7 +156,8 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
                 if self.config.morec_model == "adversarial":
                     self.model = fine_tuned
         self.model_diagnostics = {"model_epochs": float(self.model.epochs),
-                                  "model_holdout_mse": float(self.model.holdout_mse[self.model.elites.cpu()].mean())}
+                                  "model_holdout_mse": float(self.model.holdout_mse[self.model.elites.cpu()].mean()),
+                                  **(self.dynamics_reward.report() if self.dynamics_reward is not None else {})}
 
     @torch.no_grad()
     def _rollout(self, dataset: TransitionDataset, generator: torch.Generator) -> None:
@@ -159,6 +166,7 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
         observations = dataset.observations[starts]
         alive = torch.ones(cfg.rollout_batch, dtype=torch.bool, device=self.device)
         added, uncertainties, scores = 0, [], []
+        ended_by_filter = torch.zeros_like(alive)
         for _ in range(cfg.rollout_length):
             actions, _ = self.sac.actor(self.normalizer(observations))
             if self.dynamics_reward is None:
@@ -169,6 +177,7 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
             else:
                 next_observations, rewards, uncertainty, score, keep = self.dynamics_reward.filter(
                     self.model, observations, actions)
+                ended_by_filter |= alive & ~keep
                 alive &= keep
                 scores.append(score.mean())
             terminal = (torch.zeros_like(alive) if self.terminated is None
@@ -184,6 +193,7 @@ class MOPO(CheckpointedAttributes, OfflineAlgorithm):
                               "model_uncertainty": float(torch.stack(uncertainties).mean())}
         if scores:
             self.rollout_stats["dynamics_reward"] = float(torch.stack(scores).mean())
+            self.rollout_stats["filter_ended_rollouts"] = float(ended_by_filter.float().mean())
 
     def _store(self, rows: torch.Tensor) -> None:
         capacity = len(self.buffer)

@@ -13,7 +13,8 @@ the model (MOPO's ensemble, which MOPO+MOREC rolls out unchanged) draws MOREC's 
 and the true error is measured of the one MOREC's dynamics reward picks, of a uniformly random one,
 and of their mean. With ``--csv``, one model per seed (``--seeds``), these three per seed (rows
 ``morec-chosen``, ``random-candidate``, ``mean-candidate``) are written in the claims engine's
-measurement format, for the claim ``morec-lowers-true-error`` (chosen against random):
+measurement format, for the claim ``morec-lowers-true-error`` (chosen against random), with a
+``dynamics_reward_learned`` column (1 or 0, the run records' rule) that the claim requires:
 
     python benchmarks/morec_one_step_error.py [--dataset offrl/pendulum/medium-v0] [--starts 1000]
     python benchmarks/morec_one_step_error.py --seeds 0,1,2,3,4 --csv results/reference/default/morec_one_step_error.csv
@@ -101,8 +102,8 @@ def measure(dataset, seed: int, n_starts: int, horizon: int) -> dict:
     started = time.perf_counter()
     mopo.setup(dataset)
     print(f"seed {seed}: ensemble + dynamics reward trained in {time.perf_counter() - started:.1f} s "
-          f"({mopo.model.epochs} epochs; discriminator accuracy real/model after the last round "
-          f"{mopo.dynamics_reward.history[-1][1]:.2f}/{mopo.dynamics_reward.history[-1][2]:.2f})")
+          f"({mopo.model.epochs} epochs; held-out balanced accuracy of the last discriminator "
+          f"{mopo.dynamics_reward.history[-1].held_out:.3f}, learned: {mopo.dynamics_reward.learned})")
     generator = torch.Generator().manual_seed(seed)
     starts = dataset.observations[torch.randint(len(dataset), (n_starts,), generator=generator)]
     actions = torch.rand(horizon, n_starts, dataset.spec.action_dim, generator=generator) * 2 - 1
@@ -111,6 +112,7 @@ def measure(dataset, seed: int, n_starts: int, horizon: int) -> dict:
     torch.manual_seed(seed)
     results = {name: rollout_errors(mopo, starts, actions, name == "MOREC", env) for name in ("MOPO", "MOREC")}
     results["first_step"] = first_step_choices(mopo, starts, actions[0], env)
+    results["dynamics_reward_learned"] = int(mopo.dynamics_reward.learned)
     print(f"{'step':>4} {'MOPO |s-s*|':>12} {'MOREC |s-s*|':>13} {'ratio':>6} {'MOPO |r-r*|':>12} "
           f"{'MOREC |r-r*|':>13} {'MOREC kept':>11}")
     for step in range(horizon):
@@ -141,8 +143,9 @@ def main() -> None:
     rows = []
     for seed in seeds:
         results = measure(dataset, seed, args.starts, args.horizon)
-        rows += [{"algorithm": algorithm, "dataset": args.dataset, "wrapper": "none", "seed": seed, "value": error}
-                 for algorithm, error in results["first_step"].items()]
+        learned = results["dynamics_reward_learned"]
+        rows += [{"algorithm": algorithm, "dataset": args.dataset, "wrapper": "none", "seed": seed, "value": error,
+                  "dynamics_reward_learned": learned} for algorithm, error in results["first_step"].items()]
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:

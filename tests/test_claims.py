@@ -15,6 +15,7 @@ from offrl_bench.trust.claims import (
     INCONCLUSIVE,
     NO_DATA,
     REPRODUCED,
+    UNTRAINED,
     Claim,
     Rows,
     evaluate_claim,
@@ -215,6 +216,36 @@ def test_both_sides_at_the_ceiling_are_no_evidence():
     assert evaluate_claim(claim("at_most", margin=5), just_under).verdict == AT_CEILING
     below = two_sides(scores(97.0, 0.2, seed=10), scores(100.6, 0.2, seed=11))  # one side off the ceiling
     assert evaluate_claim(claim("at_most", margin=5), below).verdict == REPRODUCED
+
+
+def test_a_claim_that_requires_a_trained_component_is_not_decided_on_runs_without_one(tmp_path):
+    """MOREC's claims require ``dynamics_reward_learned`` = 1 of every side-A run (final losses or
+    a CSV column): one run that lacks it, or records 0, leaves the comparison undecided."""
+    requires = ("dynamics_reward_learned", "reward untrained")
+    clear = claim("greater", requires=requires)
+    learned = {"final_losses": {"dynamics_reward_learned": 1.0}}
+    records = ([record("a", i, s, **learned) for i, s in enumerate(scores(60, 2, seed=1))]
+               + [record("b", i, s) for i, s in enumerate(scores(40, 2, seed=2))])  # side B needs nothing
+    assert evaluate_claim(clear, records).verdict == REPRODUCED
+    records[3]["final_losses"] = {"dynamics_reward_learned": 0.0}
+    del records[4]["final_losses"]
+    verdict = evaluate_claim(clear, records)
+    assert verdict.verdict == UNTRAINED and verdict.comparisons[0].verdict == UNTRAINED
+    assert verdict.text() == "reward untrained (2 of 5 runs of a: dynamics_reward_learned is not 1)"
+    assert evaluate_claim(claim("greater"), records).verdict == REPRODUCED  # a claim without the requirement
+    # a measurement CSV carries it as a column
+    (tmp_path / "runs.jsonl").write_text(json.dumps(record("x", 0, 1.0)) + "\n")
+    lower = Claim(name="c", paper="p", statement="s", a=Rows(algorithm="chosen"), b=Rows(algorithm="random"),
+                  relation="less", metric="value", source="errors.csv", produced_by="python measure.py", requires=requires)
+    rows = [f"{name},d,,{seed},{value},{int(seed != 2)}" for seed in range(5)
+            for name, value in (("chosen", 0.1 + seed / 100), ("random", 0.3 + seed / 100))]
+    (tmp_path / "errors.csv").write_text("algorithm,dataset,wrapper,seed,value,dynamics_reward_learned\n"
+                                         + "\n".join(rows) + "\n")
+    (verdict,) = evaluate_directory(tmp_path, [lower])
+    assert verdict.text() == "reward untrained (1 of 5 runs of chosen: dynamics_reward_learned is not 1)"
+    (tmp_path / "errors.csv").write_text((tmp_path / "errors.csv").read_text().replace(",0\n", ",1\n"))
+    (verdict,) = evaluate_directory(tmp_path, [lower])
+    assert verdict.verdict == REPRODUCED
 
 
 def test_per_and_each_split_the_comparisons():

@@ -65,6 +65,65 @@ def test_dynamics_reward_separates_real_from_corrupted_transitions():
     assert corrupted.mean() < 0.6 * real.mean()
 
 
+class TrueDynamics:
+    """A stand-in for a perfect dynamics model of ``toy_dataset``'s system (s' = s + M u): every
+    member's sample is the true next state, so no discriminator can tell its transitions apart."""
+
+    mixing = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5], [0.3, 0.8]])
+
+    def __init__(self, members: int = 4) -> None:
+        self.members, self.settings = members, DynamicsSettings()
+        self.ensemble = torch.nn.Linear(1, 1)  # for the generator's optimiser; no generator steps here
+
+    def step(self, observations, unit_actions):
+        return observations + unit_actions @ self.mixing.T
+
+    def training_targets(self, dataset):
+        return dataset.next_observations
+
+    def sample_all_members(self, observations, unit_actions):
+        return self.step(observations, unit_actions).expand(self.members, -1, -1), None
+
+    def sample(self, observations, unit_actions, samples_per_elite):
+        n = len(observations)
+        candidates = self.step(observations, unit_actions).expand(2 * samples_per_elite, -1, -1)
+        return candidates, torch.zeros(len(candidates), n), torch.zeros(n)
+
+    def select_elites(self):
+        pass
+
+
+def test_the_dynamics_reward_records_whether_it_learned_on_held_out_episodes():
+    """Against a model trained one epoch the discriminators separate the held-out episodes' real
+    transitions from the model's (balanced accuracy >= 0.6, interval above 0.5); against a perfect
+    model they cannot, and the reward reports itself untrained. The per-round accuracies are those
+    of the scoring rounds, from held-out episodes the discriminators never trained on."""
+    dataset, model = fitted_model(DynamicsSettings(members=4, elites=2, width=32, depth=2, max_epochs=1))
+    settings = MORECSettings(width=64, rounds=40, discriminator_steps=10)
+    reward = DynamicsReward(4, 2, settings, torch.device("cpu"))
+    reward.fit(dataset, dataset.actions, model, torch.Generator().manual_seed(0))
+    report = reward.report()
+    assert report["dynamics_reward_learned"] == 1.0 and report["dynamics_reward_accuracy"] >= 0.6
+    assert 0.5 < report["dynamics_reward_accuracy_low"] < report["dynamics_reward_accuracy"]
+    assert report["dynamics_reward_held_out_auc"] > 0.6
+    assert report["dynamics_reward_held_out_model_below_threshold"] > report[
+        "dynamics_reward_held_out_real_below_threshold"]
+    rounds = sorted(key for key in report if key.startswith("dynamics_reward_accuracy_round_"))
+    assert rounds == [f"dynamics_reward_accuracy_round_{r:03d}" for r in (10, 20, 30, 40)]
+    assert report["dynamics_reward_accuracy_round_040"] == report["dynamics_reward_accuracy"]
+    # held out: the last 2 of the 20 episodes (80 transitions); the standardisation saw the other 18
+    expected_error = 0.5 * np.sqrt(sum(p * (1 - p) / 80 for p in (reward.history[-1].held_out,) * 2))
+    assert reward.history[-1].held_out_error == pytest.approx(expected_error, rel=0.6)
+    first_18 = dataset.observations[:720]
+    torch.testing.assert_close(reward.mean[:4], first_18.mean(0))
+
+    untrained = DynamicsReward(4, 2, settings, torch.device("cpu"))
+    untrained.fit(dataset, dataset.actions, TrueDynamics(), torch.Generator().manual_seed(0))
+    report = untrained.report()
+    assert report["dynamics_reward_learned"] == 0.0 and not untrained.learned
+    assert abs(report["dynamics_reward_accuracy"] - 0.5) < 0.1
+
+
 def test_filter_keeps_the_best_candidate_and_flags_those_below_the_threshold():
     dataset, model = fitted_model()
     reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=3, threshold=0.5), torch.device("cpu"))
@@ -172,6 +231,7 @@ def test_rollouts_end_where_the_dynamics_reward_falls_below_the_threshold(level,
     mopo.dynamics_reward.score = lambda o, a, candidates: torch.full(candidates.shape[:-1], level)
     mopo._rollout(dataset, torch.Generator().manual_seed(0))
     assert mopo.rollout_stats["rollout_length"] == expected_length
+    assert mopo.rollout_stats["filter_ended_rollouts"] == (1.0 if expected_length == 0 else 0.0)
     assert mopo.buffer_size == int(64 * expected_length)
     # rows stop independently: a rollout ends once its own best candidate scores below 0.6
     mopo.buffer_size = mopo.buffer_next = 0
@@ -251,7 +311,8 @@ def test_mopo_resumes_to_the_same_numbers(pendulum_expert, tmp_path):
                    overrides=(*TINY_MOPO, ("filter", "morec")))
     reference = assert_resumes_exactly(spec, tmp_path)
     assert reference["algorithm_label"] == "mopo+morec"
-    assert {"rollout_length", "dynamics_reward", "model_holdout_mse"} <= set(reference["final_losses"])
+    assert {"rollout_length", "dynamics_reward", "model_holdout_mse", "filter_ended_rollouts",
+            "dynamics_reward_learned", "dynamics_reward_accuracy"} <= set(reference["final_losses"])
 
 
 @pytest.mark.parametrize("option, fragment", [

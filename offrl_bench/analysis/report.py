@@ -315,7 +315,8 @@ def _deciding(verdict: claims.Verdict) -> claims.Comparison:
 def _summary(verdicts: list[claims.Verdict], directory: Path, records: list[dict], frame) -> str:
     """Verdict counts, one line per claim with data, and the reference comparison."""
     counts = Counter(v.verdict for v in verdicts)
-    order = (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE, claims.STALE)
+    order = (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE, claims.AT_CEILING, claims.UNTRAINED,
+             claims.STALE)
     decided = [v for v in verdicts if v.verdict != claims.NO_DATA]
     text = ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name)) or "none decided"
     rows = []

@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from offrl_bench.core import registry
 from offrl_bench.core.errors import PluginError, UsageError, one_of
-from offrl_bench.records.leaderboard import MIN_SEEDS, NO_WRAPPER, variant_name
+from offrl_bench.records.leaderboard import MIN_SEEDS
 from offrl_bench.records.run_store import RunStore
 from offrl_bench.records.statistics import MeanDifference, bootstrap_difference, mean_difference
-from offrl_bench.trust import claim_statistics, provenance
+from offrl_bench.trust import claim_sources, claim_statistics, provenance
+from offrl_bench.trust.claim_sources import failing_requirement, run_fields
 from offrl_bench.trust.provenance import row_of
 
 #: What a claim asserts about the difference d = A - B, with margin m >= 0 (for ``greater`` and
@@ -59,6 +59,9 @@ RUNS = "runs.jsonl"
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NO_DATA = "reproduced", "contradicted", "inconclusive", "no data"
 STALE = "stale"  # a row the comparison rests on is stale at HEAD (offrl-bench reference status)
 AT_CEILING = "at ceiling"  # both sides within a point of the maximum: no evidence either way
+#: a run a comparison rests on did not pass the check its claim requires of it (``Claim.requires``),
+#: e.g. MOREC's dynamics reward did not learn: no verdict then
+UNTRAINED = "untrained"
 FIELDS = ("algorithm", "dataset", "wrapper")
 #: the most primary comparisons a claim may name: its verdict is the paper's headline, not a sweep
 MAX_PRIMARY = 4
@@ -131,10 +134,14 @@ class Claim:
     #: the decision rule (module docstring): t-intervals against the margin, Holm over the primaries
     rule: str = "holm"
     #: where the compared values live in the directory: the run records, or a CSV a benchmark writes
-    #: (:func:`read_measurements` says its columns)
+    #: (:func:`~offrl_bench.trust.claim_sources.read_measurements` says its columns)
     source: str = RUNS
     #: for a CSV source: the command that writes it (``DIR``: the output directory)
     produced_by: str = ""
+    #: (a run's metric, what to call its failure): a comparison is decided only when every run on
+    #: side A records the metric as 1, in its ``final_losses`` or its CSV row, e.g.
+    #: ``("dynamics_reward_learned", "reward untrained")``; a run without the metric fails it
+    requires: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.relation not in RELATIONS:
@@ -181,7 +188,8 @@ class Comparison:
     high: float
     verdict: str
     more_seeds: int | None = None  # for inconclusive ones: ~seeds per side to add
-    #: "stale since abc1234: why" when a row either side rests on is stale at HEAD: no verdict then
+    #: "stale since abc1234: why" when a row either side rests on is stale at HEAD, or what its claim
+    #: requires and how many runs fail it ("reward untrained: ..."): no verdict then
     stale: str = ""
     paired: bool = False
     method: str = ""  # the statistic: "paired t", "Welch t (Hsu df)" or "bootstrap"
@@ -225,15 +233,16 @@ class Verdict:
 
     @property
     def evidence(self) -> list[Comparison]:
-        """The primary comparisons that count: not stale, not at ceiling."""
-        return [c for c in self.primary if c.verdict not in (STALE, AT_CEILING)]
+        """The primary comparisons that count: not stale, not untrained, not at ceiling."""
+        return [c for c in self.primary if c.verdict not in (STALE, UNTRAINED, AT_CEILING)]
 
     @property
     def verdict(self) -> str:
         if not self.comparisons:
             return NO_DATA
-        if any(c.verdict == STALE for c in self.primary):
-            return STALE
+        for undecided in (STALE, UNTRAINED):
+            if any(c.verdict == undecided for c in self.primary):
+                return undecided
         evidence = self.evidence
         if not evidence:
             return AT_CEILING if self.primary else INCONCLUSIVE
@@ -272,8 +281,8 @@ class Verdict:
         verdict = self.verdict
         if verdict == NO_DATA:
             return verdict
-        if verdict == STALE:
-            return next(c.stale for c in self.primary if c.verdict == STALE)
+        if verdict in (STALE, UNTRAINED):
+            return next(c.stale for c in self.primary if c.verdict == verdict)
         text = f"{verdict} ({self.design()})"
         if verdict == INCONCLUSIVE and self.evidence:
             needed = [c.more_seeds for c in self.evidence if c.verdict == INCONCLUSIVE]
@@ -285,10 +294,6 @@ class Verdict:
             fewest = min(min(c.n_a, c.n_b) for c in self.evidence)
             text += f", indicative only ({fewest} seeds < {self.claim.min_seeds})"
         return text
-
-
-def _values(record: dict) -> dict[str, str]:
-    return {"algorithm": variant_name(record), "dataset": record["dataset"], "wrapper": record["wrapper"] or NO_WRAPPER}
 
 
 def _run_value(claim: Claim, record: dict) -> float | None:
@@ -337,7 +342,7 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
     records = list(records)
     sides = {"a": [], "b": []}
     for record in records:
-        values = _values(record)
+        values = run_fields(record)
         for side, rows in (("a", claim.a), ("b", claim.b)):
             if rows.matches(values):
                 sides[side].append((values, record))
@@ -371,8 +376,11 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
             primary=claim.primary is None or claim.primary.matches(values), boundary=boundary)
         rows = [row_of(record) for record in group["a"] + group["b"]] if stale else []
         labels = [stale[row] for row in rows if row in stale]
+        failing = failing_requirement(claim.requires, group["a"])
         if labels:
             comparison.verdict, comparison.stale = STALE, labels[0]
+        elif failing:
+            comparison.verdict, comparison.stale = UNTRAINED, failing
         elif claim.metric == "score" and min(mean_a, mean_b) >= 100 - claim_statistics.CEILING_DISTANCE:
             comparison.verdict = AT_CEILING
         verdict.comparisons.append(comparison)
@@ -423,22 +431,6 @@ def evaluate_directory(directory: Path, claims: list[Claim] | None = None) -> li
     verdicts = []
     for claim in claims if claims is not None else installed():
         if claim.source not in sources:
-            sources[claim.source] = read_measurements(Path(directory) / claim.source)
+            sources[claim.source] = claim_sources.read_measurements(Path(directory) / claim.source)
         verdicts.append(evaluate_claim(claim, sources[claim.source], stale if claim.source == RUNS else None))
     return verdicts
-
-
-def read_measurements(path: Path) -> list[dict]:
-    """A claim source CSV as records (none when the file is absent: that claim has no data here).
-
-    Contract: columns algorithm, dataset, wrapper, seed, value, one row per measurement. A seed
-    names one unit of replication (e.g. one trained model), and the rows of that seed measure that
-    unit: sides that share their seeds are paired."""
-    if not path.exists():
-        return []
-    frame = pd.read_csv(path, dtype={"algorithm": str, "dataset": str, "wrapper": str})
-    missing = {"algorithm", "dataset", "wrapper", "seed", "value"} - set(frame.columns)
-    if missing:
-        raise UsageError(f"claim source '{path}' lacks columns: {', '.join(sorted(missing))}")
-    frame["wrapper"] = frame["wrapper"].fillna(NO_WRAPPER)
-    return frame.to_dict("records")

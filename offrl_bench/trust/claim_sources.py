@@ -1,0 +1,52 @@
+"""Where a claim reads its values: the fields of a run record, a benchmark's measurement CSV, and the
+check a claim requires of every run it rests on (:attr:`offrl_bench.trust.claims.Claim.requires`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from offrl_bench.core.errors import UsageError
+from offrl_bench.records.leaderboard import NO_WRAPPER, variant_name
+
+
+def run_fields(record: dict) -> dict[str, str]:
+    """The fields claims select runs on: leaderboard algorithm name, dataset, wrapper."""
+    return {"algorithm": variant_name(record), "dataset": record["dataset"], "wrapper": record["wrapper"] or NO_WRAPPER}
+
+
+def failing_requirement(requires: tuple[str, str] | None, records: list[dict]) -> str:
+    """Why ``records`` (a comparison's side A) do not meet a claim's ``requires`` (empty when they
+    do, or it requires nothing): each run must record ``metric`` as 1."""
+    if requires is None:
+        return ""
+    metric, failure = requires
+    failed: dict[str, int] = {}
+    for record in records:
+        value = record.get(metric, (record.get("final_losses") or {}).get(metric))
+        if value is None or (isinstance(value, float) and math.isnan(value)) or float(value) != 1:
+            name = run_fields(record)["algorithm"]
+            failed[name] = failed.get(name, 0) + 1
+    if not failed:
+        return ""
+    counts = {name: sum(run_fields(record)["algorithm"] == name for record in records) for name in failed}
+    return f"{failure} ({', '.join(f'{k} of {counts[n]} runs of {n}' for n, k in sorted(failed.items()))}: " \
+           f"{metric} is not 1)"
+
+
+def read_measurements(path: Path) -> list[dict]:
+    """A claim source CSV as records (none when the file is absent: that claim has no data here).
+
+    Contract: columns algorithm, dataset, wrapper, seed, value, one row per measurement. A seed
+    names one unit of replication (e.g. one trained model), and the rows of that seed measure that
+    unit: sides that share their seeds are paired."""
+    if not path.exists():
+        return []
+    frame = pd.read_csv(path, dtype={"algorithm": str, "dataset": str, "wrapper": str})
+    missing = {"algorithm", "dataset", "wrapper", "seed", "value"} - set(frame.columns)
+    if missing:
+        raise UsageError(f"claim source '{path}' lacks columns: {', '.join(sorted(missing))}")
+    frame["wrapper"] = frame["wrapper"].fillna(NO_WRAPPER)
+    return frame.to_dict("records")
