@@ -165,6 +165,8 @@ SSORL = tuple(claim for base in SSORL_BASES for selection in ("low_return", "ran
 #: a random elite's. None is decided on a run whose dynamics reward did not learn (held-out balanced
 #: accuracy >= 0.6 with its interval above 0.5, ``algorithms/morec.py``): that tests an untrained filter.
 REWARD_LEARNED = ("dynamics_reward_learned", "reward untrained")
+REFRIGERATOR_COMMAND = ("python benchmarks/morec_refrigerator.py --seeds 0,1,2,3,4 --csv DIR/morec_refrigerator.csv "
+                        "--figure DIR/plots/morec_refrigerator.png")
 MOREC = (
     Claim(name="mopo-beats-bc", paper="MOREC (Luo et al. 2024)",
           statement=f"MOPO, the base method of the filter comparison, scores more than {MIN_EFFECT:g} points above "
@@ -178,6 +180,21 @@ MOREC = (
           margin=MIN_RELATIVE_EFFECT, relative_margin=True, per=("dataset",), metric="value",
           source="morec_one_step_error.csv", requires=REWARD_LEARNED,
           produced_by="python benchmarks/morec_one_step_error.py --seeds 0,1,2,3,4 --csv DIR/morec_one_step_error.csv"),
+    Claim(name="refrigerator-model-fails-off-data", paper="MOREC (Luo et al. 2024)",
+          statement=f"on MOREC's refrigerator example, the dynamics model's one-step error is more than "
+                    f"{MIN_RELATIVE_EFFECT:.0%} larger where a new controller takes the fridge (more than 1 degree "
+                    "from any temperature in the data) than where the data's controller keeps it",
+          a=Rows(algorithm="mle-mean", dataset="refrigerator/unseen"),
+          b=Rows(algorithm="mle-mean", dataset="refrigerator/seen"), relation="greater",
+          margin=MIN_RELATIVE_EFFECT, relative_margin=True, metric="value", source="morec_refrigerator.csv",
+          produced_by=REFRIGERATOR_COMMAND),
+    Claim(name="morec-recovers-unseen-transitions", paper="MOREC (Luo et al. 2024)",
+          statement=f"on MOREC's refrigerator example, off the data the candidate MOREC's filter keeps has a true "
+                    f"one-step error more than {MIN_RELATIVE_EFFECT:.0%} lower than a random candidate's",
+          a=Rows(algorithm="morec-chosen", dataset="refrigerator/unseen"),
+          b=Rows(algorithm="random-candidate", dataset="refrigerator/unseen"), relation="less",
+          margin=MIN_RELATIVE_EFFECT, relative_margin=True, per=("dataset",), metric="value",
+          source="morec_refrigerator.csv", requires=REWARD_LEARNED, produced_by=REFRIGERATOR_COMMAND),
     Claim(name="morec-improves-mopo", paper="MOREC (Luo et al. 2024)",
           statement=f"MOPO with MOREC's filter scores more than {MIN_EFFECT:g} points above MOPO on the same "
                     "data and ensemble",
