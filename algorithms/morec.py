@@ -26,13 +26,16 @@ In rollouts (:meth:`DynamicsReward.filter`), every step draws candidates from al
 5 x 2), keeps the one with the highest dynamics reward (or samples one with a softmax at a
 temperature), and ends the rollout where even the best candidate scores below the threshold.
 
-Where each constant comes from (authors' code, ``EnsembleDynamics`` and ``DiscriminatorEnsemble``):
-the threshold (``terminal_dynamics_reward`` 0.6), the probability clip (``d_clip`` 0.999), the
-reward transform (``prob_mean_clip``), 400 retained snapshots (``max_maintaining_disc``), every
-10th scoring (``history_discriminator_interval``), the softmax temperature 0.1 of its
-``softmax_elite`` option (here off by default: its default ``select_elite`` keeps the best). The
-candidate count, 2 per elite, is this project's: the authors' default resamples each elite once.
-The round structure (100 rounds of 30 discriminator steps) is CPU scale.
+Where each constant comes from (authors' code, polixir/morec at be8a641, ``EnsembleDynamics`` and
+``DiscriminatorEnsemble``): the threshold (``terminal_dynamics_reward`` 0.6), the probability clip
+(``d_clip`` 0.999, its argparse default; its experiment launcher ``generate_tmuxp_morec_mopo.py``
+sets 1.0), the reward transform (``prob_mean_clip``), 400 retained snapshots
+(``max_maintaining_disc``; the launcher's ``max_retain_num``), every 10th scoring
+(``history_discriminator_interval``), the softmax temperature 0.1 of its ``softmax_elite`` option
+(here off by default: ``select_elite`` keeps the best; the launcher picks one of the two per task),
+2 candidates per elite (the launcher's ``resample_num_in_transition``; the argparse default is 1).
+The code that trains the dynamics reward is not public (the repository ships trained ones), so the
+round structure, 100 rounds of 30 discriminator steps, is this project's CPU scale.
 
 Two deviations from the authors' training, both measured (``benchmarks/morec_diagnosis.py``, the
 MOREC documentation page): with the generator trained alongside (5 generator steps a round) and

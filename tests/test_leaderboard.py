@@ -132,6 +132,23 @@ def test_algorithm_variants_get_rows_and_extra_columns_of_their_own():
     assert np.isnan(frame[frame.algorithm == "bc"].label_fraction).all()
 
 
+def test_rows_whose_runs_record_an_untrained_component_are_warned():
+    """An algorithm records ``<component>_learned`` = 0 in its losses when a learned part of it did
+    not learn (MOPO+MOREC's dynamics reward): its rows and their ALL row say so in ``warning``."""
+    records = [record("s", "d1", "mopo", seed, 50.0) for seed in range(5)]
+    for seed in range(5):
+        filtered = record("s", "d1", "mopo+morec", seed, 50.0)
+        filtered["final_losses"] = {"dynamics_reward_learned": float(seed >= 2), "td_loss": 1.0}
+        records.append(filtered)
+    frame = leaderboard(records).set_index(["dataset", "algorithm"])
+    assert frame.loc[("d1", "mopo+morec"), "warning"] == "dynamics reward untrained in 2 of 5 runs"
+    assert frame.loc[("ALL", "mopo+morec"), "warning"] == "dynamics reward untrained in 2 of 5 runs"
+    assert frame.loc[("d1", "mopo"), "warning"] == ""
+    for entry in records[5:]:
+        entry["final_losses"]["dynamics_reward_learned"] = 1.0
+    assert "warning" not in leaderboard(records).columns  # every run learned, 5 seeds: nothing to warn
+
+
 def test_drop_from_default_is_the_score_lost_under_each_wrapper():
     """Hand-computed: BC falls from a mean of 90 to 60 under action noise (a drop of 30 points);
     IQL gains 5 (a drop of -5). The default rows drop 0; aggregates have no drop."""

@@ -21,13 +21,18 @@ LEADERBOARD_COLUMNS = [
     "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
 ]
 #: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
-#: marks the rows with fewer than MIN_SEEDS seeds, when there are any.
+#: marks the rows with fewer than MIN_SEEDS seeds and those with an untrained component (see
+#: UNTRAINED_SUFFIX), when there are any.
 DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget", "fqe_selected",
                    "oracle_best", "stale")
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
 NO_WRAPPER = "none"
+#: A run's losses may check that a learned component of its algorithm learned: ``<component>_learned``
+#: is 1 or 0 (MOPO+MOREC's ``dynamics_reward_learned``). A row any of whose runs records 0 is warned
+#: "dynamics reward untrained in k of n runs".
+UNTRAINED_SUFFIX = "_learned"
 #: Every CSV the project writes holds floats to 6 significant digits; compare with what was written.
 CSV_FLOAT_FORMAT = "%.6g"
 
@@ -160,8 +165,12 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     if (splits != "").any():
         frame["split"] = splits
         frame["generalization_gap"] = _generalization_gap(frame, extra)
-    if (frame.n_seeds < MIN_SEEDS).any():
-        frame["warning"] = [f"indicative: {n} seeds < {MIN_SEEDS}" if n < MIN_SEEDS else "" for n in frame.n_seeds]
+    by_id = {record["run_id"]: record for record in records}
+    warnings = [[f"indicative: {n} seeds < {MIN_SEEDS}"] if n < MIN_SEEDS else [] for n in frame.n_seeds]
+    for row, notes in zip(rows, warnings):
+        notes += _untrained([by_id[run_id] for run_id in row["run_ids"]])
+    if any(warnings):
+        frame["warning"] = ["; ".join(notes) for notes in warnings]
     if budget:
         frame["budget"] = verdicts
     if selection:
@@ -173,6 +182,17 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame
+
+
+def _untrained(runs: list[dict]) -> list[str]:
+    """Warnings for the components the runs record as not learned (UNTRAINED_SUFFIX)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for key, value in (run.get("final_losses") or {}).items():
+            if key.endswith(UNTRAINED_SUFFIX) and value == 0:
+                counts[key] = counts.get(key, 0) + 1
+    return [f"{key[:-len(UNTRAINED_SUFFIX)].replace('_', ' ')} untrained in {k} of {len(runs)} runs"
+            for key, k in sorted(counts.items())]
 
 
 def split_of(wrapper: str) -> str:

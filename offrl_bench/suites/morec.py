@@ -35,8 +35,10 @@ MOREC = Suite(
 #: strongest, on mixed data (random, medium and expert episodes of this project's SAC behaviour
 #: policies, 50k transitions), where imitating the mixture leaves room to improve on the data.
 #: Rollouts at MOPO's paper setting for HalfCheetah mixed and medium-expert data, h = 5 and lambda =
-#: 1 (``algorithms/mopo.py``'s defaults); MOREC's paper rolls out 100 steps with per-task penalties,
-#: which these budgets cannot afford. 20,000 updates instead of MOPO's 1M+: MOPO trained 58.7
+#: 1 (``algorithms/mopo.py``'s defaults); MOREC's experiments roll out 100 steps with lambda = 0.5 on
+#: D4RL HalfCheetah (``generate_tmuxp_morec_mopo.py`` in polixir/morec), 20 times the model steps,
+#: which at about 2.4 s per filtered 5-step rollout batch here (80 batches a run) would add about an
+#: hour to each MOPO+MOREC run. 20,000 updates instead of MOPO's 1M+: MOPO trained 58.7
 #: updates/s per worker in the reference run (2 workers on 2 cores), so SAC's part of a run is about
 #: 6 minutes, next to 4-5 minutes for the 50 epochs of the ensemble.
 MOREC_HALFCHEETAH = Suite(
