@@ -124,6 +124,19 @@ def test_the_dynamics_reward_records_whether_it_learned_on_held_out_episodes():
     assert abs(report["dynamics_reward_accuracy"] - 0.5) < 0.1
 
 
+def test_held_out_split_balanced_accuracy_and_auc_by_hand():
+    from offrl_bench.algorithms.morec import _auc, _balanced_accuracy, _held_out_start
+
+    assert _held_out_start(toy_dataset("continuous", n_episodes=20, length=40), 0.1) == 18 * 40  # last 2 episodes
+    assert _held_out_start(toy_dataset("continuous", n_episodes=3, length=40), 0.1) == 2 * 40  # at least one
+    assert _held_out_start(toy_dataset("continuous", n_episodes=1, length=100), 0.1) == 90  # one: its last steps
+    # 3 of 4 real right, 1 of 2 model right: (0.75 + 0.5) / 2, SE 0.5 sqrt(0.75 * 0.25 / 4 + 0.25 / 2)
+    accuracy, error = _balanced_accuracy(torch.tensor([True, True, True, False]), torch.tensor([True, False]))
+    assert accuracy == pytest.approx(0.625) and error == pytest.approx(0.5 * np.sqrt(0.1875 / 4 + 0.125))
+    # pairs (real, model): 1>0, 1<2, 2>0, 2=2 (half), 3>0, 3>2: 4.5 of 6
+    assert _auc(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 0.0])) == pytest.approx(0.75)
+
+
 def test_filter_keeps_the_best_candidate_and_flags_those_below_the_threshold():
     dataset, model = fitted_model()
     reward = DynamicsReward(4, 2, MORECSettings(candidates_per_elite=3, threshold=0.5), torch.device("cpu"))
