@@ -60,6 +60,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "tests/test_docs.py::test_claims_tables_are_what_the_claims_command_prints", "tests/test_statistics.py"]),
     "claims": ("offrl_bench/trust/claims.py", ["tests/test_claims.py"]),
     "claim_statistics": ("offrl_bench/trust/claim_statistics.py", ["tests/test_claims.py"]),
+    "claim_sources": ("offrl_bench/trust/claim_sources.py", ["tests/test_claims.py"]),
+    "refrigerator": ("envs/refrigerator.py", ["tests/test_refrigerator.py"]),
     "stori": ("envs/stori.py", ["tests/test_stori.py"]),
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
