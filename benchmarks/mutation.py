@@ -87,6 +87,18 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("offrl_bench/trust/claim_statistics.py", "if distance < 1e-09 or not math.isfinite(half_width):",
      "if distance <= 1e-09 or not math.isfinite(half_width):"):
         "a tolerance for an estimate on the boundary: the two differ only at a distance of exactly 1e-9",
+    ("envs/refrigerator.py", "observed = temperature + rng.normal(0.0, OBSERVATION_NOISE)",
+     "observed = temperature - rng.normal(0.0, OBSERVATION_NOISE)"):
+        "minus a zero-mean Gaussian draw is the same distribution (only the seed's sample path changes)",
+    ("envs/refrigerator.py", "next_observed = after + rng.normal(0.0, OBSERVATION_NOISE)",
+     "next_observed = after - rng.normal(0.0, OBSERVATION_NOISE)"):
+        "minus a zero-mean Gaussian draw is the same distribution (only the seed's sample path changes)",
+    ("envs/refrigerator.py",
+     "action = self.gain * (observed - (self.target + SETPOINT_OFFSET)) + rng.normal(0.0, ACTION_NOISE)",
+     "action = self.gain * (observed - (self.target + SETPOINT_OFFSET)) - rng.normal(0.0, ACTION_NOISE)"):
+        "minus a zero-mean Gaussian draw is the same distribution (only the seed's sample path changes)",
+    ("envs/refrigerator.py", "if rng.random() < DOOR_PROBABILITY:", "if rng.random() <= DOOR_PROBABILITY:"):
+        "a uniform draw equals 0.5 with probability 0",
     ("algorithms/morec.py", "d_optimizer.zero_grad(set_to_none=True)", "d_optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of none: every parameter gets a gradient each step, so the same update",
     ("algorithms/morec.py", "g_optimizer.zero_grad(set_to_none=True)", "g_optimizer.zero_grad(set_to_none=False)"):

@@ -6,7 +6,6 @@ import pytest
 from offrl_bench.envs.refrigerator import (
     DATA_TARGET,
     DOOR_INTERVAL,
-    DOOR_OPEN_STEPS,
     Controller,
     next_temperature,
     run_episode,
@@ -30,6 +29,9 @@ def test_each_controller_holds_its_own_temperatures_so_the_test_one_leaves_the_d
     assert np.quantile(closed_test, 0.95) < data.observed.min() - 1  # far from every data temperature
     # the reported temperature is the true one plus N(0, 0.1); the power is never negative
     assert np.std(data.observed - data.true) == pytest.approx(0.1, rel=0.1)
+    assert np.std(data.next_observed - data.next_true) == pytest.approx(0.1, rel=0.1)
+    assert np.array_equal(data.observed[1:], data.next_observed[:-1])  # one episode: each step starts where
+    assert np.array_equal(data.true[1:], data.next_true[:-1])  # the last one ended
     assert (data.power >= 0).all()
 
 
@@ -38,7 +40,7 @@ def test_the_door_opens_for_20_steps_in_about_half_of_the_200_step_blocks_and_se
     for seed in range(20):
         episode = run_episode(Controller(DATA_TARGET), seed=seed)
         blocks = episode.door_open.reshape(-1, DOOR_INTERVAL).sum(1)
-        assert set(blocks.tolist()) <= {0, DOOR_OPEN_STEPS}
+        assert set(blocks.tolist()) <= {0, 20}  # REVIVE's DoorOpen(door_open_time=20)
         opened += (blocks > 0).tolist()
     assert 0.35 < np.mean(opened) < 0.65  # probability 0.5 per block, 200 blocks
     first, again = run_episode(Controller(DATA_TARGET), seed=3), run_episode(Controller(DATA_TARGET), seed=3)
