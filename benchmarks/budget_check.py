@@ -9,8 +9,12 @@ the mean normalised score reaches 50 while BC reaches 90, ``under-budget`` where
     python benchmarks/budget_check.py --suite default [--seeds 0,1,2,3,4] [--workers 2] [--out DIR]
 
 Runs go to ``results/budget-check/<suite>/`` (re-running resumes); the verdicts go to
-``budget_check.csv`` there. ``--publish`` also writes them next to the suite's published reference,
-where every leaderboard of that suite reads them, with the check's records in ``budget-check/``.
+``budget_check.csv`` there. ``--only mopo+morec`` (repeatable; leaderboard names) runs only that
+algorithm's check runs, e.g. after a change to it: seed the output directory's ``runs.jsonl`` with
+the published check's records (``budget-check/runs.jsonl`` of the reference) without that
+algorithm's, and the verdicts cover every check run finished there. ``--publish`` also writes them
+next to the suite's published reference, where every leaderboard of that suite reads them, with the
+check's records in ``budget-check/``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 from pathlib import Path
 
 from offrl_bench.core import registry
+from offrl_bench.core.config import build_config
 from offrl_bench.core.errors import OffrlBenchError
 from offrl_bench.data.make import make_missing_datasets
 from offrl_bench.execution import scheduler
@@ -45,6 +50,8 @@ def check() -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=None, help="output dir (default results/budget-check/<suite>)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="run only these algorithms' check runs (leaderboard names, repeatable)")
     parser.add_argument("--publish", action="store_true",
                         help="also write the verdicts to the suite's reference dir in this checkout")
     args = parser.parse_args()
@@ -59,8 +66,12 @@ def check() -> None:
         out = Path(args.out or f"results/budget-check/{name}")
         make_missing_datasets(runs.datasets)
         specs = runs.runs()
-        preflight(specs)
-        outcome = scheduler.execute(specs, out, workers=args.workers, command=" ".join(sys.argv))
+        chosen = [spec for spec in specs if args.only is None or label(spec) in args.only]
+        if not chosen:
+            parser.error(f"--only {', '.join(args.only)}: no check runs of suite {name} have these names; "
+                         f"accepted: {', '.join(sorted({label(spec) for spec in specs}))}")
+        preflight(chosen)
+        outcome = scheduler.execute(chosen, out, workers=args.workers, command=" ".join(sys.argv))
         if outcome.failed or outcome.failed_earlier:
             sys.exit(f"{len(outcome.failed + outcome.failed_earlier)} check runs failed; see {out / 'failures.jsonl'}")
         wanted = {spec.run_id for spec in specs}
@@ -80,6 +91,12 @@ def check() -> None:
             for file in ("runs.jsonl", "commands.jsonl"):
                 shutil.copyfile(out / file, reference / "budget-check" / file)
             print(f"wrote {reference / budget.FILE_NAME} and {reference / 'budget-check'}/")
+
+
+def label(spec) -> str:
+    """A check run's leaderboard name (``mopo+morec`` for ``mopo`` with ``filter=morec``)."""
+    cls = registry.algorithm_class(spec.algo)
+    return cls.leaderboard_name(build_config(cls, spec.overrides))
 
 
 if __name__ == "__main__":
