@@ -67,17 +67,24 @@ class Episode:
     next_true: np.ndarray
 
 
+def door_schedule(steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Whether the door is open at each step: in each block of 200 steps, with probability 0.5, for
+    20 steps from a uniformly random step in [0, 180] of the block."""
+    door = np.zeros(steps, dtype=bool)
+    for block in range(0, steps, DOOR_INTERVAL):
+        if rng.random() < DOOR_PROBABILITY:
+            first = block + int(rng.integers(0, DOOR_INTERVAL - DOOR_OPEN_STEPS + 1))
+            door[first:first + DOOR_OPEN_STEPS] = True
+    return door
+
+
 def run_episode(controller: Controller, seed: int, steps: int = EPISODE_STEPS,
                 start: float = START_TEMPERATURE) -> Episode:
     """One episode of ``controller`` on the simulator, its noise and door drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     temperature = start
     observed = temperature + rng.normal(0.0, OBSERVATION_NOISE)
-    door = np.zeros(steps, dtype=bool)
-    for block in range(0, steps, DOOR_INTERVAL):
-        if rng.random() < DOOR_PROBABILITY:
-            first = block + int(rng.integers(0, DOOR_INTERVAL - DOOR_OPEN_STEPS + 1))
-            door[first:first + DOOR_OPEN_STEPS] = True
+    door = door_schedule(steps, rng)
     rows = []
     for step in range(steps):
         power = controller.power(observed, rng)

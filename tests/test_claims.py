@@ -236,7 +236,8 @@ def test_a_claim_that_requires_a_trained_component_is_not_decided_on_runs_withou
     # a measurement CSV carries it as a column
     (tmp_path / "runs.jsonl").write_text(json.dumps(record("x", 0, 1.0)) + "\n")
     lower = Claim(name="c", paper="p", statement="s", a=Rows(algorithm="chosen"), b=Rows(algorithm="random"),
-                  relation="less", metric="value", source="errors.csv", produced_by="python measure.py", requires=requires)
+                  relation="less", metric="value", source="errors.csv", produced_by="python measure.py",
+                  requires=requires)
     rows = [f"{name},d,,{seed},{value},{int(seed != 2)}" for seed in range(5)
             for name, value in (("chosen", 0.1 + seed / 100), ("random", 0.3 + seed / 100))]
     (tmp_path / "errors.csv").write_text("algorithm,dataset,wrapper,seed,value,dynamics_reward_learned\n"

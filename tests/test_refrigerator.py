@@ -7,6 +7,7 @@ from offrl_bench.envs.refrigerator import (
     DATA_TARGET,
     DOOR_INTERVAL,
     Controller,
+    door_schedule,
     next_temperature,
     run_episode,
 )
@@ -43,5 +44,13 @@ def test_the_door_opens_for_20_steps_in_about_half_of_the_200_step_blocks_and_se
         assert set(blocks.tolist()) <= {0, 20}  # REVIVE's DoorOpen(door_open_time=20)
         opened += (blocks > 0).tolist()
     assert 0.35 < np.mean(opened) < 0.65  # probability 0.5 per block, 200 blocks
+    # the opening's first step is uniform on [0, 180] of its block: 20,000 openings reach both ends
+    rng = np.random.default_rng(0)
+    starts = []
+    for _ in range(4_000):
+        door = door_schedule(2_000, rng).reshape(-1, DOOR_INTERVAL)
+        starts += [int(np.argmax(block)) for block in door if block.any()]
+    assert min(starts) == 0 and max(starts) == 180
+    assert np.mean(starts) == pytest.approx(90, abs=1.5)
     first, again = run_episode(Controller(DATA_TARGET), seed=3), run_episode(Controller(DATA_TARGET), seed=3)
     assert np.array_equal(first.observed, again.observed) and np.array_equal(first.door_open, again.door_open)
