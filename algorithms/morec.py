@@ -1,14 +1,17 @@
 """MOREC's dynamics reward and rollout filter (Luo et al., "Reward-Consistent Dynamics Models are
 Strongly Generalizable for Offline Reinforcement Learning", ICLR 2024).
 
-The dynamics reward scores how real a transition (s, a, s') looks. It is learnt adversarially, as
-in GAIL with a dynamics model in the role of the policy: a discriminator learns to tell dataset
-transitions from the model's, and the model (the *generator*) is pushed through reparameterised
-samples to make transitions the discriminator takes for real, alongside its likelihood loss.
+The dynamics reward scores how real a transition (s, a, s') looks. The authors learn it
+adversarially, as in GAIL with a dynamics model in the role of the policy: a discriminator learns to
+tell dataset transitions from the model's, and the model (the *generator*) is pushed through
+reparameterised samples to make transitions the discriminator takes for real, alongside its
+likelihood loss. Here, by default, the generator stays as it is (``generator_steps=0``, see the
+deviations below): the discriminators learn against the transitions of the ensemble the filter will
+score.
 
 The generator is a copy of the trained MOPO ensemble. The ensemble that MOPO rolls out is not
 touched, so ``mopo`` and ``mopo`` with ``filter=morec`` roll out the same model, bit for bit, and
-differ in the filter alone. (Rolling out the adversarially fine-tuned copy instead is MOPO's
+differ in the filter alone. (Training the copy adversarially and rolling it out instead is MOPO's
 ``morec_model=adversarial`` variant, a separate leaderboard row.)
 
 As in the authors' code, the dynamics reward is an ensemble of *historical* discriminators, not the
