@@ -188,9 +188,9 @@ class Comparison:
     high: float
     verdict: str
     more_seeds: int | None = None  # for inconclusive ones: ~seeds per side to add
-    #: "stale since abc1234: why" when a row either side rests on is stale at HEAD, or what its claim
-    #: requires and how many runs fail it ("reward untrained: ..."): no verdict then
-    stale: str = ""
+    #: why the comparison has no verdict: "stale since abc1234: why" when a row either side rests on is
+    #: stale at HEAD, or what its claim requires and how many runs fail it ("reward untrained (...)")
+    undecided: str = ""
     paired: bool = False
     method: str = ""  # the statistic: "paired t", "Welch t (Hsu df)" or "bootstrap"
     primary: bool = True
@@ -282,7 +282,7 @@ class Verdict:
         if verdict == NO_DATA:
             return verdict
         if verdict in (STALE, UNTRAINED):
-            return next(c.stale for c in self.primary if c.verdict == verdict)
+            return next(c.undecided for c in self.primary if c.verdict == verdict)
         text = f"{verdict} ({self.design()})"
         if verdict == INCONCLUSIVE and self.evidence:
             needed = [c.more_seeds for c in self.evidence if c.verdict == INCONCLUSIVE]
@@ -378,9 +378,9 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
         labels = [stale[row] for row in rows if row in stale]
         failing = failing_requirement(claim.requires, group["a"])
         if labels:
-            comparison.verdict, comparison.stale = STALE, labels[0]
+            comparison.verdict, comparison.undecided = STALE, labels[0]
         elif failing:
-            comparison.verdict, comparison.stale = UNTRAINED, failing
+            comparison.verdict, comparison.undecided = UNTRAINED, failing
         elif claim.metric == "score" and min(mean_a, mean_b) >= 100 - claim_statistics.CEILING_DISTANCE:
             comparison.verdict = AT_CEILING
         verdict.comparisons.append(comparison)
