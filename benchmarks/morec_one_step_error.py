@@ -23,7 +23,6 @@ measurement format, for the claim ``morec-lowers-true-error`` (chosen against ra
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from offrl_bench.core import registry
 from offrl_bench.core.config import build_config
 from offrl_bench.data.datasets import load_dataset
 from offrl_bench.envs.simulator_state import SETTABLE, set_state_from_observation
+from offrl_bench.trust.claim_sources import write_measurements
 
 
 def true_step(env, observation: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, float]:
@@ -147,11 +147,7 @@ def main() -> None:
         rows += [{"algorithm": algorithm, "dataset": args.dataset, "wrapper": "none", "seed": seed, "value": error,
                   "dynamics_reward_learned": learned} for algorithm, error in results["first_step"].items()]
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_measurements(args.csv, rows)
         print(f"wrote {args.csv}")
 
 

@@ -37,7 +37,6 @@ and the dynamics reward over (temperature, next temperature) with the true dynam
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from offrl_bench.algorithms.morec import DynamicsReward, MORECSettings
 from offrl_bench.core.api import EnvSpec
 from offrl_bench.data.datasets import TransitionDataset
 from offrl_bench.envs.refrigerator import DATA_TARGET, Controller, Episode, next_temperature, run_episode
+from offrl_bench.trust.claim_sources import write_measurements
 
 MAX_POWER = 5.0
 TEST_TARGET = -8.0
@@ -201,11 +201,7 @@ def main() -> None:
                   "value": result["errors"][subset][name], "dynamics_reward_learned": result["learned"]}
                  for subset in SUBSETS for name in PICKS]
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_measurements(args.csv, rows)
         print(f"wrote {args.csv}")
     if args.figure:
         draw_figure(results[0], args.figure)

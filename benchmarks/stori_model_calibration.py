@@ -56,6 +56,7 @@ from offrl_bench.data.datasets import dataset_exists, load_dataset
 from offrl_bench.data.make import DatasetRequest, default_dataset_id, make_dataset
 from offrl_bench.envs.simulator_state import set_state_from_observation
 from offrl_bench.envs.stori import make_regime
+from offrl_bench.trust.claim_sources import write_measurements
 
 #: Per environment: its episode length, the state kick of type 2.1, and the episodes per dataset.
 ENVIRONMENTS = {"Pendulum-v1": (200, "p=0.05,sigma=0.1", 60), "HalfCheetah-v5": (1_000, "p=0.05,sigma=0.5", 20)}
@@ -215,10 +216,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         if path.exists():
             with open(path, newline="") as f:
                 kept = [row for row in csv.DictReader(f) if row["dataset"] not in replaced]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept + rows)
+        write_measurements(path, kept + rows)
     finally:
         os.close(folder)  # releases the lock
 

@@ -3,6 +3,7 @@ check a claim requires of every run it rests on (:attr:`offrl_bench.trust.claims
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -50,3 +51,13 @@ def read_measurements(path: Path) -> list[dict]:
         raise UsageError(f"claim source '{path}' lacks columns: {', '.join(sorted(missing))}")
     frame["wrapper"] = frame["wrapper"].fillna(NO_WRAPPER)
     return frame.to_dict("records")
+
+
+def write_measurements(path: Path, rows: list[dict]) -> None:
+    """Write a claim source CSV (the columns of :func:`read_measurements`, and any a claim's
+    ``requires`` reads), replacing the file; its folder is made when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
