@@ -9,7 +9,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, adam, as_observation_tensor, mlp, seeded_init
+from offrl_bench.algorithms.nn import (
+    BoxScaler,
+    CheckpointedAttributes,
+    adam,
+    as_observation_tensor,
+    check_encoder,
+    mlp,
+    network_for,
+    seeded_init,
+)
 from offrl_bench.core.api import Batch, EnvSpec, OfflineAlgorithm
 from offrl_bench.core.config import PositiveFloat, PositiveInt
 
@@ -21,6 +30,10 @@ class BCConfig:
     width: PositiveInt = 256
     depth: PositiveInt = 2
     batch_size: PositiveInt = 256
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
+
+    def __post_init__(self) -> None:
+        check_encoder(self.encoder)
 
 
 class BC(CheckpointedAttributes, OfflineAlgorithm):
@@ -28,6 +41,7 @@ class BC(CheckpointedAttributes, OfflineAlgorithm):
 
     name = "bc"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete", "continuous")
     config_class = BCConfig
     checkpointed = ("policy", "optimizer")
 
@@ -39,7 +53,9 @@ class BC(CheckpointedAttributes, OfflineAlgorithm):
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"
         with seeded_init(seed):
-            self.policy = mlp(spec.observation_dim, spec.action_dim, config.width, config.depth).to(self.device)
+            self.policy = network_for(spec, config.encoder,
+                                      lambda features: mlp(features, spec.action_dim, config.width, config.depth))
+            self.policy.to(self.device)
         self.optimizer = adam(self.policy.parameters(), lr=config.lr)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
 

@@ -28,8 +28,10 @@ from offrl_bench.algorithms.nn import (
     ObservationNormalizer,
     adam,
     as_observation_tensor,
+    check_encoder,
     frozen,
     mlp,
+    network_for,
     seeded_init,
     soft_update,
     state_action_values,
@@ -60,6 +62,10 @@ class BCQConfig:
     width: PositiveInt = 256
     depth: PositiveInt = 2
     batch_size: PositiveInt = 256
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
+
+    def __post_init__(self) -> None:
+        check_encoder(self.encoder)
 
 
 class BehaviourVAE(nn.Module):
@@ -105,6 +111,7 @@ class PerturbationActor(nn.Module):
 class BCQ(CheckpointedAttributes, OfflineAlgorithm):
     name = "bcq"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete",)
     config_class = BCQConfig
     checkpointed = ("networks", "target", "optimizer", "vae", "actor", "actor_target", "critic", "critic_target",
                     "vae_optimizer", "actor_optimizer", "critic_optimizer", "acting_generator", "normalizer")
@@ -122,8 +129,10 @@ class BCQ(CheckpointedAttributes, OfflineAlgorithm):
         self.vae_optimizer = self.actor_optimizer = self.critic_optimizer = self.acting_generator = None
         with seeded_init(seed):
             if self.discrete:
-                # member 0: Q(s, .); member 1: imitation logits G(s, .) — separate MLPs, one fused forward pass
-                self.networks = FusedMLPEnsemble(2, obs_dim, action_dim, config.width, config.depth).to(self.device)
+                # member 0: Q(s, .); member 1: imitation logits G(s, .) — separate MLPs, one fused forward
+                # pass; on images behind one shared encoder, as in the authors' Atari network (Conv_Q)
+                self.networks = network_for(spec, config.encoder, lambda features: FusedMLPEnsemble(
+                    2, features, action_dim, config.width, config.depth)).to(self.device)
                 self.target = copy.deepcopy(self.networks)
                 self.optimizer = adam(self.networks.parameters(), lr=config.lr)
             else:
@@ -139,7 +148,8 @@ class BCQ(CheckpointedAttributes, OfflineAlgorithm):
                 # Acting samples VAE actions from its own stream, so evaluating never shifts the
                 # training randomness (which would make scores depend on --eval-episodes).
                 self.acting_generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations and not spec.image_observations)
+        self.normalizer.to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
 
     def setup(self, dataset) -> None:

@@ -28,6 +28,8 @@ from offrl_bench.algorithms.nn import (
     ObservationNormalizer,
     adam,
     as_observation_tensor,
+    check_encoder,
+    network_for,
     seeded_init,
     state_action_values,
 )
@@ -56,11 +58,16 @@ class CQLConfig:
     width: PositiveInt = 256
     depth: PositiveInt = 2
     batch_size: PositiveInt = 256
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
+
+    def __post_init__(self) -> None:
+        check_encoder(self.encoder)
 
 
 class CQL(CheckpointedAttributes, OfflineAlgorithm):
     name = "cql"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete",)
     config_class = CQLConfig
     checkpointed = ("sac", "critic", "critic_target", "critic_optimizer", "log_alpha_prime", "alpha_prime_optimizer",
                     "normalizer", "updates")
@@ -77,7 +84,8 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
         with seeded_init(seed):
             if self.discrete:  # the greedy policy of Q
                 self.sac = None
-                self.critic = FusedMLPEnsemble(1, obs_dim, action_dim, config.width, config.depth).to(self.device)
+                self.critic = network_for(spec, config.encoder, lambda features: FusedMLPEnsemble(
+                    1, features, action_dim, config.width, config.depth)).to(self.device)
                 self.critic_target = copy.deepcopy(self.critic)
                 self.critic_optimizer = adam(self.critic.parameters(), lr=config.discrete_lr)
             else:
@@ -87,7 +95,8 @@ class CQL(CheckpointedAttributes, OfflineAlgorithm):
                 self.critic_optimizer = self.sac.critic_optimizer
         self.log_alpha_prime = nn.Parameter(torch.zeros((), device=self.device))
         self.alpha_prime_optimizer = adam([self.log_alpha_prime], lr=config.critic_lr)
-        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations and not spec.image_observations)
+        self.normalizer.to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
         self.updates = 0
 

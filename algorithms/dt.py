@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offrl_bench.algorithms.nn import BoxScaler, CheckpointedAttributes, as_observation_tensor, seeded_init
+from offrl_bench.algorithms.nn import (
+    BoxScaler,
+    CheckpointedAttributes,
+    as_observation_tensor,
+    check_encoder,
+    network_for,
+    seeded_init,
+)
 from offrl_bench.core.api import EnvSpec, OfflineAlgorithm
 from offrl_bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
 
@@ -39,8 +46,10 @@ class DTConfig:
     target_return: float = math.nan  # nan: the best episode return in the dataset
     max_timestep: PositiveInt = 1000
     batch_size: PositiveInt = 64
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
 
     def __post_init__(self) -> None:
+        check_encoder(self.encoder)
         if self.embedding_dim % self.heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be a multiple of heads ({self.heads})")
 
@@ -48,19 +57,20 @@ class DTConfig:
 @dataclass
 class SequenceBatch:
     returns_to_go: torch.Tensor  # (B, K) scaled
-    observations: torch.Tensor  # (B, K, obs)
+    observations: torch.Tensor  # (B, K, obs), or uint8 (B, K, H, W, C) images
     actions: torch.Tensor  # (B, K) int64 or (B, K, act) in [-1, 1]
     timesteps: torch.Tensor  # (B, K)
     mask: torch.Tensor  # (B, K) True on real steps, False on padding after an episode's end
 
 
 class DecisionTransformerNetwork(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, cfg: DTConfig) -> None:
+    def __init__(self, spec: EnvSpec, discrete: bool, cfg: DTConfig) -> None:
         super().__init__()
-        d = cfg.embedding_dim
+        d, action_dim = cfg.embedding_dim, spec.action_dim
         self.embed_timestep = nn.Embedding(cfg.max_timestep + 1, d)
         self.embed_return = nn.Linear(1, d)
-        self.embed_observation = nn.Linear(obs_dim, d)
+        # images: a frame encoder per token, then the linear embedding (as the paper's Atari DT)
+        self.embed_observation = network_for(spec, cfg.encoder, lambda features: nn.Linear(features, d))
         self.embed_action = nn.Embedding(action_dim, d) if discrete else nn.Linear(action_dim, d)
         self.embed_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -86,6 +96,7 @@ class DecisionTransformerNetwork(nn.Module):
 class DT(CheckpointedAttributes, OfflineAlgorithm):
     name = "dt"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete", "continuous")
     config_class = DTConfig
     episodic = True
     checkpointed = ("network", "optimizer", "schedule", "target_return")
@@ -98,8 +109,7 @@ class DT(CheckpointedAttributes, OfflineAlgorithm):
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"
         with seeded_init(seed):
-            self.network = DecisionTransformerNetwork(spec.observation_dim, spec.action_dim, self.discrete,
-                                                      config).to(self.device)
+            self.network = DecisionTransformerNetwork(spec, self.discrete, config).to(self.device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -176,7 +186,7 @@ class DT(CheckpointedAttributes, OfflineAlgorithm):
         steps = [len(h["observations"]) for h in rows]
         length = min(max(steps), k)
         b = len(rows)
-        obs = torch.zeros(b, length, self.spec.observation_dim, device=self.device)
+        obs = torch.zeros(b, length, *observations.shape[1:], dtype=observations.dtype, device=self.device)
         returns = torch.zeros(b, length, device=self.device)
         timesteps = torch.zeros(b, length, dtype=torch.int64, device=self.device)
         actions = (torch.zeros(b, length, dtype=torch.int64, device=self.device) if self.discrete

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offrl_bench.algorithms.nn import BoxScaler, ConvEncoder, FusedMLPEnsemble, ObservationNormalizer, adam, seeded_init
+from offrl_bench.algorithms.nn import BoxScaler, FusedMLPEnsemble, ObservationNormalizer, adam, make_encoder, seeded_init
 from offrl_bench.core.api import EnvSpec
 from offrl_bench.data.datasets import TransitionDataset
 
@@ -62,13 +62,10 @@ class InverseDynamicsModel(nn.Module):
         self.discrete = spec.action_kind == "discrete"
         self.action_dim = spec.action_dim
         frames = settings.window + 2
-        shape = spec.observation_space.shape
-        self.image_shape = tuple(shape) if len(shape) == 3 else None
-        if self.image_shape is not None:
-            height, width, channels = self.image_shape
-            scale = 1 / 255 if spec.observation_space.dtype == np.uint8 else 1.0
-            self.encoder = ConvEncoder((height, width, frames * channels), settings.width, scale)
-            features = settings.width
+        self.image_shape = tuple(spec.observation_space.shape) if spec.image_observations else None
+        if self.image_shape is not None:  # the encoder chosen for the frame size, frames as channels
+            self.encoder = make_encoder(spec.observation_space, channels=frames * self.image_shape[2])
+            features = self.encoder.features
             self.normalizer = ObservationNormalizer(spec.observation_dim, enabled=False)
         else:
             self.encoder = nn.Flatten()
@@ -82,8 +79,9 @@ class InverseDynamicsModel(nn.Module):
 
     def fit_normalizers(self, dataset: TransitionDataset) -> None:
         """Feature statistics from every transition: observations are known for all of them."""
-        self.normalizer.fit(dataset.observations)
-        self.difference_normalizer.fit(dataset.next_observations - dataset.observations)
+        if self.image_shape is None:
+            self.normalizer.fit(dataset.observations)
+            self.difference_normalizer.fit(dataset.next_observations - dataset.observations)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, frames, obs_dim) -> (ensemble, B, out).

@@ -31,7 +31,9 @@ from offrl_bench.algorithms.nn import (
     ObservationNormalizer,
     adam,
     as_observation_tensor,
+    check_encoder,
     mlp,
+    network_for,
     seeded_init,
     soft_update,
     state_action_values,
@@ -61,8 +63,10 @@ class IQLConfig:
     width: PositiveInt = 256
     depth: PositiveInt = 2
     batch_size: PositiveInt = 256
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
 
     def __post_init__(self) -> None:
+        check_encoder(self.encoder)
         if self.reward_normalization not in REWARD_NORMALIZATIONS:
             raise ValueError(f"unknown reward_normalization '{self.reward_normalization}'; "
                              f"{one_of(REWARD_NORMALIZATIONS)}")
@@ -90,6 +94,7 @@ def reward_scale(dataset, normalization: str) -> float:
 class IQL(CheckpointedAttributes, OfflineAlgorithm):
     name = "iql"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete",)
     config_class = IQLConfig
     checkpointed = ("actor", "log_std", "critic", "critic_target", "value", "actor_optimizer", "critic_optimizer",
                     "value_optimizer", "normalizer", "reward_scale")
@@ -102,18 +107,23 @@ class IQL(CheckpointedAttributes, OfflineAlgorithm):
         super().__init__(spec, config, seed, device)
         self.discrete = spec.action_kind == "discrete"
         obs_dim, action_dim = spec.observation_dim, spec.action_dim
-        critic_in, critic_out = (obs_dim, action_dim) if self.discrete else (obs_dim + action_dim, 1)
+        critic_out = action_dim if self.discrete else 1
         with seeded_init(seed):
-            self.actor = mlp(obs_dim, action_dim, config.width, config.depth).to(self.device)
-            self.critic = FusedMLPEnsemble(2, critic_in, critic_out, config.width, config.depth).to(self.device)
-            self.value = mlp(obs_dim, 1, config.width, config.depth).to(self.device)
+            # images (discrete actions only): each network has its own encoder, the critics share one
+            self.actor = network_for(spec, config.encoder, lambda features: mlp(
+                features, action_dim, config.width, config.depth)).to(self.device)
+            self.critic = network_for(spec, config.encoder, lambda features: FusedMLPEnsemble(
+                2, features + (0 if self.discrete else action_dim), critic_out, config.width, config.depth)).to(self.device)
+            self.value = network_for(spec, config.encoder, lambda features: mlp(
+                features, 1, config.width, config.depth)).to(self.device)
         self.log_std = nn.Parameter(torch.zeros(action_dim, device=self.device))  # unused when discrete
         self.critic_target = copy.deepcopy(self.critic)
         actor_parameters = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
         self.actor_optimizer = adam(actor_parameters, lr=config.actor_lr)
         self.critic_optimizer = adam(self.critic.parameters(), lr=config.critic_lr)
         self.value_optimizer = adam(self.value.parameters(), lr=config.value_lr)
-        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations).to(self.device)
+        self.normalizer = ObservationNormalizer(obs_dim, config.normalize_observations and not spec.image_observations)
+        self.normalizer.to(self.device)
         self.scaler = None if self.discrete else BoxScaler(spec.action_space, self.device)
         self.reward_scale = 1.0
 

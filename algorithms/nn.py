@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offrl_bench.core.api import EnvSpec
+
 
 @contextlib.contextmanager
 def seeded_init(seed: int) -> Iterator[None]:
@@ -66,7 +68,10 @@ class BoxScaler:
 
 
 def as_observation_tensor(observations: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Batched observations of any shape to a float32 (batch, features) tensor."""
+    """Batched vector observations of any shape to a float32 (batch, features) tensor; batched uint8
+    images (batch, H, W, C) stay uint8 images, as the encoders take them."""
+    if isinstance(observations, np.ndarray) and observations.dtype == np.uint8 and observations.ndim == 4:
+        return torch.from_numpy(observations).to(device)
     observations = np.asarray(observations, dtype=np.float32)
     return torch.from_numpy(observations.reshape(len(observations), -1)).to(device)
 
@@ -172,6 +177,8 @@ class ObservationNormalizer(nn.Module):
             self.std.copy_(observations.std(0, correction=int(len(observations) > 1)) + eps)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:  # images, which reach the encoder as uint8
+            return observations
         return (observations - self.mean) / self.std
 
 
@@ -229,25 +236,135 @@ class CheckpointedAttributes:
                 setattr(self, name, state[name])
 
 
-class ConvEncoder(nn.Module):
-    """Images (B, H, W, C), channels last as Gymnasium gives them, to (B, out_dim) features.
+def _image_batch(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, H, W, C) images, channels last as Gymnasium gives them, to float (B, C, H, W) in [0, 1]."""
+    return images.permute(0, 3, 1, 2).float() * scale
 
-    Three 3x3 convolutions (strides 1, 2, 2) and a linear layer: small enough for MiniGrid's 7x7
-    views, and at Atari's 84x84 a 21x21 map. uint8 pixels are scaled to [0, 1] first.
-    """
 
-    def __init__(self, shape: tuple[int, int, int], out_dim: int = 256, scale: float = 1.0) -> None:
+class NatureDQNEncoder(nn.Module):
+    """The convolutional torso of Nature DQN (Mnih et al., 2015): 32 8x8/4, 64 4x4/2, 64 3x3/1 and a
+    512-unit linear layer, for Atari's 84x84 frames (the stacked frames are the channels)."""
+
+    def __init__(self, shape: tuple[int, int, int], scale: float, features: int = 512) -> None:
         super().__init__()
         height, width, channels = shape
-        self.scale = scale
+        self.scale, self.features = scale, features
         self.convs = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, stride=1, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
         )
-        with torch.no_grad():
-            features = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.linear = nn.Sequential(nn.Linear(features, out_dim), nn.ReLU())
+        self.linear = nn.Sequential(nn.Linear(_flat_size(self.convs, channels, height, width), features), nn.ReLU())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(images.permute(0, 3, 1, 2) * self.scale))
+        return self.linear(self.convs(_image_batch(images, self.scale)))
+
+
+class MinAtarEncoder(nn.Module):
+    """The network of MinAtar's DQN baseline (Young & Tian, 2019): one 3x3 convolution with 16
+    filters (stride 1) and a 128-unit linear layer, for 10x10 grids with one channel per object kind;
+    also the default for other small grids."""
+
+    def __init__(self, shape: tuple[int, int, int], scale: float, features: int = 128) -> None:
+        super().__init__()
+        height, width, channels = shape
+        self.scale, self.features = scale, features
+        self.convs = nn.Sequential(nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(_flat_size(self.convs, channels, height, width), features), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(_image_batch(images, self.scale)))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class ImpalaEncoder(nn.Module):
+    """The IMPALA ResNet (Espeholt et al., 2018) as the Procgen papers use it: three stacks of a 3x3
+    convolution, a 3x3 max-pool of stride 2 and two residual blocks, with 16, 32 and 32 channels, then a
+    256-unit linear layer (64x64 frames: an 8x8x32 map)."""
+
+    def __init__(self, shape: tuple[int, int, int], scale: float, features: int = 256,
+                 channels: tuple[int, ...] = (16, 32, 32)) -> None:
+        super().__init__()
+        height, width, in_channels = shape
+        self.scale, self.features = scale, features
+        layers: list[nn.Module] = []
+        for out_channels in channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
+                       _ResidualBlock(out_channels), _ResidualBlock(out_channels)]
+            in_channels = out_channels
+        self.convs = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(_flat_size(self.convs, shape[2], height, width), features), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(_image_batch(images, self.scale)))
+
+
+def _flat_size(convs: nn.Module, channels: int, height: int, width: int) -> int:
+    with torch.no_grad():
+        return int(convs(torch.zeros(1, channels, height, width)).shape[1])
+
+
+#: The image encoders ``--set encoder=NAME`` selects; ``auto`` picks one from the frame size.
+ENCODERS: dict[str, type[nn.Module]] = {"nature": NatureDQNEncoder, "minatar": MinAtarEncoder,
+                                        "impala": ImpalaEncoder}
+ENCODER_CHOICES = ("auto", *ENCODERS)
+
+
+def check_encoder(name: str) -> None:
+    """Refuse an unknown ``encoder`` setting with the accepted names (config validation)."""
+    if name not in ENCODER_CHOICES:
+        raise ValueError(f"unknown encoder '{name}'; one of: {', '.join(ENCODER_CHOICES)}")
+
+
+def encoder_for_shape(shape: tuple[int, ...]) -> str:
+    """``auto``'s choice: MinAtar's net for small grids (under 36 pixels a side, where Nature DQN's
+    8x8/4 and 4x4/2 strides leave no map), the IMPALA ResNet for Procgen's 64x64 frames, Nature DQN
+    otherwise (Atari's 84x84)."""
+    height, width = shape[:2]
+    if min(height, width) < 36:
+        return "minatar"
+    return "impala" if (height, width) == (64, 64) else "nature"
+
+
+def make_encoder(space: gym.spaces.Box, name: str = "auto", channels: int | None = None) -> nn.Module:
+    """The encoder of image observations from ``space`` (channels last); ``channels`` overrides the
+    space's (frames stacked as channels). uint8 pixels are scaled by 1 / the space's high (255 for
+    Atari and Procgen, 1 for MinAtar's 0/1 grids)."""
+    check_encoder(name)
+    height, width, space_channels = space.shape
+    shape = (height, width, channels or space_channels)
+    scale = 1.0 / float(np.max(space.high)) if np.max(space.high) > 0 else 1.0
+    return ENCODERS[encoder_for_shape(shape) if name == "auto" else name](shape, scale)
+
+
+class EncodedNetwork(nn.Module):
+    """``head(encoder(images))`` for images with any leading dimensions: (..., H, W, C) -> head's output.
+    One encoder feeds all of an ensemble head's members (the twin critics of DrQ and of the authors'
+    discrete BCQ share their convolutions the same way)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        leading = images.shape[:-3]
+        features = self.encoder(images.reshape(-1, *images.shape[-3:]))
+        return self.head(features.reshape(*leading, -1))
+
+
+def network_for(spec: EnvSpec, encoder: str, head: Callable[[int], nn.Module]) -> nn.Module:
+    """``head(observation_dim)`` for vector observations; for images, ``head(features)`` behind a new
+    encoder chosen by :func:`make_encoder` (``encoder`` is the algorithm's ``encoder`` setting)."""
+    if not spec.image_observations:
+        return head(spec.observation_dim)
+    torso = make_encoder(spec.observation_space, encoder)
+    return EncodedNetwork(torso, head(torso.features))

@@ -18,6 +18,7 @@ class RandomConfig:
 class RandomPolicy(OfflineAlgorithm):
     name = "random"
     action_spaces = ("discrete", "continuous")
+    image_action_spaces = ("discrete", "continuous")
     needs_actions = False
     trains = False
     config_class = RandomConfig

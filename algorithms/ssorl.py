@@ -140,6 +140,10 @@ class SSORL(OfflineAlgorithm):
         return registry.algorithm_class(config.base).action_spaces
 
     @classmethod
+    def supported_image_action_spaces(cls, config: SSORLConfig) -> tuple[str, ...]:
+        return registry.algorithm_class(config.base).supported_image_action_spaces(config.base_config())
+
+    @classmethod
     def leaderboard_name(cls, config: SSORLConfig) -> str:
         suffix = ("" if config.selection == "random" else f", {config.selection}") + (
             "" if config.idm_frame_differences else ", idm frames only")

@@ -79,6 +79,7 @@ def parse_wrapper_spec(spec: str) -> list[WrapperCall]:
 _EXTRA = "pip install -c constraints.txt 'offrl-bench[{}]'"
 PROCGEN_INSTALL = "pip install --no-deps procgen-mirror==0.10.7 gym3==0.3.3 gym==0.26.2 gym-notices && pip install cffi"
 _ENV_PACKAGES = {"ALE/": ("ale_py", _EXTRA.format("atari")), "MiniGrid-": ("minigrid", "pip install minigrid"),
+                 "MinAtar/": ("offrl_bench.envs.minatar", "pip install minatar"),
                  "procgen/": ("offrl_bench.envs.procgen", PROCGEN_INSTALL)}
 
 
@@ -100,8 +101,15 @@ def _minigrid_observations(env: gym.Env) -> gym.Env:
     return gym.wrappers.FlattenObservation(ImgObsWrapper(env))
 
 
-#: Environment families whose observations are adapted so that every algorithm sees a flat Box.
-_OBSERVATION_ADAPTERS = {"MiniGrid-": _minigrid_observations}
+def _minatar_observations(env: gym.Env) -> gym.Env:
+    from offrl_bench.envs.minatar import adapt
+
+    return adapt(env)
+
+
+#: Environment families whose observations are adapted: MiniGrid's to a flat Box, MinAtar's to
+#: uint8 images (with a time limit).
+_OBSERVATION_ADAPTERS = {"MiniGrid-": _minigrid_observations, "MinAtar/": _minatar_observations}
 
 
 def make_env(env_id: str, wrapper: str = "", **kwargs: Any) -> gym.Env:

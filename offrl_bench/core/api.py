@@ -29,6 +29,12 @@ def action_kind(space: gym.spaces.Space) -> ActionKind:
     return "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
 
 
+def is_image_space(space: gym.spaces.Space) -> bool:
+    """Image observations: a uint8 Box of shape (H, W, C), channels last (stacked frames are
+    channels). Algorithms pass them through a convolutional encoder; every other Box is a vector."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What an algorithm needs to know about the environment it is built for."""
@@ -41,6 +47,10 @@ class EnvSpec:
     @property
     def action_kind(self) -> ActionKind:
         return action_kind(self.action_space)
+
+    @property
+    def image_observations(self) -> bool:
+        return is_image_space(self.observation_space)
 
     @property
     def observation_dim(self) -> int:
@@ -84,6 +94,9 @@ class Algorithm(abc.ABC):
     action_spaces: ClassVar[tuple[ActionKind, ...]] = ("discrete", "continuous")
     paradigm: ClassVar[Paradigm] = "offline"
     needs_actions: ClassVar[bool] = True  # False: can learn from action-free trajectories
+    #: The action spaces with which the algorithm also takes image observations (uint8 (H, W, C), see
+    #: :func:`is_image_space`), through an encoder; empty: vector observations only.
+    image_action_spaces: ClassVar[tuple[ActionKind, ...]] = ()
     config_class: ClassVar[type]
     #: True for policies that condition on the episode so far (e.g. Decision Transformer). Evaluation
     #: then calls start_episode(slot) when an environment slot begins an episode, act(observations,
@@ -112,6 +125,12 @@ class Algorithm(abc.ABC):
         """The action spaces this algorithm supports with ``config``; meta-algorithms inherit their
         base algorithm's. Default: :attr:`action_spaces`."""
         return cls.action_spaces
+
+    @classmethod
+    def supported_image_action_spaces(cls, config: Any) -> tuple[ActionKind, ...]:
+        """The action spaces with which this algorithm takes images with ``config``; meta-algorithms
+        inherit their base algorithm's. Default: :attr:`image_action_spaces`."""
+        return cls.image_action_spaces
 
     @classmethod
     def check_dataset(cls, config: Any, episodes: int) -> None:

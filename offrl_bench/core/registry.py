@@ -11,7 +11,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from offrl_bench.core.api import Algorithm
-from offrl_bench.core.errors import PluginError, UsageError, one_of
+from offrl_bench.core.errors import OffrlBenchError, PluginError, UsageError, one_of
 
 ALGORITHMS = "offrl_bench.algorithms"
 WRAPPERS = "offrl_bench.wrappers"
@@ -54,6 +54,19 @@ def algorithm_class(name: str) -> type[Algorithm]:
         if not hasattr(cls, attribute):
             raise PluginError(f"algorithm plugin '{name}' does not declare '{attribute}'")
     return cls
+
+
+def image_algorithms(action_kind: str) -> list[str]:
+    """The installed algorithms that take image observations with ``action_kind`` actions (their
+    ``image_action_spaces``), for error messages; a plugin that fails to load is left out."""
+    names = []
+    for name in sorted(available(ALGORITHMS)):
+        try:
+            if action_kind in algorithm_class(name).image_action_spaces:
+                names.append(name)
+        except OffrlBenchError:
+            continue
+    return names
 
 
 def wrapper_factory(name: str):

@@ -21,9 +21,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl_bench.core.api import Batch, EnvSpec
+from offrl_bench.core.api import Batch, EnvSpec, is_image_space
 from offrl_bench.core.errors import UsageError
 from offrl_bench.core.rollout import Episode
+from offrl_bench.data.frames import FrameBuffer, FrameView, stacked_space
 
 #: Minari's own id grammar (minari.dataset.minari_dataset.DATASET_ID_RE), with the version required.
 _ID = re.compile(r"^(?:[-_A-Za-z0-9][-_A-Za-z0-9/]*[-_A-Za-z0-9]+/)?[-_A-Za-z0-9]+?-v\d+$")
@@ -100,7 +101,11 @@ def write_dataset(
     overwrite: bool = False,
 ) -> Path:
     """Write ``episodes`` as a Minari dataset (HDF5). ``metadata`` is stored as JSON in the dataset
-    description under the key ``offrl_bench`` (behaviour policy, wrapper, seeds, level ids...)."""
+    description under the key ``offrl_bench`` (behaviour policy, wrapper, seeds, level ids...).
+
+    Image observations are stored as exact uint8 frames, gzip-compressed: Minari would store frames
+    of 32x32 pixels and more as JPEG by default, which changes the pixels the behaviour policy saw.
+    h5py decompresses transparently, so Minari reads the files as its own."""
     validate_dataset_id(dataset_id)
     target = dataset_path(dataset_id)
     if target.exists() and not overwrite:
@@ -108,6 +113,7 @@ def write_dataset(
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
 
+    image = is_image_space(observation_space)
     buffers = [
         EpisodeBuffer(id=i, seed=e.seed, observations=e.observations, actions=e.actions, rewards=list(e.rewards),
                       terminations=list(e.terminations), truncations=list(e.truncations), infos={})
@@ -119,12 +125,37 @@ def write_dataset(
             dataset_id, buffers, env=env_id, observation_space=observation_space, action_space=action_space,
             ref_min_score=ref_min_score, ref_max_score=ref_max_score, algorithm_name=algorithm_name,
             author="offrl-bench", description=json.dumps({METADATA_KEY: metadata}), data_format="hdf5",
+            **({"jpeg_encoding": False} if image else {}),
         )
+        if image:
+            _compress_frames(staging / dataset_id / "data" / "main_data.hdf5")
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / dataset_id, target)
     return target
+
+
+def _compress_frames(path: Path, level: int = 4) -> None:
+    """Rewrite a Minari HDF5 file with every episode's image observations gzip-compressed (into a new
+    file: HDF5 does not give back the space of a deleted dataset)."""
+    import h5py
+
+    compressed = path.with_suffix(".compressing")
+    with h5py.File(path, "r") as source, h5py.File(compressed, "w") as target:
+        target.attrs.update(source.attrs)
+        for name, episode in source.items():
+            group = target.create_group(name)
+            group.attrs.update(episode.attrs)
+            for key, item in episode.items():
+                if key != "observations":
+                    source.copy(item, group, name=key)
+                    continue
+                frames = item[()]
+                stored = group.create_dataset(key, data=frames, chunks=(min(len(frames), 256), *frames.shape[1:]),
+                                              compression="gzip", compression_opts=level, shuffle=True)
+                stored.attrs.update(item.attrs)
+    os.replace(compressed, path)
 
 
 def _missing_dataset_message(dataset_id: str) -> str:
@@ -187,14 +218,15 @@ def project_metadata(minari_dataset) -> dict[str, Any]:
 @dataclass
 class TransitionDataset:
     """A whole dataset as flat tensors (transition ``i`` belongs to the episode starting at
-    ``episode_starts[k] <= i``)."""
+    ``episode_starts[k] <= i``). Image datasets hold :class:`~offrl_bench.data.frames.FrameView`
+    observations: uint8 frames stored once, indexed like tensors."""
 
     dataset_id: str
     spec: EnvSpec
-    observations: torch.Tensor
+    observations: torch.Tensor | FrameView
     actions: torch.Tensor
     rewards: torch.Tensor
-    next_observations: torch.Tensor
+    next_observations: torch.Tensor | FrameView
     terminals: torch.Tensor
     timeouts: torch.Tensor
     episode_starts: torch.Tensor
@@ -261,14 +293,19 @@ def load_dataset(dataset_id: str, env_id: str = "") -> TransitionDataset:
     if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise UsageError(f"dataset '{dataset_id}' has {type(action_space).__name__} actions; accepted: Box, Discrete")
     discrete = isinstance(action_space, gym.spaces.Discrete)
+    frames = FrameBuffer(dataset.total_steps + dataset.total_episodes, observation_space.shape) \
+        if is_image_space(observation_space) else None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
     returns = []
     try:
         for episode in dataset.iterate_episodes():
             n = len(episode.rewards)
-            observations = _flat_float(episode.observations, n + 1)
-            parts["obs"].append(observations[:-1])
-            parts["next"].append(observations[1:])
+            if frames is not None:  # images stay uint8 frames, stored once
+                frames.add_episode(np.asarray(episode.observations, dtype=np.uint8).reshape(n + 1, *frames.frames.shape[1:]))
+            else:
+                observations = _flat_float(episode.observations, n + 1)
+                parts["obs"].append(observations[:-1])
+                parts["next"].append(observations[1:])
             parts["act"].append(np.asarray(episode.actions, dtype=np.int64).reshape(n) if discrete
                                 else _flat_float(episode.actions, n))
             parts["rew"].append(np.asarray(episode.rewards, dtype=np.float32).reshape(n))
@@ -283,14 +320,21 @@ def load_dataset(dataset_id: str, env_id: str = "") -> TransitionDataset:
     meta = project_metadata(dataset)
     stored = dataset.storage.metadata
     labelled = _labelled_transitions(dataset_id, parts["act"], meta, discrete)
+    if frames is not None:
+        stack = _frame_stack(dataset_id, meta)
+        observations, next_observations = frames.views(stack)
+        observation_space = stacked_space(observation_space, stack)
+    else:
+        observations = torch.from_numpy(np.concatenate(parts["obs"]))
+        next_observations = torch.from_numpy(np.concatenate(parts["next"]))
     return TransitionDataset(
         dataset_id=dataset_id,
         spec=EnvSpec(observation_space, action_space, env_id=env_id,
                      wrapper=meta.get("wrapper", "")),
-        observations=torch.from_numpy(np.concatenate(parts["obs"])),
+        observations=observations,
         actions=torch.from_numpy(np.concatenate(parts["act"])),
         rewards=torch.from_numpy(np.concatenate(parts["rew"])),
-        next_observations=torch.from_numpy(np.concatenate(parts["next"])),
+        next_observations=next_observations,
         terminals=torch.from_numpy(np.concatenate(parts["term"])),
         timeouts=torch.from_numpy(np.concatenate(parts["trunc"])),
         episode_starts=torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)),
@@ -300,6 +344,14 @@ def load_dataset(dataset_id: str, env_id: str = "") -> TransitionDataset:
         metadata=meta,
         labelled=labelled,
     )
+
+
+def _frame_stack(dataset_id: str, meta: dict) -> int:
+    """How many frames an observation stacks (the project metadata's ``frame_stack``; 1 if absent)."""
+    stack = meta.get("frame_stack", 1)
+    if not isinstance(stack, int) or isinstance(stack, bool) or stack < 1:
+        raise UsageError(f"dataset '{dataset_id}' has frame_stack={stack!r} in its metadata; expected a positive integer")
+    return stack
 
 
 def has_action_free_episodes(minari_dataset) -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from offrl_bench.core import registry
-from offrl_bench.core.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind
+from offrl_bench.core.api import Algorithm, OfflineAlgorithm, OnlineAlgorithm, action_kind, is_image_space
 from offrl_bench.core.config import build_config
 from offrl_bench.core.errors import OffrlBenchError, PluginError, UsageError
 from offrl_bench.core.rollout import perturbation_rates
@@ -131,7 +131,7 @@ def _environment_versions() -> dict:
 
 
 def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: str, action_free: bool,
-                      episodes: int) -> None:
+                      episodes: int, images: bool) -> None:
     if action_free and cls.needs_actions:
         raise UsageError(f"dataset '{spec.dataset}' has action-free episodes and algorithm '{spec.algo}' needs "
                          f"actions; train with --algo ssorl --set base={spec.algo} (inverse-dynamics proxy labels)")
@@ -140,6 +140,10 @@ def _check_compatible(cls: type[Algorithm], config, spec: RunSpec, action_kind: 
         name = cls.leaderboard_name(config)
         raise UsageError(f"algorithm '{name}' does not support {action_kind} actions (dataset '{spec.dataset}'); "
                          f"it supports: {', '.join(supported)}")
+    if images and action_kind not in cls.supported_image_action_spaces(config):
+        raise UsageError(f"algorithm '{cls.leaderboard_name(config)}' does not take image observations with "
+                         f"{action_kind} actions (dataset '{spec.dataset}'); algorithms that do: "
+                         f"{', '.join(registry.image_algorithms(action_kind))}")
     if not issubclass(cls, (OfflineAlgorithm, OnlineAlgorithm)):
         raise PluginError(f"algorithm '{spec.algo}' must subclass OfflineAlgorithm or OnlineAlgorithm "
                           "(offrl_bench.api)")
@@ -168,7 +172,7 @@ def update_autocast(device: str, precision: str) -> torch.autocast:
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
-    datasets: dict[str, tuple[str, str, bool, int]] = {}  # id -> (env id, action kind, action-free, episodes)
+    datasets: dict[str, tuple[str, str, bool, int, bool]] = {}  # id -> (env id, action kind, action-free, episodes, images)
     environments: set[tuple[str, str]] = set()
     for spec in specs:
         if spec.precision not in PRECISIONS:
@@ -179,9 +183,9 @@ def preflight(specs: list[RunSpec]) -> None:
             dataset = open_dataset(spec.dataset)
             datasets[spec.dataset, spec.env] = (evaluation_env_id(dataset, spec.dataset, spec.env),
                                                 action_kind(dataset.action_space), has_action_free_episodes(dataset),
-                                                dataset.total_episodes)
-        env_id, kind, action_free, episodes = datasets[spec.dataset, spec.env]
-        _check_compatible(cls, config, spec, kind, action_free, episodes)
+                                                dataset.total_episodes, is_image_space(dataset.observation_space))
+        _check_compatible(cls, config, spec, *datasets[spec.dataset, spec.env][1:])
+        env_id = datasets[spec.dataset, spec.env][0]
         if (env_id, spec.wrapper) not in environments:  # unknown wrappers and bad parameters fail here
             make_env(env_id, spec.wrapper).close()
             environments.add((env_id, spec.wrapper))
@@ -199,7 +203,8 @@ def build_algorithm(spec: RunSpec, dataset: TransitionDataset) -> Algorithm:
     keep_freed_memory()
     cls = registry.algorithm_class(spec.algo)
     config = build_config(cls, spec.overrides)
-    _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free, dataset.n_episodes)
+    _check_compatible(cls, config, spec, dataset.spec.action_kind, dataset.action_free, dataset.n_episodes,
+                      dataset.spec.image_observations)
     env_spec = dataclasses.replace(dataset.spec, wrapper=spec.wrapper)
     try:
         return cls(env_spec, config, spec.seed, spec.device)
