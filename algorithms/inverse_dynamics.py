@@ -22,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offrl_bench.algorithms.nn import BoxScaler, FusedMLPEnsemble, ObservationNormalizer, adam, make_encoder, seeded_init
+from offrl_bench.algorithms.nn import (
+    BoxScaler,
+    FusedMLPEnsemble,
+    ObservationNormalizer,
+    adam,
+    make_encoder,
+    seeded_init,
+)
 from offrl_bench.core.api import EnvSpec
 from offrl_bench.data.datasets import TransitionDataset
 

@@ -113,7 +113,8 @@ class IQL(CheckpointedAttributes, OfflineAlgorithm):
             self.actor = network_for(spec, config.encoder, lambda features: mlp(
                 features, action_dim, config.width, config.depth)).to(self.device)
             self.critic = network_for(spec, config.encoder, lambda features: FusedMLPEnsemble(
-                2, features + (0 if self.discrete else action_dim), critic_out, config.width, config.depth)).to(self.device)
+                2, features + (0 if self.discrete else action_dim), critic_out, config.width,
+                config.depth)).to(self.device)
             self.value = network_for(spec, config.encoder, lambda features: mlp(
                 features, 1, config.width, config.depth)).to(self.device)
         self.log_std = nn.Parameter(torch.zeros(action_dim, device=self.device))  # unused when discrete

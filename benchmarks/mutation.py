@@ -65,6 +65,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "stori": ("envs/stori.py", ["tests/test_stori.py"]),
     "level_splits": ("envs/level_splits.py", ["tests/test_level_splits.py"]),
     "inverse_dynamics": ("algorithms/inverse_dynamics.py", ["tests/test_ssorl.py"]),
+    "frames": ("offrl_bench/data/frames.py", ["tests/test_images.py"]),
     "morec": ("algorithms/morec.py", ["tests/test_model_based.py"]),
     "code_identity": ("offrl_bench/trust/code_identity.py", ["tests/test_code_identity.py"]),
     "provenance": ("offrl_bench/trust/provenance.py", ["tests/test_references.py", "tests/test_code_identity.py"]),

@@ -46,6 +46,7 @@ def test_normal_install_works_outside_the_source_tree(tmp_path, cartpole_expert)
     assert (target / "offrl_bench" / "algorithms" / "bc.py").exists()
     assert (target / "offrl_bench" / "envs" / "__init__.py").exists()
     assert (target / "offrl_bench" / "data" / "policies" / "CartPole-v1-expert.zip").exists()
+    assert (target / "offrl_bench" / "data" / "policies" / "MinAtar" / "Breakout-v1-expert.zip").exists()
     assert (target / "offrl_bench" / "reference" / "default" / "runs.jsonl").exists()  # pip users compare too
     env = {"PYTHONPATH": str(target)}
     probe = subprocess.run([sys.executable, "-c", "import offrl_bench.algorithms.bc as m, offrl_bench.envs as e;"

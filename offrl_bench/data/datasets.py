@@ -301,7 +301,8 @@ def load_dataset(dataset_id: str, env_id: str = "") -> TransitionDataset:
         for episode in dataset.iterate_episodes():
             n = len(episode.rewards)
             if frames is not None:  # images stay uint8 frames, stored once
-                frames.add_episode(np.asarray(episode.observations, dtype=np.uint8).reshape(n + 1, *frames.frames.shape[1:]))
+                frames.add_episode(np.asarray(episode.observations, dtype=np.uint8)
+                                   .reshape(n + 1, *frames.frames.shape[1:]))
             else:
                 observations = _flat_float(episode.observations, n + 1)
                 parts["obs"].append(observations[:-1])
@@ -350,7 +351,8 @@ def _frame_stack(dataset_id: str, meta: dict) -> int:
     """How many frames an observation stacks (the project metadata's ``frame_stack``; 1 if absent)."""
     stack = meta.get("frame_stack", 1)
     if not isinstance(stack, int) or isinstance(stack, bool) or stack < 1:
-        raise UsageError(f"dataset '{dataset_id}' has frame_stack={stack!r} in its metadata; expected a positive integer")
+        raise UsageError(f"dataset '{dataset_id}' has frame_stack={stack!r} in its metadata; "
+                         "expected a positive integer")
     return stack
 
 

@@ -143,6 +143,8 @@ def evaluate_run(run_dir: Path, config: FQEConfig, seed: int = 0,
     if not snapshots:
         return "no policy snapshots (runs before snapshots existed, or algorithms that do not train)"
     dataset = _cached_dataset(spec.dataset, "cpu", spec.env)
+    if dataset.spec.image_observations:
+        return "image observations: FQE's Q network reads vector observations only"
     algorithm = build_algorithm(spec, dataset)
     if algorithm.episodic:
         return f"'{spec.algo}' conditions on the episode so far: no per-state action to evaluate"
