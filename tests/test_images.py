@@ -132,6 +132,9 @@ def test_atari_shaped_frames_are_stored_exactly_compressed_and_stacked_at_sample
     batch = dataset.sample(16, torch.Generator().manual_seed(0))
     assert batch.observations.dtype == torch.uint8 and batch.observations.shape == (16, 84, 84, 4)
     assert dataset.observations.frames.shape == (10, 84, 84, 1)  # every frame once, none stacked
+    moved = dataset.to("meta")  # a dataset moved to another device copies its frames once, for both views
+    assert moved.observations.frames is moved.next_observations.frames
+    assert moved.observations.frames.device.type == "meta" and moved.observations.shape == (8, 84, 84, 4)
 
 
 def test_frame_stack_metadata_is_checked(isolated_storage):

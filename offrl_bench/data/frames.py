@@ -20,11 +20,15 @@ class FrameView:
     """The observations (or next observations) of an image dataset, indexed like a tensor:
     ``view[index]`` -> uint8 (*index.shape, H, W, stack * C), channels last."""
 
-    def __init__(self, frames: torch.Tensor, frame_of: torch.Tensor, first_frame: torch.Tensor, stack: int) -> None:
+    def __init__(self, frames: torch.Tensor, frame_of: torch.Tensor, first_frame: torch.Tensor, stack: int,
+                 copies: dict[str, torch.Tensor] | None = None) -> None:
         self.frames = frames  # (F, H, W, C) uint8, shared by a dataset's two views
         self.frame_of = frame_of  # (N,) the newest frame of each transition's observation
         self.first_frame = first_frame  # (N,) the first frame of each transition's episode
         self.stack = stack
+        #: The frames on each device they were moved to, shared by the views made from one another,
+        #: so that moving a dataset (both views) to a GPU copies its frames once.
+        self.copies = {str(frames.device): frames} if copies is None else copies
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -51,7 +55,11 @@ class FrameView:
                          dim=-1)
 
     def to(self, device: str | torch.device) -> FrameView:
-        return FrameView(self.frames.to(device), self.frame_of.to(device), self.first_frame.to(device), self.stack)
+        target = str(torch.empty(0, device=device).device)  # where a tensor lands ("cuda" -> "cuda:0")
+        if target not in self.copies:
+            self.copies[target] = self.frames.to(target)
+        return FrameView(self.copies[target], self.frame_of.to(target), self.first_frame.to(target), self.stack,
+                         self.copies)
 
 
 class FrameBuffer:
@@ -79,7 +87,8 @@ class FrameBuffer:
         frames = torch.from_numpy(self.frames[:self.filled])
         frame_of = torch.from_numpy(np.concatenate(self.frame_of).astype(np.int64))
         first_frame = torch.from_numpy(np.concatenate(self.first_frame).astype(np.int64))
-        return FrameView(frames, frame_of, first_frame, stack), FrameView(frames, frame_of + 1, first_frame, stack)
+        observations = FrameView(frames, frame_of, first_frame, stack)
+        return observations, FrameView(frames, frame_of + 1, first_frame, stack, observations.copies)
 
 
 def stacked_space(frame_space: gym.spaces.Box, stack: int) -> gym.spaces.Box:
