@@ -172,7 +172,8 @@ def update_autocast(device: str, precision: str) -> torch.autocast:
 def preflight(specs: list[RunSpec]) -> None:
     """Check every run can start before spending time on any: algorithm installed and compatible with
     its dataset, config overrides valid, dataset present, evaluation environment buildable."""
-    datasets: dict[str, tuple[str, str, bool, int, bool]] = {}  # id -> (env id, action kind, action-free, episodes, images)
+    # id -> (env id, action kind, action-free, episodes, images)
+    datasets: dict[str, tuple[str, str, bool, int, bool]] = {}
     environments: set[tuple[str, str]] = set()
     for spec in specs:
         if spec.precision not in PRECISIONS:
