@@ -3,9 +3,9 @@
 MinAtar (Young & Tian, 2019) keeps the dynamics of five Atari games on 10x10 grids with one channel
 per object kind, so that a CNN learner trains on a CPU in minutes. The behaviour policies are the
 shipped PPO checkpoints (``offrl_bench/data/policies/MinAtar/``; Breakout expert 6.2, medium 3.1,
-random 0.37; SpaceInvaders 50.0, 26.9, 4.32). Every dataset holds ``STEPS`` transitions of whole
-episodes: expert data from the expert policy, mixed data from equal shares of random, medium and
-expert episodes (by episode count, as every ``mixed`` dataset here).
+random 0.37; SpaceInvaders 50.0, 26.9, 4.32). Expert data come from the expert policy, mixed data
+from equal shares of random, medium and expert episodes (by episode count, as every ``mixed``
+dataset here), all with the project's collection noise.
 
 The learners read the uint8 grids through the MinAtar encoder (``algorithms/nn.py``, chosen from
 the frame size). BC, BCQ, CQL and IQL run ``UPDATES`` updates at their own defaults; the Decision
@@ -21,8 +21,11 @@ from offrl_bench.suites.generalization import SMALL_DT
 
 GAMES = ("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1")
 QUALITIES = ("expert", "mixed")
-#: Transitions per dataset: about 1,000 expert Breakout episodes, 60 expert SpaceInvaders episodes.
-STEPS = 50_000
+#: Episodes per dataset, about 40,000-60,000 transitions each: with the collection noise (10% random
+#: actions), Breakout's random, medium and expert episodes last about 10, 42 and 61 steps, and
+#: SpaceInvaders' 60, 197 and 152 (16 episodes each, seed 0). By episodes, not ``steps``: collecting
+#: until a number of transitions first plays one episode per wanted transition (``data.make``).
+EPISODES = {"MinAtar/Breakout-v1": 1_000, "MinAtar/SpaceInvaders-v1": 300}
 UPDATES = 5_000
 ALGORITHMS = ("bc", "bcq", "cql", "iql")
 
@@ -30,7 +33,7 @@ ALGORITHMS = ("bc", "bcq", "cql", "iql")
 def _part(game: str, algorithms: tuple[str, ...]) -> Suite:
     return Suite(
         name="atari", description="",
-        datasets=tuple(DatasetRequest(game, quality, steps=STEPS) for quality in QUALITIES),
+        datasets=tuple(DatasetRequest(game, quality, episodes=EPISODES[game]) for quality in QUALITIES),
         algorithms=algorithms, seeds=(0, 1, 2, 3, 4), updates=UPDATES, eval_every=1_000, eval_episodes=30,
         checkpoint_every=1_000, overrides={"dt": SMALL_DT},
     )
