@@ -333,7 +333,7 @@ def test_builtin_claims_state_their_margins_and_name_at_most_four_primary_compar
     from offrl_bench.trust.reference import reference_dir
 
     assert all(c.margin > 0 for c in installed())
-    for suite in ("default", "generalization", "ssorl", "morec-halfcheetah"):
+    for suite in ("default", "generalization", "ssorl", "morec-halfcheetah", "atari"):
         for verdict in evaluate_directory(reference_dir(suite)):
             assert len(verdict.primary) <= MAX_PRIMARY, (suite, verdict.claim.name)
 
@@ -413,3 +413,20 @@ def test_the_generalization_claims_select_the_generalization_suites_rows():
         compared = {c.label.split("algorithm=")[1].split(",")[0] for c in verdict.comparisons}
         assert compared == expected and verdict.verdict == "reproduced", name
     assert len(evaluate_claim(named(["offline-below-online-ppo"])[0], records).comparisons) == 2 * len(offline)
+
+
+def test_a_pattern_starting_with_an_exclamation_mark_excludes_what_it_matches():
+    """The data-quality claim's primaries are every mixed dataset but MinAtar Breakout's."""
+    from offrl_bench.trust.paper_claims import DATA_QUALITY
+
+    every_mixed_but_breakout = Rows(dataset=("*/mixed-v0", "!*/minatar-breakout/*"))
+    assert every_mixed_but_breakout.matches({"dataset": "offrl/hopper/mixed-v0"})
+    assert not every_mixed_but_breakout.matches({"dataset": "offrl/minatar-breakout/mixed-v0"})
+    assert not every_mixed_but_breakout.matches({"dataset": "offrl/hopper/medium-v0"})
+    assert Rows(algorithm="!dt").matches({"algorithm": "bc"}) and not Rows(algorithm="!dt").matches({"algorithm": "dt"})
+    (claim,) = DATA_QUALITY
+    primary = {"algorithm": "cql"}
+    assert claim.primary.matches({**primary, "dataset": "offrl/x/mixed-v0"})
+    assert claim.primary.matches({**primary, "dataset": "offrl/minatar-spaceinvaders/mixed-v0"})
+    assert not claim.primary.matches({**primary, "dataset": "offrl/minatar-breakout/mixed-v0"})
+    assert not claim.primary.matches({"algorithm": "dt", "dataset": "offrl/x/mixed-v0"})

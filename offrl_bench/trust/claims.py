@@ -73,7 +73,9 @@ class Rows:
 
     ``algorithm`` is the leaderboard name with its variant columns, e.g. ``iql`` or
     ``ssorl(iql)[label_fraction=0.1]`` (brackets are literal here, not pattern classes);
-    ``wrapper`` is ``none`` for the default environment. A tuple gives alternatives.
+    ``wrapper`` is ``none`` for the default environment. A tuple gives alternatives; a pattern
+    starting with ``!`` excludes what it matches (``("*/mixed-v0", "!*/minatar-breakout/*")``: every
+    mixed dataset but Breakout's; negative patterns alone exclude from everything).
     """
 
     algorithm: str | tuple[str, ...] = "*"
@@ -96,7 +98,10 @@ def _as_tuple(patterns: str | tuple[str, ...]) -> tuple[str, ...]:
 
 def _match(value: str, patterns: str | tuple[str, ...]) -> bool:
     escape = lambda p: p.replace("[", "[[]").replace("]", "[]]").replace("[[[]]", "[[]")  # noqa: E731
-    return any(fnmatch.fnmatchcase(value, escape(pattern)) for pattern in _as_tuple(patterns))
+    included = [pattern for pattern in _as_tuple(patterns) if not pattern.startswith("!")]
+    excluded = [pattern[1:] for pattern in _as_tuple(patterns) if pattern.startswith("!")]
+    return (not included or any(fnmatch.fnmatchcase(value, escape(pattern)) for pattern in included)) \
+        and not any(fnmatch.fnmatchcase(value, escape(pattern)) for pattern in excluded)
 
 
 @dataclass(frozen=True)

@@ -218,16 +218,18 @@ OFFLINE_TO_ONLINE = (
 
 #: Data quality (D4RL-style results, e.g. Kumar et al. 2020; Kostrikov et al. 2022): offline RL
 #: beats behaviour cloning when the data mixes good and bad behaviour. Primary: the four value-based
-#: learners those papers compare with BC, on one mixed dataset per reference; DT and the other
-#: datasets are compared as secondary comparisons. The ``atari`` suite's primary game is
-#: SpaceInvaders, chosen before any of its runs: its behaviour policies span a wider range (expert
-#: 11.6x random, 46 points above it) than Breakout's (5.8 points; its PPO plateaued at 53k steps),
-#: and a pilot run of BC on Breakout's mixed data scored 72-86 of its 100.
-PRIMARY_MIXED = ("*/pendulum/mixed-v0", "*/minatar-spaceinvaders/mixed-v0")
+#: learners those papers compare with BC, on every mixed dataset but MinAtar Breakout's; DT and
+#: Breakout are compared as secondary comparisons, so that the ``atari`` suite's two games keep the
+#: primaries at three. Its primary game is SpaceInvaders, chosen before any of its runs: its
+#: behaviour policies span a wider range (expert 11.6x random, 46 points above it) than Breakout's
+#: (5.8 points; its PPO plateaued at 53k steps), and a pilot run of BC on Breakout's mixed data
+#: scored 72-86 of its 100.
+PRIMARY_MIXED = ("*", "!*/minatar-breakout/mixed-v0")
 DATA_QUALITY = (
     Claim(name="offline-rl-beats-bc-on-mixed", paper="Data quality (D4RL)",
           statement=f"each offline-RL algorithm scores more than {MIN_EFFECT:g} points above BC on mixed-quality data",
           a=Rows(algorithm=OFFLINE_ALGORITHMS, dataset="*/mixed-v0", wrapper="none"),
           b=Rows(algorithm="bc", dataset="*/mixed-v0", wrapper="none"), relation="greater", margin=MIN_EFFECT,
-          per=("dataset",), each=("algorithm",), primary=Rows(algorithm=("bcq", "cql", "iql", "td3_bc"), dataset=PRIMARY_MIXED)),
+          per=("dataset",), each=("algorithm",),
+          primary=Rows(algorithm=("bcq", "cql", "iql", "td3_bc"), dataset=PRIMARY_MIXED)),
 )
