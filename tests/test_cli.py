@@ -99,7 +99,8 @@ def test_run_and_leaderboard(cli, cartpole_expert, tmp_path):
          ["positional 'mode' after key=value"]),
         (["run", "--suite", "nosuite"],
          ["unknown suite 'nosuite'",
-          "one of: default, generalization, hopper, morec, morec-halfcheetah, offline, online, quick, ssorl, stori"]),
+          "one of: atari, default, generalization, hopper, morec, morec-halfcheetah, offline, online, quick, ssorl, "
+          "stori"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr"], ["malformed --set 'lr'", "key=value"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "lr=abc"], ["invalid value 'abc' for bc.lr"]),
         (["run", "--algo", "bc", "--dataset", "{ds}", "--set", "depth=2.5"], ["expected int"]),

@@ -10,8 +10,8 @@ dataset here), all with the project's collection noise.
 The learners read the uint8 grids through the MinAtar encoder (``algorithms/nn.py``, chosen from
 the frame size). BC, BCQ, CQL and IQL run ``UPDATES`` updates at their own defaults; the Decision
 Transformer is the generalization suite's small one (context 10, 64-dim embeddings, 2 layers), in
-its own part (``DT``) because a CNN per token makes it the suite's cost: it can be run and
-published separately. The question the suite answers is the D4RL-style claim
+the suite's last two parts because a CNN per token makes it the suite's cost: the other rows can be
+published before its runs finish. The question the suite answers is the D4RL-style claim
 ``offline-rl-beats-bc-on-mixed``: on mixed data, do the value-based learners beat BC?
 """
 
