@@ -223,7 +223,7 @@ OFFLINE_TO_ONLINE = (
 #: primaries at three. Its primary game is SpaceInvaders, chosen before any of its runs: its
 #: behaviour policies span a wider range (expert 11.6x random, 46 points above it) than Breakout's
 #: (5.8 points; its PPO plateaued at 53k steps), and a pilot run of BC on Breakout's mixed data
-#: scored 72-86 of its 100.
+#: scored 71-86 of its 100 (six evaluations, 1,000-6,000 updates, on an earlier 50k-transition build).
 PRIMARY_MIXED = ("*", "!*/minatar-breakout/mixed-v0")
 DATA_QUALITY = (
     Claim(name="offline-rl-beats-bc-on-mixed", paper="Data quality (D4RL)",
