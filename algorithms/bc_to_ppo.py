@@ -57,6 +57,7 @@ class BCToPPO(PPOAlgorithm):
     name = "bc_ppo"
     paradigm = "offline-to-online"
     needs_actions = True
+    image_action_spaces = ()  # its BC loss would need SB3's frame transposition on the dataset's frames
     config_class = BCPPOConfig
 
     @classmethod

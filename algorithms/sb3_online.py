@@ -5,6 +5,11 @@ same seeded episodes as offline agents and records them on the same leaderboard.
 only names the task (environment and reference scores); its transitions are not used. Under a
 level-split wrapper they train on the train levels and are scored on the wrapper's split.
 
+Image observations go through SB3's ``CnnPolicy`` with one of ``algorithms/nn.py``'s encoders as its
+features extractor (:class:`EncoderFeatures`), chosen from the frame size as the offline learners
+choose theirs (``--set encoder=NAME`` overrides it): SB3's own Nature CNN needs frames of 36 pixels a
+side or more, and MinAtar's are 10x10.
+
 Exact resume: every :meth:`SB3Algorithm.learn` call builds fresh environments and seeds Python,
 NumPy, torch, the action space and the environments from its ``seed``; the checkpoint holds the
 SB3 model (weights, optimisers, counters, schedules) and, for off-policy methods, the replay buffer.
@@ -21,20 +26,31 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from offrl_bench.algorithms.nn import check_encoder, make_encoder
 from offrl_bench.core.api import EnvSpec, OnlineAlgorithm
 from offrl_bench.core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
 
 
 @dataclass
-class PPOConfig:
+class EncoderSetting:
+    encoder: str = "auto"  # image observations: auto, nature, minatar or impala (algorithms/nn.py)
+
+    def __post_init__(self) -> None:
+        check_encoder(self.encoder)
+
+
+@dataclass
+class PPOConfig(EncoderSetting):
     # rl-baselines3-zoo's MiniGrid PPO with larger rollouts and fewer epochs (the recipe that trains
     # this project's MiniGrid behaviour policies in CPU minutes); SB3's 64x64 tanh MLPs.
     n_envs: PositiveInt = 8
@@ -51,7 +67,7 @@ class PPOConfig:
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(EncoderSetting):
     # rl-baselines3-zoo, CartPole-v1.
     lr: PositiveFloat = 2.3e-3
     batch_size: PositiveInt = 64
@@ -68,7 +84,7 @@ class DQNConfig:
 
 
 @dataclass
-class SACConfig:
+class SACConfig(EncoderSetting):
     # rl-baselines3-zoo, Pendulum-v1 (learning rate 1e-3, otherwise SB3's defaults), with the 64x64
     # networks of this project's Pendulum behaviour policy and a replay buffer sized for CPU budgets.
     lr: PositiveFloat = 1e-3
@@ -132,6 +148,22 @@ class _SpacesOnly(gym.Env):
         raise RuntimeError("placeholder environment: learn() supplies the real ones")
 
 
+class EncoderFeatures(BaseFeaturesExtractor):
+    """An ``algorithms/nn.py`` image encoder as SB3's features extractor. SB3 moves the channels of
+    0-255 images first (``VecTransposeImage``) and leaves other uint8 grids as they are (MinAtar's
+    0/1 ones); the encoders take channels last, so a transposed batch is moved back. The encoder
+    scales the pixels itself: the policy is built with ``normalize_images=False``."""
+
+    def __init__(self, observation_space: gym.spaces.Box, image_space: gym.spaces.Box, encoder: str) -> None:
+        torso = make_encoder(image_space, encoder)
+        super().__init__(observation_space, torso.features)
+        self.encoder = torso
+        self.channels_first = observation_space.shape != image_space.shape
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.encoder(observations.permute(0, 2, 3, 1) if self.channels_first else observations)
+
+
 class SB3Algorithm(OnlineAlgorithm):
     """One Stable-Baselines3 algorithm behind the plugin API; subclasses name it and map their config."""
 
@@ -139,8 +171,14 @@ class SB3Algorithm(OnlineAlgorithm):
 
     def __init__(self, spec: EnvSpec, config: Any, seed: int, device: str = "cpu") -> None:
         super().__init__(spec, config, seed, device)
-        self.model = self.sb3_class("MlpPolicy", self._placeholder_envs(), seed=seed, device=self.device, verbose=0,
-                                    policy_kwargs={"net_arch": [config.width] * config.depth}, **self.sb3_kwargs())
+        policy_kwargs: dict[str, Any] = {"net_arch": [config.width] * config.depth}
+        if spec.image_observations:
+            policy_kwargs.update(features_extractor_class=EncoderFeatures, normalize_images=False,
+                                 features_extractor_kwargs={"image_space": spec.observation_space,
+                                                            "encoder": config.encoder})
+        self.model = self.sb3_class("CnnPolicy" if spec.image_observations else "MlpPolicy", self._placeholder_envs(),
+                                    seed=seed, device=self.device, verbose=0, policy_kwargs=policy_kwargs,
+                                    **self.sb3_kwargs())
         self.tensorboard: TensorBoardOutputFormat | None = None
 
     def log_to_tensorboard(self, log_dir: Path, purge_step: int | None) -> None:
@@ -197,7 +235,7 @@ class SB3Algorithm(OnlineAlgorithm):
 
 class PPOAlgorithm(SB3Algorithm):
     name = "ppo"
-    action_spaces = ("discrete", "continuous")
+    action_spaces = image_action_spaces = ("discrete", "continuous")
     config_class = PPOConfig
     sb3_class = PPO
 
@@ -213,7 +251,7 @@ class PPOAlgorithm(SB3Algorithm):
 
 class DQNAlgorithm(SB3Algorithm):
     name = "dqn"
-    action_spaces = ("discrete",)
+    action_spaces = image_action_spaces = ("discrete",)
     config_class = DQNConfig
     sb3_class = DQN
 
@@ -231,7 +269,7 @@ class DQNAlgorithm(SB3Algorithm):
 
 class SACAlgorithm(SB3Algorithm):
     name = "sac"
-    action_spaces = ("continuous",)
+    action_spaces = image_action_spaces = ("continuous",)
     config_class = SACConfig
     sb3_class = SAC
 

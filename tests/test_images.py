@@ -25,7 +25,8 @@ from offrl_bench.core.errors import UsageError
 from offrl_bench.core.rollout import Episode, run_episodes
 from offrl_bench.data.datasets import dataset_path, load_dataset, write_dataset
 from offrl_bench.execution.evaluation import evaluate
-from offrl_bench.execution.runner import RunSpec, preflight
+from offrl_bench.execution.runner import RunSpec, build_algorithm, execute_run, preflight
+from offrl_bench.records.run_store import RunStore
 
 
 class ShownSide(gym.Env):
@@ -61,6 +62,7 @@ class ShownSide(gym.Env):
 
 for size in (10, 36, 64):
     gym.register(f"test/ShownSide{size}-v0", entry_point=f"{__name__}:ShownSide", kwargs={"size": size})
+gym.register("test/ShownSideGrid10-v0", entry_point=f"{__name__}:ShownSide", kwargs={"size": 10, "high": 1})  # 0/1
 
 
 def _side_of(observations: np.ndarray) -> np.ndarray:
@@ -70,9 +72,11 @@ def _side_of(observations: np.ndarray) -> np.ndarray:
     return (bright[:, :, half:].sum((1, 2)) > bright[:, :, :half].sum((1, 2))).astype(np.int64)
 
 
-def _shown_side_dataset(size: int, episodes: int = 60) -> str:
-    """Noisy-expert data (25% random actions) on ShownSide of ``size`` pixels, written as a Minari dataset."""
-    env_id, name = f"test/ShownSide{size}-v0", f"test/shown-side-{size}/mixed-v0"
+def _shown_side_dataset(size: int, episodes: int = 60, grid: bool = False) -> str:
+    """Noisy-expert data (25% random actions) on ShownSide of ``size`` pixels (0/1 grids as MinAtar's
+    if ``grid``, else 0-255 images), written as a Minari dataset."""
+    kind = "Grid" if grid else ""
+    env_id, name = f"test/ShownSide{kind}{size}-v0", f"test/shown-side{kind.lower()}-{size}/mixed-v0"
     rng = np.random.default_rng(size)
 
     def policy(observations: np.ndarray) -> np.ndarray:
@@ -174,9 +178,9 @@ def test_an_unknown_encoder_is_a_usage_error(cli, isolated_storage):
 
 def test_algorithms_without_an_image_path_are_refused_before_any_run(isolated_storage):
     name = _shown_side_dataset(10, episodes=4)
-    with pytest.raises(UsageError, match="does not take image observations with discrete actions.*bc, bcq, cql, dt"):
-        preflight([RunSpec("dqn", name, 0)])
-    preflight([RunSpec(algo, name, 0) for algo in ("bc", "bcq", "cql", "iql", "dt")])
+    with pytest.raises(UsageError, match="does not take image observations with discrete actions.*bc, bcq, cql, dqn"):
+        preflight([RunSpec("bc_ppo", name, 0)])
+    preflight([RunSpec(algo, name, 0) for algo in ("bc", "bcq", "cql", "iql", "dt", "ppo", "dqn")])
 
 
 @pytest.mark.parametrize("size, encoder, updates", [(10, MinAtarEncoder, 300), (36, NatureDQNEncoder, 150),
@@ -199,6 +203,27 @@ def test_discrete_learners_read_images(isolated_storage, algo, updates):
                  # returns span only 5-10 here: the locomotion rule would scale rewards ~200x and slow IQL
                  "iql": {"batch_size": 64, "reward_normalization": "none"}}.get(algo, {"batch_size": 64})
     assert _train_and_score(algo, name, updates, **overrides) > 8.0
+
+
+@pytest.mark.parametrize("algo, size, grid, steps, encoder", [("ppo", 10, True, 8_192, MinAtarEncoder),
+                                                           ("ppo", 36, False, 8_192, NatureDQNEncoder),
+                                                           ("dqn", 10, True, 3_000, MinAtarEncoder)])
+def test_online_baselines_read_images_through_sb3_cnn_policies(isolated_storage, tmp_path, algo, size, grid, steps,
+                                                               encoder):
+    """SB3's CnnPolicy with the encoder the frame size picks; 0-255 frames reach it channels first
+    (SB3 transposes them), MinAtar's 0/1 grids channels last. Random scores 5 of 10 (0 normalised)."""
+    name = _shown_side_dataset(size, episodes=4, grid=grid)
+    spec = RunSpec(algo, name, 0, updates=steps, eval_every=steps, checkpoint_every=steps, eval_episodes=20)
+    record = execute_run(spec, RunStore(tmp_path))
+    assert record["normalized_score"] > 50, record["normalized_score"]
+    dataset = load_dataset(name)
+    trained = build_algorithm(spec, dataset)
+    trained.load_state_dict(torch.load(tmp_path / "runs" / spec.run_id / "checkpoint.pt",
+                                       weights_only=False)["algorithm"])
+    extractor = trained.model.policy.features_extractor if algo == "ppo" else trained.model.q_net.features_extractor
+    assert isinstance(extractor.encoder, encoder) and extractor.channels_first == (not grid)
+    frames = dataset.observations[:200].numpy()
+    assert (trained.act(frames) == _side_of(frames)).mean() > 0.75
 
 
 # MinAtar ------------------------------------------------------------------------------------------
