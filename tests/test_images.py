@@ -205,9 +205,11 @@ def test_discrete_learners_read_images(isolated_storage, algo, updates):
     assert _train_and_score(algo, name, updates, **overrides) > 8.0
 
 
-@pytest.mark.parametrize("algo, size, grid, steps, encoder", [("ppo", 10, True, 8_192, MinAtarEncoder),
-                                                           ("ppo", 36, False, 8_192, NatureDQNEncoder),
-                                                           ("dqn", 10, True, 3_000, MinAtarEncoder)])
+@pytest.mark.parametrize("algo, size, grid, steps, encoder", [
+    ("ppo", 10, True, 8_192, MinAtarEncoder),
+    pytest.param("ppo", 36, False, 8_192, NatureDQNEncoder, marks=pytest.mark.slow),  # the fast tests are over budget
+    pytest.param("dqn", 10, True, 3_000, MinAtarEncoder, marks=pytest.mark.slow),
+])
 def test_online_baselines_read_images_through_sb3_cnn_policies(isolated_storage, tmp_path, algo, size, grid, steps,
                                                                encoder):
     """SB3's CnnPolicy with the encoder the frame size picks; 0-255 frames reach it channels first
