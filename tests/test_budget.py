@@ -117,6 +117,23 @@ def test_a_verdict_applies_only_at_the_budget_it_was_checked_at():
     assert set(frame.budget) == {"unchecked"}  # 4,000 updates is not what was checked; B was not checked
 
 
+def test_a_row_on_checked_data_takes_that_datas_verdict_else_its_environments():
+    """The stori suite checks each expert dataset it trains on, clean and collected under a type:
+    a row on one of them takes that check's verdict (here: IQL learned on clean data, under budget on
+    noisy data, and nothing judged where BC stays under 90); a row on data not checked takes its
+    environment's, under budget when any check there says so."""
+    checks = budget.verdicts(check_records({"bc": [100.0], "iql": [95.0]}, dataset="clean")
+                             + check_records({"bc": [95.0], "iql": [20.0]}, dataset="noisy")
+                             + check_records({"bc": [30.0], "iql": [20.0]}, dataset="masked"))
+    verdicts = budget.BudgetVerdicts(checks)
+    marks = {dataset: verdicts(record("iql", dataset, "Env-v0", 0, 50.0))
+             for dataset in ("clean", "noisy", "masked", "medium")}
+    assert marks == {"clean": "learned", "noisy": "under-budget", "masked": "unchecked", "medium": "under-budget"}
+    checks = budget.verdicts(check_records({"bc": [100.0], "iql": [95.0]}, dataset="clean")
+                             + check_records({"bc": [30.0], "iql": [20.0]}, dataset="masked"))
+    assert budget.BudgetVerdicts(checks)(record("iql", "medium", "Env-v0", 0, 50.0)) == "learned"
+
+
 def test_verdicts_come_from_the_results_directory_else_from_the_published_reference(tmp_path, monkeypatch):
     published = tmp_path / "reference" / "s"
     published.mkdir(parents=True)

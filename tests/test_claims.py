@@ -321,7 +321,7 @@ def test_malformed_claims_are_rejected_when_declared(fields):
 
 
 def test_builtin_claims_cover_every_paper():
-    papers = {c.paper.split(" (")[0] for c in installed()}
+    papers = {c.paper.split(" (")[0] for c in installed()}  # STORI's secondary form is "STORI (...)"
     assert papers == {"STORI", "STORI robustness check", "Generalization gap", "SS-ORL", "MOREC", "Offline-to-online",
                       "Data quality"}
 
@@ -413,6 +413,30 @@ def test_the_generalization_claims_select_the_generalization_suites_rows():
         compared = {c.label.split("algorithm=")[1].split(",")[0] for c in verdict.comparisons}
         assert compared == expected and verdict.verdict == "reproduced", name
     assert len(evaluate_claim(named(["offline-below-online-ppo"])[0], records).comparisons) == 2 * len(offline)
+
+
+def test_the_stori_claims_tell_data_collected_under_a_type_from_clean_data():
+    """On records of exactly the stori suite's runs: the trained-where-tested claims compare each
+    learner trained and evaluated under a type with itself trained and evaluated in the default
+    environment, per environment (dropped frames primary for type 3.2, the masked feature
+    secondary); the robustness claims read only the clean-data agents, each with itself."""
+    from offrl_bench.records.leaderboard import data_wrapper_of
+
+    records = []
+    for spec in registry.suite("stori").runs():
+        trained_in = spec.wrapper if data_wrapper_of({"suite": "stori", "dataset": spec.dataset}) else ""
+        # clean agents lose 2 points under a type, agents trained under it 20
+        score = 90.0 - (20.0 if trained_in else 2.0 if spec.wrapper else 0.0) + spec.seed / 10
+        records.append(record(spec.algo, spec.seed, score, spec.dataset, spec.wrapper, suite="stori",
+                              env_id=spec.dataset.split("/")[1]))
+    for kind, primary, secondary in (("1", 4, 0), ("2.1", 4, 0), ("2.2", 4, 0), ("3.2", 4, 4)):
+        verdict = evaluate_claim(named([f"stori-trained-in-type-{kind}-loses-score"])[0], records)
+        assert (len(verdict.primary), len(verdict.comparisons) - len(verdict.primary)) == (primary, secondary)
+        assert verdict.verdict == "reproduced" and all(c.paired for c in verdict.comparisons)
+        assert {round(c.difference, 6) for c in verdict.comparisons} == {-20.0}
+        robustness = evaluate_claim(named([f"robustness-type-{kind}-lowers-score"])[0], records)
+        assert len(robustness.primary) == 4 and robustness.verdict == "contradicted"
+        assert {round(c.difference, 6) for c in robustness.comparisons} == {-2.0}
 
 
 def test_a_pattern_starting_with_an_exclamation_mark_excludes_what_it_matches():

@@ -217,3 +217,22 @@ def test_every_bootstrap_is_the_same_whatever_the_global_numpy_rng_holds():
     for name in scores:
         assert np.array_equal(first[0][name], second[0][name]) and np.array_equal(first[1][name], second[1][name])
     assert first[2] == second[2] and first[3] == second[3] and first[4].equals(second[4])
+
+
+def test_data_wrapper_names_the_wrapper_the_data_were_collected_under():
+    """STORI's two settings, told apart: agents trained on clean data and on data collected under
+    action noise, both evaluated under it. The collection wrapper comes from the registered suite's
+    dataset request (records do not hold it), for runs outside the suite too; a dataset no suite
+    makes is ``unknown``, and a leaderboard of such datasets alone has no column."""
+    noisy = "stori:action:p=0.3"
+    clean, collected = "offrl/pendulum/expert-v0", "offrl/pendulum/expert-stori-action-p-0_3-v0"
+    records = [record(suite, dataset, "bc", seed, 50.0 + seed, wrapper=noisy)
+               for suite, dataset in (("stori", clean), ("stori", collected), ("", collected), ("", "my/own-v0"))
+               for seed in range(5)]
+    frame = leaderboard(records).set_index(["suite", "dataset"])
+    assert frame.loc[("stori", clean), "data_wrapper"] == ""
+    assert frame.loc[("stori", collected), "data_wrapper"] == noisy
+    assert frame.loc[("", collected), "data_wrapper"] == noisy
+    assert frame.loc[("", "my/own-v0"), "data_wrapper"] == "unknown"
+    assert frame.loc[("stori", "ALL"), "data_wrapper"] == "mixed"
+    assert "data_wrapper" not in leaderboard([r for r in records if r["dataset"] == "my/own-v0"])

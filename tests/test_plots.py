@@ -203,3 +203,27 @@ def test_sample_efficiency_of_online_runs(tmp_path):
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(records)))
     plot_directory(tmp_path)
     assert (tmp_path / "plots" / "sample_efficiency.csv").read_text() == first
+
+
+def test_the_stori_settings_figure_draws_both_settings_of_each_type(tmp_path, saved_figures):
+    """Agents trained on data collected under action noise and evaluated under it, beside agents
+    trained on clean data and evaluated under it: each bar is that row's normalised mean (one
+    environment), each dashed line the clean agents' score in the plain environment."""
+    noisy = "stori:action:p=0.3"
+    clean, collected = "offrl/pendulum/expert-v0", "offrl/pendulum/expert-stori-action-p-0_3-v0"
+    scores = {("bc", clean, ""): 90.0, ("bc", clean, noisy): 70.0, ("bc", collected, noisy): 60.0,
+              ("iql", clean, ""): 80.0, ("iql", clean, noisy): 50.0, ("iql", collected, noisy): 65.0}
+    records = [{"run_id": f"{algorithm}-{dataset}-{wrapper}-{seed}", "suite": "stori", "dataset": dataset,
+                "wrapper": wrapper, "algorithm": algorithm, "seed": seed, "normalized_score": score + seed,
+                "return_mean": score, "updates": 300, "train_seconds": 1.0}
+               for (algorithm, dataset, wrapper), score in scores.items() for seed in range(3)]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert "stori_settings.png" in {p.name for p in plot_directory(tmp_path)}
+    axis = saved_figures["stori_settings.png"].axes[0]
+    bars = {label: [bar.get_height() for bar in container]
+            for container, label in zip(axis.containers, [c.get_label() for c in axis.containers])}
+    assert bars == {"bc, trained where tested": [61.0], "bc, clean data": [71.0],
+                    "iql, trained where tested": [66.0], "iql, clean data": [51.0]}
+    assert sorted(line.get_ydata()[0] for line in axis.get_lines()) == [81.0, 91.0]
+    write_runs(tmp_path / "clean", wrappers=("", noisy))  # no data collected under a type: no figure
+    assert "stori_settings.png" not in {p.name for p in plot_directory(tmp_path / "clean")}

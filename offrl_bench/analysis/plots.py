@@ -12,7 +12,10 @@ Writes into ``DIR/plots/``:
 - ``performance_profiles.png``: fraction of runs above each normalised score, with 95% bands;
 - ``probability_of_improvement.png`` and ``.csv``: P(X > Y) for every pair (up to 8 algorithms);
 - ``generalization_gap.png`` when runs were evaluated on level splits, ``stori_drops.png`` when
-  they ran under wrappers next to the plain environment.
+  they ran under wrappers next to the plain environment;
+- ``stori_settings.png`` when agents trained on data collected under a STORI type were evaluated
+  under it: per type and algorithm, their score beside that of agents trained on clean data and
+  evaluated under the same type, with the clean agents' score in the plain environment.
 """
 
 from __future__ import annotations
@@ -328,4 +331,47 @@ def plot_directory(directory: Path) -> list[Path]:
             _bars(rows, "drop_from_default", "Score lost under each wrapper (STORI type) vs the plain env",
                   out / "stori_drops.png")
             written.append(out / "stori_drops.png")
+    if "data_wrapper" in board and _stori_settings(board, out / "stori_settings.png"):
+        written.append(out / "stori_settings.png")
     return written
+
+
+#: The settings of ``stori_settings.png``, in the order drawn.
+TRAINED_IN, CLEAN_DATA = "trained where tested", "clean data"
+
+
+def _stori_settings(board: pd.DataFrame, path: Path) -> bool:
+    """STORI's two settings side by side: for each type, a bar per (algorithm, setting), each the
+    mean over environments of the rows' normalised means, and a dashed line per algorithm at its
+    clean agents' score in the plain environment; False when no row was trained where it was tested."""
+    rows = board[(board.dataset != ALL) & board.wrapper.str.startswith("stori:")]
+    setting = np.where(rows.data_wrapper == rows.wrapper, TRAINED_IN,
+                       np.where(rows.data_wrapper == "", CLEAN_DATA, ""))
+    rows = rows.assign(setting=setting)[setting != ""]
+    if not (rows.setting == TRAINED_IN).any():
+        return False
+    plt = _pyplot()
+    pivot = rows.pivot_table(index="wrapper", columns=["algorithm", "setting"], values="normalized_mean",
+                             aggfunc="mean").reindex(columns=[TRAINED_IN, CLEAN_DATA], level="setting")
+    figure, axis = plt.subplots(figsize=(max(7.0, 1.8 * len(pivot)), 4.5))
+    palette, algorithms = _palette(plt), sorted(set(pivot.columns.get_level_values("algorithm")))
+    colour = {algorithm: palette[i % 10] for i, algorithm in enumerate(algorithms)}  # clean data: its light twin
+    width = 0.8 / len(pivot.columns)
+    for k, ((algorithm, name), scores) in enumerate(pivot.items()):
+        axis.bar(np.arange(len(pivot)) + (k - (len(pivot.columns) - 1) / 2) * width, scores.to_numpy(), width,
+                 color=colour[algorithm] if name == TRAINED_IN else palette[10 + algorithms.index(algorithm) % 10],
+                 label=f"{algorithm}, {name}")
+    clean = board[(board.dataset != ALL) & (board.wrapper == NO_WRAPPER) & (board.data_wrapper == "")]
+    for algorithm, score in clean.groupby("algorithm").normalized_mean.mean().items():
+        if algorithm in colour:
+            axis.axhline(score, color=colour[algorithm], linestyle="--", linewidth=1.0,
+                         label=f"{algorithm}, clean data, plain environment")
+    axis.set_xticks(np.arange(len(pivot)), [wrapper.replace(",", ",\n", 1) for wrapper in pivot.index], fontsize=7)
+    axis.set_ylabel("normalised score")
+    axis.set_title("STORI types: trained where tested vs trained on clean data (mean over environments)",
+                   fontsize=10)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True

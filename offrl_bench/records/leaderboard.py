@@ -5,12 +5,15 @@ the derived columns; ``leaderboard.csv`` can always be rebuilt from ``runs.jsonl
 from __future__ import annotations
 
 import math
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from offrl_bench.core import registry
+from offrl_bench.core.errors import OffrlBenchError
 from offrl_bench.records.run_store import write_atomic
 from offrl_bench.records.statistics import interval_estimates
 
@@ -20,15 +23,19 @@ LEADERBOARD_COLUMNS = [
     "suite", "dataset", "wrapper", "algorithm", "n_seeds", "return_mean", "return_std", "normalized_mean",
     "normalized_iqm", "ci_low", "ci_high", "updates", "train_seconds", "updates_per_second",
 ]
-#: Extra columns the leaderboard computes itself (after any algorithm's variant columns); ``warning``
+#: Extra columns the leaderboard computes itself (after any algorithm's variant columns);
+#: ``data_wrapper`` (the wrapper active when a row's dataset was collected, see :func:`data_wrapper_of`)
+#: is added when any row's data are known to have been collected under one; ``warning``
 #: marks the rows with fewer than MIN_SEEDS seeds and those with an untrained component (see
 #: UNTRAINED_SUFFIX), when there are any.
-DERIVED_COLUMNS = ("drop_from_default", "split", "generalization_gap", "warning", "budget", "fqe_selected",
-                   "oracle_best", "stale")
+DERIVED_COLUMNS = ("data_wrapper", "drop_from_default", "split", "generalization_gap", "warning", "budget",
+                   "fqe_selected", "oracle_best", "stale")
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
 NO_WRAPPER = "none"
+#: ``data_wrapper`` of a dataset that no registered suite makes: its collection is not known here
+UNKNOWN_DATA_WRAPPER = "unknown"
 #: A run's losses may check that a learned component of its algorithm learned: ``<component>_learned``
 #: is 1 or 0 (MOPO+MOREC's ``dynamics_reward_learned``). A row any of whose runs records 0 is warned
 #: "dynamics reward untrained in k of n runs".
@@ -158,6 +165,10 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         labels.append(f"stale: {count} of {len(keys)} tasks" if count else "")
     extra = sorted({name for row in rows for name in row} - set(LEADERBOARD_COLUMNS) - {"run_ids"})
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS + extra)
+    by_id = {record["run_id"]: record for record in records}
+    data_wrappers = [{data_wrapper_of(by_id[run_id]) for run_id in row["run_ids"]} for row in rows]
+    if any(values - {"", UNKNOWN_DATA_WRAPPER} for values in data_wrappers):
+        frame["data_wrapper"] = [values.pop() if len(values) == 1 else "mixed" for values in data_wrappers]
     wrappers = frame.wrapper[frame.dataset != ALL]
     if (wrappers == NO_WRAPPER).any() and (wrappers != NO_WRAPPER).any():
         frame["drop_from_default"] = _drop_from_default(frame, extra)
@@ -165,7 +176,6 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     if (splits != "").any():
         frame["split"] = splits
         frame["generalization_gap"] = _generalization_gap(frame, extra)
-    by_id = {record["run_id"]: record for record in records}
     warnings = [[f"indicative: {n} seeds < {MIN_SEEDS}"] if n < MIN_SEEDS else [] for n in frame.n_seeds]
     for row, notes in zip(rows, warnings):
         notes += _untrained([by_id[run_id] for run_id in row["run_ids"]])
@@ -182,6 +192,44 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     if with_run_ids:
         frame["run_ids"] = [row["run_ids"] for row in rows]
     return frame
+
+
+def data_wrapper_of(record: dict) -> str:
+    """The wrapper active when a run's dataset was collected: ``""`` for clean data, e.g.
+    ``stori:action:p=0.3`` for data collected under action noise (STORI's setting: trained where it
+    is tested) or ``levels:train`` for data from a level split's train levels; ``unknown`` for a
+    dataset that no registered suite makes.
+
+    A run's record does not hold it: records are written by the code that a published row's
+    provenance pins (:mod:`offrl_bench.trust.provenance`), so adding a field there would stale every
+    published row. It is read off the dataset requests of the registered suites instead, the run's own
+    suite first: a dataset's id is made from its request, wrapper included, so one id is one request.
+    """
+    return _collection_wrapper(record.get("suite") or "", record["dataset"])
+
+
+@cache
+def _collection_wrapper(suite: str, dataset: str) -> str:
+    requests = _suite_datasets(suite) or {}
+    if dataset not in requests:
+        requests = {}
+        for name in sorted(registry.available(registry.SUITES)):
+            requests.update({key: value for key, value in (_suite_datasets(name) or {}).items()
+                             if key not in requests})
+    return requests[dataset] if dataset in requests else UNKNOWN_DATA_WRAPPER
+
+
+@cache
+def _suite_datasets(name: str) -> dict[str, str] | None:
+    """Dataset id -> collection wrapper of the registered suite ``name``; None when there is no such
+    suite or it fails to load."""
+    if name not in registry.available(registry.SUITES):
+        return None
+    try:
+        suite = registry.suite(name)
+    except OffrlBenchError:
+        return None
+    return {request.dataset_id: request.wrapper for request in suite.datasets}
 
 
 def _untrained(runs: list[dict]) -> list[str]:

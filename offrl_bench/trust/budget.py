@@ -162,18 +162,27 @@ def for_directory(directory: Path, records: list[dict]):
 
 class BudgetVerdicts:
     """The ``budget`` argument of :func:`offrl_bench.records.leaderboard.leaderboard`. Called with a
-    record, the verdict of its (suite, algorithm variant, environment) at its number of updates, else
-    ``unchecked`` (a check without a valid BC anchor judges nothing); :meth:`aggregate` gives an
-    ``ALL`` row's verdict from its tasks'."""
+    record, the verdict of its (suite, algorithm variant) at its number of updates on the record's own
+    dataset where that was checked (a suite of expert data collected under several wrappers checks
+    each), else on its environment's expert data: ``under-budget`` if any check there says so,
+    ``learned`` if one does, else ``unchecked`` (a check without a valid BC anchor judges nothing);
+    :meth:`aggregate` gives an ``ALL`` row's verdict from its tasks'."""
 
     def __init__(self, checks: pd.DataFrame) -> None:
-        self.verdict_of = {(row.suite, row.algorithm, row.env_id, int(row.updates)): row.verdict
+        self.on_dataset = {(row.suite, row.algorithm, row.env_id, row.dataset, int(row.updates)): row.verdict
                            for row in checks.itertuples()}
+        self.on_environment: dict[tuple, set[str]] = {}
+        for row in checks.itertuples():
+            self.on_environment.setdefault((row.suite, row.algorithm, row.env_id, int(row.updates)), set()).add(
+                row.verdict)
 
     def __call__(self, record: dict) -> str:
         if not _trains(record["algorithm"]):
             return BASELINE
-        found = self.verdict_of.get((record["suite"], variant_name(record), record["env_id"], int(record["updates"])))
+        key = (record["suite"], variant_name(record), record["env_id"], int(record["updates"]))
+        found = self.on_dataset.get((*key[:3], record["dataset"], key[3]))
+        if found is None:
+            found = next((v for v in (UNDER_BUDGET, LEARNED) if v in self.on_environment.get(key, ())), None)
         return found if found in (LEARNED, UNDER_BUDGET) else UNCHECKED
 
     @staticmethod

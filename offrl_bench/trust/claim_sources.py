@@ -10,12 +10,17 @@ from pathlib import Path
 import pandas as pd
 
 from offrl_bench.core.errors import UsageError
-from offrl_bench.records.leaderboard import NO_WRAPPER, variant_name
+from offrl_bench.records.leaderboard import NO_WRAPPER, data_wrapper_of, variant_name
 
 
 def run_fields(record: dict) -> dict[str, str]:
-    """The fields claims select runs on: leaderboard algorithm name, dataset, wrapper."""
-    return {"algorithm": variant_name(record), "dataset": record["dataset"], "wrapper": record["wrapper"] or NO_WRAPPER}
+    """The fields claims select runs on: leaderboard algorithm name, dataset, wrapper, and for run
+    records the dataset's collection wrapper and the environment id."""
+    fields = {"algorithm": variant_name(record), "dataset": record["dataset"],
+              "wrapper": record["wrapper"] or NO_WRAPPER}
+    if "run_id" in record:
+        fields.update(data_wrapper=data_wrapper_of(record) or NO_WRAPPER, env=record.get("env_id", ""))
+    return fields
 
 
 def failing_requirement(requires: tuple[str, str] | None, records: list[dict]) -> str:

@@ -62,7 +62,7 @@ AT_CEILING = "at ceiling"  # both sides within a point of the maximum: no eviden
 #: a run a comparison rests on did not pass the check its claim requires of it (``Claim.requires``),
 #: e.g. MOREC's dynamics reward did not learn: no verdict then
 UNTRAINED = "untrained"
-FIELDS = ("algorithm", "dataset", "wrapper")
+FIELDS = ("algorithm", "dataset", "wrapper", "data_wrapper", "env")
 #: the most primary comparisons a claim may name: its verdict is the paper's headline, not a sweep
 MAX_PRIMARY = 4
 
@@ -73,7 +73,10 @@ class Rows:
 
     ``algorithm`` is the leaderboard name with its variant columns, e.g. ``iql`` or
     ``ssorl(iql)[label_fraction=0.1]`` (brackets are literal here, not pattern classes);
-    ``wrapper`` is ``none`` for the default environment. A tuple gives alternatives; a pattern
+    ``wrapper`` is ``none`` for the default environment; ``data_wrapper`` is the wrapper active when the
+    run's dataset was collected (``none`` for clean data,
+    :func:`~offrl_bench.records.leaderboard.data_wrapper_of`) and ``env`` the environment id, both
+    of run records only (a claim source CSV has neither). A tuple gives alternatives; a pattern
     starting with ``!`` excludes what it matches (``("*/mixed-v0", "!*/minatar-breakout/*")``: every
     mixed dataset but Breakout's; negative patterns alone exclude from everything).
     """
@@ -81,6 +84,8 @@ class Rows:
     algorithm: str | tuple[str, ...] = "*"
     dataset: str | tuple[str, ...] = "*"
     wrapper: str | tuple[str, ...] = "*"
+    data_wrapper: str | tuple[str, ...] = "*"
+    env: str | tuple[str, ...] = "*"
 
     def matches(self, values: dict[str, str]) -> bool:
         """Whether these patterns match ``values`` on every field it has (a comparison's key holds
