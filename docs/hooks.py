@@ -48,11 +48,13 @@ def leaderboard_table(suite: str) -> str:
     rows = list(csv.DictReader(path.open()))
     variants = [c for c in ("demonstrations", "label_fraction") if any(r.get(c) for r in rows)]
     warned = ["warning"] if any(r.get("warning") for r in rows) else []
-    header = ["dataset", "wrapper", "algorithm", *variants, "seeds", "normalised IQM [95% CI]", "mean",
-              "budget", *warned, "stale"]
+    collected = ["data_wrapper"] if any(r.get("data_wrapper") for r in rows) else []
+    header = ["dataset", "wrapper", *(["data collected under"] if collected else []), "algorithm", *variants, "seeds",
+              "normalised IQM [95% CI]", "mean", "budget", *warned, "stale"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [f"`{r['dataset']}`", f"`{r['wrapper']}`", r["algorithm"], *(r[c] for c in variants), r["n_seeds"],
+        cells = [f"`{r['dataset']}`", f"`{r['wrapper']}`", *(f"`{r[c]}`" if r[c] else "" for c in collected),
+                 r["algorithm"], *(r[c] for c in variants), r["n_seeds"],
                  f"{_number(r['normalized_iqm'])} [{_number(r['ci_low'])}, {_number(r['ci_high'])}]",
                  _number(r["normalized_mean"]), r.get("budget", ""), *(r.get("warning", "") for _ in warned),
                  r.get("stale", "") or "fresh"]

@@ -439,6 +439,22 @@ def test_the_stori_claims_tell_data_collected_under_a_type_from_clean_data():
         assert {round(c.difference, 6) for c in robustness.comparisons} == {-2.0}
 
 
+def test_a_comparison_resting_on_a_still_rising_row_says_so_and_so_does_its_verdict():
+    """A's scores climb 10 points over the last evaluation interval in every seed: the comparison is
+    still decided, and it and the verdict name the still-rising side; B's flat curves are not marked."""
+    def curve(final, gain):
+        return {"learning_curve": [[1000, final - gain], [2000, final]]}
+
+    records = [record("a", seed, s, **curve(s, 10.0 + seed)) for seed, s in enumerate(scores(90, 1))] \
+        + [record("b", seed, s, **curve(s, 0.5 - seed / 4)) for seed, s in enumerate(scores(40, 1, seed=1))]
+    verdict = evaluate_claim(claim("greater", margin=5.0), records)
+    assert verdict.verdict == "reproduced" and verdict.comparisons[0].rising == "A"
+    assert verdict.text().endswith("rests on still-rising rows (1 of 1 primary comparisons)")
+    assert verdict.comparisons[0].numbers().endswith("[still rising: A]")
+    flat = [r if r["algorithm"] == "b" else {**r, **curve(r["normalized_score"], 0.0)} for r in records]
+    assert "rising" not in evaluate_claim(claim("greater", margin=5.0), flat).text()
+
+
 def test_a_pattern_starting_with_an_exclamation_mark_excludes_what_it_matches():
     """The data-quality claim's primaries are every mixed dataset but MinAtar Breakout's."""
     from offrl_bench.trust.paper_claims import DATA_QUALITY

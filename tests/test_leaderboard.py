@@ -236,3 +236,22 @@ def test_data_wrapper_names_the_wrapper_the_data_were_collected_under():
     assert frame.loc[("", "my/own-v0"), "data_wrapper"] == "unknown"
     assert frame.loc[("stori", "ALL"), "data_wrapper"] == "mixed"
     assert "data_wrapper" not in leaderboard([r for r in records if r["dataset"] == "my/own-v0"])
+
+
+def test_a_row_whose_score_still_climbs_over_its_last_interval_is_marked_still_rising():
+    """Hand-made curves, 5 seeds, evaluations at 1,000 and 2,000 updates: gains of 5-7 points
+    (95% lower bound above 2) are still rising; gains of 0-4 points (bound below 2) are not, nor are
+    seeds that disagree; a row without two evaluations has no mark."""
+    def runs(algorithm, gains, points=2):
+        return [{**record("s", "d", algorithm, seed, 60.0 + gain),
+                 "learning_curve": [[1000, 60.0], [2000, 60.0 + gain]][-points:]} for seed, gain in enumerate(gains)]
+
+    records = runs("rising", [5, 6, 7, 5, 6]) + runs("flat", [0, 4, 2, 1, 3]) + runs("noisy", [30, -20, 25, -15, 10]) \
+        + runs("once", [5, 6, 7, 5, 6], points=1)
+    frame = leaderboard(records).set_index(["dataset", "algorithm"])
+    assert frame.loc[("d", "rising"), "still_rising"] == "yes"
+    assert frame.loc[("d", "rising"), "last_gain"] == pytest.approx(5.8)
+    assert frame.loc[("d", "rising"), "warning"].startswith("still rising: +5.8 [+4.8, +6.8] over the last 1000 updates")
+    assert [frame.loc[("d", name), "still_rising"] for name in ("flat", "noisy", "once")] == ["no", "no", ""]
+    assert frame.loc[("ALL", "rising"), "still_rising"] == ""
+    assert "still_rising" not in leaderboard([r for r in records if r["algorithm"] == "once"])

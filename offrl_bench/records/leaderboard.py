@@ -15,7 +15,7 @@ import pandas as pd
 from offrl_bench.core import registry
 from offrl_bench.core.errors import OffrlBenchError
 from offrl_bench.records.run_store import write_atomic
-from offrl_bench.records.statistics import interval_estimates
+from offrl_bench.records.statistics import MeanDifference, interval_estimates, mean_difference
 
 #: ★ DESIGN.md §4 — the leaderboard columns, in this order. Extra columns may only follow
 #: (``drop_from_default`` is added when any row ran under a wrapper).
@@ -28,8 +28,12 @@ LEADERBOARD_COLUMNS = [
 #: is added when any row's data are known to have been collected under one; ``warning``
 #: marks the rows with fewer than MIN_SEEDS seeds and those with an untrained component (see
 #: UNTRAINED_SUFFIX), when there are any.
-DERIVED_COLUMNS = ("data_wrapper", "drop_from_default", "split", "generalization_gap", "warning", "budget",
-                   "fqe_selected", "oracle_best", "stale")
+DERIVED_COLUMNS = ("data_wrapper", "drop_from_default", "split", "generalization_gap", "last_gain", "still_rising",
+                   "warning", "budget", "fqe_selected", "oracle_best", "stale")
+#: A row is **still rising** when the paired per-seed gain of its normalised score over its last
+#: evaluation interval has a 95% lower bound above this many points: its final score measures the
+#: budget as much as the method. The sanity floor answers another question (does it learn at all).
+RISING_GAIN = 2.0
 #: Rows with fewer seeds are indicative only: their 95% interval is little more than the seed range.
 MIN_SEEDS = 5
 ALL = "ALL"
@@ -176,9 +180,16 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
     if (splits != "").any():
         frame["split"] = splits
         frame["generalization_gap"] = _generalization_gap(frame, extra)
+    gains = [last_interval_gain([by_id[run_id] for run_id in row["run_ids"]]) if row["dataset"] != ALL else None
+             for row in rows]
+    if any(gain is not None for gain in gains):
+        frame["last_gain"] = [gain[0].estimate if gain else math.nan for gain in gains]
+        frame["still_rising"] = [("yes" if still_rising(gain[0]) else "no") if gain else "" for gain in gains]
     warnings = [[f"indicative: {n} seeds < {MIN_SEEDS}"] if n < MIN_SEEDS else [] for n in frame.n_seeds]
-    for row, notes in zip(rows, warnings):
+    for row, notes, gain in zip(rows, warnings, gains):
         notes += _untrained([by_id[run_id] for run_id in row["run_ids"]])
+        if gain and still_rising(gain[0]):
+            notes.append(rising_note(*gain))
     if any(warnings):
         frame["warning"] = ["; ".join(notes) for notes in warnings]
     if budget:
@@ -230,6 +241,31 @@ def _suite_datasets(name: str) -> dict[str, str] | None:
     except OffrlBenchError:
         return None
     return {request.dataset_id: request.wrapper for request in suite.datasets}
+
+
+def last_interval_gain(runs: list[dict]) -> tuple[MeanDifference, int] | None:
+    """The paired per-seed gain of the normalised score between the runs' last two evaluations, and
+    the updates (or environment steps) between them; None when fewer than two runs, or any run
+    without two evaluations at the same points as the others (e.g. records made before learning
+    curves were recorded)."""
+    curves = [run.get("learning_curve") or [] for run in runs]
+    if len(runs) < 2 or any(len(curve) < 2 for curve in curves):
+        return None
+    if len({(curve[-2][0], curve[-1][0]) for curve in curves}) != 1:
+        return None
+    last = np.array([[curve[-1][1]] for curve in curves], dtype=float)
+    before = np.array([[curve[-2][1]] for curve in curves], dtype=float)
+    return mean_difference(last, before, paired=True), int(curves[0][-1][0] - curves[0][-2][0])
+
+
+def still_rising(gain: MeanDifference) -> bool:
+    return gain.interval(0.95)[0] > RISING_GAIN
+
+
+def rising_note(gain: MeanDifference, interval: int) -> str:
+    """E.g. ``still rising: +6.2 [+3.1, +9.3] over the last 1000 updates``."""
+    low, high = gain.interval(0.95)
+    return f"still rising: {gain.estimate:+.1f} [{low:+.1f}, {high:+.1f}] over the last {interval} updates"
 
 
 def _untrained(runs: list[dict]) -> list[str]:

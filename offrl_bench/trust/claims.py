@@ -33,7 +33,7 @@ import numpy as np
 
 from offrl_bench.core import registry
 from offrl_bench.core.errors import PluginError, UsageError, one_of
-from offrl_bench.records.leaderboard import MIN_SEEDS
+from offrl_bench.records.leaderboard import MIN_SEEDS, last_interval_gain, still_rising, variant_name
 from offrl_bench.records.run_store import RunStore
 from offrl_bench.records.statistics import MeanDifference, bootstrap_difference, mean_difference
 from offrl_bench.trust import claim_sources, claim_statistics, provenance
@@ -208,6 +208,9 @@ class Comparison:
     #: unadjusted one (the smaller of the two one-sided tests, doubled)
     p_value: float = math.nan
     boundary: float = 0.0  # the margin or minimum effect it was tested against, in the metric's units
+    #: the sides ("A", "B" or "A, B") resting on a row still rising at its last evaluation
+    #: (:func:`offrl_bench.records.leaderboard.still_rising`): its score measures the budget too
+    rising: str = ""
 
     def numbers(self, metric: str = "score") -> str:
         """Both sides' means, the difference with its interval, the statistic and the p-value."""
@@ -215,7 +218,8 @@ class Comparison:
         role = "primary, Holm p" if self.primary else "secondary, p"
         return (f"A {self.mean_a:{spec}}{unit} (n={self.n_a}), B {self.mean_b:{spec}}{unit} (n={self.n_b}), "
                 f"A-B {self.difference:+{spec}} [{self.low:+{spec}}, {self.high:+{spec}}] "
-                f"({self.method}; {role}={_p(self.p_value)})")
+                f"({self.method}; {role}={_p(self.p_value)})"
+                + (f" [still rising: {self.rising}]" if self.rising else ""))
 
     def effect(self, metric: str = "score") -> str:
         """The difference with its unit and interval alone, e.g. ``-22938 steps [-49152, +6554]``."""
@@ -303,6 +307,9 @@ class Verdict:
         if self.indicative:
             fewest = min(min(c.n_a, c.n_b) for c in self.evidence)
             text += f", indicative only ({fewest} seeds < {self.claim.min_seeds})"
+        rising = sum(bool(c.rising) for c in self.evidence)
+        if rising:
+            text += f", rests on still-rising rows ({rising} of {len(self.evidence)} primary comparisons)"
         return text
 
 
@@ -345,6 +352,14 @@ def _decision(p_for: float, p_against: float, p: float, alpha: float = claim_sta
     return REPRODUCED if p_for <= p_against else CONTRADICTED
 
 
+def _rising(records: list[dict]) -> bool:
+    """Whether any row (dataset, wrapper, algorithm variant) of these runs is still rising."""
+    rows: dict[tuple, list[dict]] = {}
+    for record in records:
+        rows.setdefault((record["dataset"], record["wrapper"], variant_name(record)), []).append(record)
+    return any((gain := last_interval_gain(runs)) is not None and still_rising(gain[0]) for runs in rows.values())
+
+
 def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str] | None = None) -> Verdict:
     """Every comparison of ``claim`` that the records make possible, each with its verdict; a
     comparison resting on a row in ``stale`` (row -> label, see :func:`offrl_bench.trust.provenance.stale_labels`)
@@ -384,6 +399,8 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
             ", ".join(f"{name}={value}" for name, value in values.items()) or "all", len(matrix_a), len(matrix_b),
             mean_a, mean_b, difference.estimate, low, high, INCONCLUSIVE, paired=paired, method=difference.method,
             primary=claim.primary is None or claim.primary.matches(values), boundary=boundary)
+        if claim.metric == "score":
+            comparison.rising = ", ".join(side for side in ("a", "b") if _rising(group[side])).upper()
         rows = [row_of(record) for record in group["a"] + group["b"]] if stale else []
         labels = [stale[row] for row in rows if row in stale]
         failing = failing_requirement(claim.requires, group["a"])
