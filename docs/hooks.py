@@ -24,6 +24,7 @@ CAPTIONS = {
     "sample_efficiency": "normalised score against environment steps (online and offline-to-online runs)",
     "generalization_gap": "train-level against test-level score",
     "stori_drops": "score drop under each STORI wrapper",
+    "stori_settings": "each STORI type: agents trained where tested beside agents trained on clean data",
     "morec_refrigerator": "MOREC's refrigerator example (seed 0): where each controller keeps the fridge, the true "
                           "one-step error of the filter's pick, a random candidate and the MLE prediction, and the "
                           "dynamics reward around the true next temperature",

@@ -333,7 +333,7 @@ def test_builtin_claims_state_their_margins_and_name_at_most_four_primary_compar
     from offrl_bench.trust.reference import reference_dir
 
     assert all(c.margin > 0 for c in installed())
-    for suite in ("default", "generalization", "ssorl", "morec-halfcheetah", "atari"):
+    for suite in ("default", "generalization", "ssorl", "morec-halfcheetah", "atari", "stori"):
         for verdict in evaluate_directory(reference_dir(suite)):
             assert len(verdict.primary) <= MAX_PRIMARY, (suite, verdict.claim.name)
 

@@ -353,7 +353,7 @@ def _stori_settings(board: pd.DataFrame, path: Path) -> bool:
     plt = _pyplot()
     pivot = rows.pivot_table(index="wrapper", columns=["algorithm", "setting"], values="normalized_mean",
                              aggfunc="mean").reindex(columns=[TRAINED_IN, CLEAN_DATA], level="setting")
-    figure, axis = plt.subplots(figsize=(max(7.0, 1.8 * len(pivot)), 4.5))
+    figure, axis = plt.subplots(figsize=(max(7.0, 2.2 * len(pivot)), 4.5))
     palette, algorithms = _palette(plt), sorted(set(pivot.columns.get_level_values("algorithm")))
     colour = {algorithm: palette[i % 10] for i, algorithm in enumerate(algorithms)}  # clean data: its light twin
     width = 0.8 / len(pivot.columns)
@@ -366,7 +366,7 @@ def _stori_settings(board: pd.DataFrame, path: Path) -> bool:
         if algorithm in colour:
             axis.axhline(score, color=colour[algorithm], linestyle="--", linewidth=1.0,
                          label=f"{algorithm}, clean data, plain environment")
-    axis.set_xticks(np.arange(len(pivot)), [wrapper.replace(",", ",\n", 1) for wrapper in pivot.index], fontsize=7)
+    axis.set_xticks(np.arange(len(pivot)), [wrapper.replace(",", ",\n") for wrapper in pivot.index], fontsize=7)
     axis.set_ylabel("normalised score")
     axis.set_title("STORI types: trained where tested vs trained on clean data (mean over environments)",
                    fontsize=10)
