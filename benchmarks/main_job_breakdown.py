@@ -5,6 +5,12 @@ dataset start-up, checkpoints, records, a worker idle at the end).
 
     python benchmarks/main_job_breakdown.py results/default --workers 2 [--wall SECONDS]
 
+It then replays the suite's start order on ``--workers`` workers with each run's recorded duration
+(setup, updates and evaluation; greedy list scheduling, the next run to the first free worker):
+in suite order, and longest first (what ``offrl-bench run`` does, :mod:`offrl_bench.trust.durations`).
+That is a simulation from recorded times, not a measurement: it leaves out start-up and dataset
+loads, and the records' times depend on the load they ran under.
+
 ``--wall`` is the whole command's wall time (e.g. from /usr/bin/time); the time outside the run
 phase (building datasets, starting workers, printing the leaderboard) is then that minus the run
 phase, which begins at the command's ``started_at`` in commands.jsonl (written once the datasets
@@ -32,6 +38,36 @@ def repeated_training(records: list[dict]) -> float:
         spec["wrapper"] = training_wrapper(spec["wrapper"]) if record.get("paradigm") != "offline" else ""
         groups[json.dumps(spec, sort_keys=True)].append(record)
     return sum((r.get("setup_seconds") or 0.0) + r["train_seconds"] for group in groups.values() for r in group[1:])
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """When the last of these runs ends, each started on the first free worker in this order."""
+    import heapq
+
+    free = [0.0] * workers
+    for seconds in durations:
+        heapq.heappush(free, heapq.heappop(free) + seconds)
+    return max(free)
+
+
+def schedules(records: list[dict], workers: int) -> tuple[float, float] | None:
+    """Simulated run phases (suite order, longest first) of the suite the records belong to; None when
+    the records are not exactly one registered suite's runs."""
+    from offrl_bench.core import registry
+    from offrl_bench.core.errors import OffrlBenchError
+    from offrl_bench.trust.durations import longest_first
+
+    suites = {record["suite"] for record in records}
+    try:
+        specs = registry.suite(suites.pop()).runs() if len(suites) == 1 else None
+    except OffrlBenchError:
+        return None
+    seconds = {r["run_id"]: (r.get("setup_seconds") or 0.0) + r["train_seconds"] + (r.get("eval_seconds") or 0.0)
+               for r in records}
+    if specs is None or {spec.run_id for spec in specs} != set(seconds):
+        return None
+    return (makespan([seconds[spec.run_id] for spec in specs], workers),
+            makespan([seconds[spec.run_id] for spec in longest_first(specs)], workers))
 
 
 def main() -> None:
@@ -70,6 +106,11 @@ def main() -> None:
     repeated = repeated_training(records)
     print(f"repeated training (setup + updates of a run whose agent another run already trained, differing only "
           f"in the evaluation wrapper): {repeated:.0f} s ({repeated / worker_seconds:.1%})")
+    simulated = schedules(records, args.workers)
+    if simulated:
+        print(f"simulated run phase from the recorded durations on {args.workers} workers: suite order "
+              f"{simulated[0] / 60:.1f} min, longest first {simulated[1] / 60:.1f} min (lower bound "
+              f"{sum(total[1:]) / args.workers / 60:.1f} min)")
     if args.wall is not None:
         print(f"outside the run phase (building datasets, starting workers, the final leaderboard): "
               f"{args.wall - run_phase:.0f} s of {args.wall:.0f} s wall")

@@ -40,3 +40,29 @@ def test_failing_run_in_a_worker_ends_cleanly(tmp_path, cartpole_expert):
     assert "algorithm 'nan-bc' produced non-finite loss at update 0" in result.stderr
     records = RunStore(out).records()
     assert [r["seed"] for r in records.values()] == [0]
+
+
+def test_a_suite_starts_its_longest_runs_first():
+    """From the default reference's recorded durations: the same runs, ordered by decreasing
+    expected duration, MOPO's and MOPO+MOREC's (8,000 updates with a dynamics ensemble) first. A run
+    the reference does not hold takes its algorithm's time per update on that dataset; one nothing is
+    known about goes in at the median."""
+    import dataclasses
+
+    from offrl_bench.core import registry
+    from offrl_bench.trust.durations import expected_seconds, longest_first
+
+    specs = registry.suite("default").runs()
+    ordered = longest_first(specs)
+    assert sorted(spec.run_id for spec in ordered) == sorted(spec.run_id for spec in specs)
+    expected = expected_seconds(specs)
+    durations = [expected[spec.run_id] for spec in ordered]
+    assert None not in durations and durations == sorted(durations, reverse=True)
+    assert {spec.algo for spec in ordered[:10]} == {"mopo"} and specs[0].algo != "mopo"
+
+    bc = next(spec for spec in specs if spec.algo == "bc" and spec.wrapper == "")
+    longer = dataclasses.replace(bc, updates=4 * bc.updates)  # not in the reference: 4x BC's time per update
+    unknown = dataclasses.replace(bc, algo="my_algo")
+    estimates = expected_seconds([bc, longer, unknown])
+    assert estimates[longer.run_id] > 2 * estimates[bc.run_id] and estimates[unknown.run_id] is None
+    assert [spec.algo for spec in longest_first([unknown, longer, bc])] == ["bc", "my_algo", "bc"]

@@ -63,6 +63,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     from offrl_bench.data.make import make_missing_datasets
     from offrl_bench.execution import loggers, scheduler
     from offrl_bench.execution.runner import RunSpec, preflight
+    from offrl_bench.trust.durations import longest_first
 
     if suite and (algo or dataset or env):
         raise UsageError("give either --suite or --algo with --dataset (and --env), not both")
@@ -96,6 +97,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     def execute(batch: list) -> None:
         nonlocal command
         preflight(batch)
+        batch = longest_first(batch)  # no worker idles at the end behind the slowest runs
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                                     retry_failed=retry_failed, max_retries=max_retries, command=command,

@@ -33,11 +33,11 @@ import numpy as np
 
 from offrl_bench.core import registry
 from offrl_bench.core.errors import PluginError, UsageError, one_of
-from offrl_bench.records.leaderboard import MIN_SEEDS, last_interval_gain, still_rising, variant_name
+from offrl_bench.records.leaderboard import MIN_SEEDS
 from offrl_bench.records.run_store import RunStore
 from offrl_bench.records.statistics import MeanDifference, bootstrap_difference, mean_difference
 from offrl_bench.trust import claim_sources, claim_statistics, provenance
-from offrl_bench.trust.claim_sources import failing_requirement, run_fields
+from offrl_bench.trust.claim_sources import any_still_rising, failing_requirement, run_fields, value_matrix
 from offrl_bench.trust.provenance import row_of
 
 #: What a claim asserts about the difference d = A - B, with margin m >= 0 (for ``greater`` and
@@ -313,33 +313,6 @@ class Verdict:
         return text
 
 
-def _run_value(claim: Claim, record: dict) -> float | None:
-    if claim.metric == "value":
-        return float(record["value"])
-    if claim.metric == "score":
-        return record["normalized_score"]
-    curve = record.get("learning_curve")
-    if not curve:
-        return None  # records made before learning curves were recorded
-    return next((float(step) for step, score in curve if score >= claim.threshold), float(record["updates"]))
-
-
-def _matrix(claim: Claim, records: list[dict]) -> tuple[np.ndarray, list[int]] | None:
-    """(seeds x tasks) values of one side, on the seeds every task has, and those seeds."""
-    by_task: dict[tuple, dict[int, float]] = {}
-    for record in records:
-        value = _run_value(claim, record)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        by_task.setdefault((record["dataset"], record["wrapper"]), {})[record["seed"]] = value
-    if not by_task:
-        return None
-    seeds = sorted(set.intersection(*(set(values) for values in by_task.values())))
-    if not seeds:
-        return None
-    return np.array([[by_task[task][seed] for task in sorted(by_task)] for seed in seeds], dtype=float), seeds
-
-
 def _difference(claim: Claim, matrix_a: np.ndarray, matrix_b: np.ndarray, paired: bool) -> MeanDifference:
     if claim.statistic == "iqm":
         return bootstrap_difference(matrix_a, matrix_b, "iqm", paired)
@@ -350,14 +323,6 @@ def _decision(p_for: float, p_against: float, p: float, alpha: float = claim_sta
     if not p <= alpha:  # also NaN: one seed a side has no spread to test
         return INCONCLUSIVE
     return REPRODUCED if p_for <= p_against else CONTRADICTED
-
-
-def _rising(records: list[dict]) -> bool:
-    """Whether any row (dataset, wrapper, algorithm variant) of these runs is still rising."""
-    rows: dict[tuple, list[dict]] = {}
-    for record in records:
-        rows.setdefault((record["dataset"], record["wrapper"], variant_name(record)), []).append(record)
-    return any((gain := last_interval_gain(runs)) is not None and still_rising(gain[0]) for runs in rows.values())
 
 
 def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str] | None = None) -> Verdict:
@@ -384,7 +349,7 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
     verdict = Verdict(claim)
     tests: list[tuple[Comparison, MeanDifference, float, float]] = []
     for key, group in sorted(groups.items()):
-        a, b = _matrix(claim, group["a"]), _matrix(claim, group["b"])
+        a, b = value_matrix(claim, group["a"]), value_matrix(claim, group["b"])
         if a is None or b is None or a[0].shape[1] != b[0].shape[1]:
             continue
         (matrix_a, seeds_a), (matrix_b, seeds_b) = a, b
@@ -400,7 +365,7 @@ def evaluate_claim(claim: Claim, records: Iterable[dict], stale: dict[tuple, str
             mean_a, mean_b, difference.estimate, low, high, INCONCLUSIVE, paired=paired, method=difference.method,
             primary=claim.primary is None or claim.primary.matches(values), boundary=boundary)
         if claim.metric == "score":
-            comparison.rising = ", ".join(side for side in ("a", "b") if _rising(group[side])).upper()
+            comparison.rising = ", ".join(side for side in ("a", "b") if any_still_rising(group[side])).upper()
         rows = [row_of(record) for record in group["a"] + group["b"]] if stale else []
         labels = [stale[row] for row in rows if row in stale]
         failing = failing_requirement(claim.requires, group["a"])
