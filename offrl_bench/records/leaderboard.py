@@ -259,6 +259,7 @@ def last_interval_gain(runs: list[dict]) -> tuple[MeanDifference, int] | None:
 
 
 def still_rising(gain: MeanDifference) -> bool:
+    """Whether a row's last-interval gain (:func:`last_interval_gain`) is established above RISING_GAIN."""
     return gain.interval(0.95)[0] > RISING_GAIN
 
 

@@ -2,9 +2,9 @@
 reference recorded.
 
 Runs start in the order they are given. In suite order the slowest algorithms of the default suite
-(MOPO and MOPO+MOREC, its last part) start last and leave one worker running alone at the end.
-Starting the longest runs first (list scheduling by decreasing duration, Graham's LPT rule) keeps
-every worker busy until the last few short runs. Only the order changes: run ids, records and
+(MOPO and MOPO+MOREC, near its end) start late and can leave one worker running alone at the end.
+Starting the longest runs first (list scheduling by decreasing duration, Graham's LPT rule) ends
+with the shortest runs, so the workers finish close together. Only the order changes: run ids, records and
 resume are the same, and a re-run still skips what has finished.
 
 A run's expected duration is its own published record's setup, update and evaluation seconds where
