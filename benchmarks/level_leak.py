@@ -4,7 +4,9 @@ Level splits keep level *ids* disjoint; this checks what the environment actuall
 with ids alone (each id of the default ranges reset directly) and through the ``levels`` wrapper,
 which skips test ids whose layout a train or val level shows. Each reset is fingerprinted by what
 the environment shows (``level_fingerprint``): MiniGrid's full grid encoding plus the agent's
-position and direction, Procgen's first frame.
+position and direction, Procgen's first frame. It then counts *maps* (``map_fingerprint``: the grid
+without the agent's start pose), which is what a new level means: a test reset whose map a train
+or val level shows differs from it in the start pose alone.
 
 With ``--policy expert`` (or ``medium``) it also scores the shipped behaviour policy on each split,
 which tells how much of a gap the layouts themselves leave to find.
@@ -22,12 +24,22 @@ from offrl_bench.core.errors import UsageError
 from offrl_bench.core.rollout import run_episodes
 from offrl_bench.data.behaviour import load_sb3_policy
 from offrl_bench.envs import make_env
-from offrl_bench.envs.level_splits import DEFAULT_RANGES, SPLITS, level_fingerprint
+from offrl_bench.envs.level_splits import DEFAULT_RANGES, SPLITS, level_fingerprint, map_fingerprint
 
 
-def layout(env, level: int | None = None) -> str:
+def layout(env, level: int | None = None) -> tuple[str, str]:
+    """(layout with the start pose, map alone) of the level ``env`` resets into."""
     env.reset(seed=level)
-    return level_fingerprint(env)
+    return level_fingerprint(env), map_fingerprint(env)
+
+
+def report(what: str, drawn: list[tuple[str, str]], earlier: set[tuple[str, str]], resets: int) -> None:
+    layouts, maps = {pose for pose, _ in earlier}, {plan for _, plan in earlier}
+    leaked = sum(pose in layouts for pose, _ in drawn)
+    known = sum(plan in maps for _, plan in drawn)
+    print(f"{what}: {leaked} of {resets} resets ({leaked / resets:.0%}) repeat a layout, {len({p for p, _ in drawn})} "
+          f"distinct; {known} ({known / resets:.0%}) show a map the train and val levels show, "
+          f"{len({m for _, m in drawn})} distinct maps")
 
 
 def main() -> None:
@@ -48,19 +60,16 @@ def main() -> None:
     env = make_env(args.env)
     earlier = {layout(env, level) for split in ("train", "val")
                for level in range(DEFAULT_RANGES[split][0], DEFAULT_RANGES[split][1] + 1)}
+    print(f"{args.env}: the train and val levels show {len({p for p, _ in earlier})} distinct layouts (map and "
+          f"start pose) on {len({m for _, m in earlier})} distinct maps")
     test_ids = np.random.default_rng(0).integers(*DEFAULT_RANGES["test"], size=args.test, endpoint=True)
-    by_id = [layout(env, int(level)) for level in test_ids]
-    leaked = sum(found in earlier for found in by_id)
-    print(f"{args.env}: the train and val levels show {len(earlier)} distinct layouts; test ids alone: "
-          f"{leaked} of {args.test} resets ({leaked / args.test:.0%}) repeat one, {len(set(by_id))} distinct")
+    report("test ids alone", [layout(env, int(level)) for level in test_ids], earlier, args.test)
     try:
         wrapped = make_env(args.env, "levels:test")
     except UsageError as exc:
         print(f"levels:test wrapper: refused: {exc}")
         return
-    drawn = [layout(wrapped, seed) for seed in range(args.test)]
-    leaked = sum(found in earlier for found in drawn)
-    print(f"levels:test wrapper: {leaked} of {args.test} resets repeat one, {len(set(drawn))} distinct")
+    report("levels:test wrapper", [layout(wrapped, seed) for seed in range(args.test)], earlier, args.test)
 
 
 if __name__ == "__main__":

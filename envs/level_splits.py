@@ -63,6 +63,23 @@ def level_fingerprint(env: gym.Env) -> str | None:
     return hashlib.sha1(layout).hexdigest()[:16]
 
 
+def map_fingerprint(env: gym.Env) -> str | None:
+    """The *map* of the level ``env`` was just reset into, as a short hash: for MiniGrid its grid
+    encoding alone (walls, doors, keys, goals, with colours and states), without the agent's start
+    pose; an env's own ``map_fingerprint()`` method where it has one; else :func:`level_fingerprint`
+    (Procgen's first frame, which its level seed draws). The split wrapper keeps out test ids whose
+    map *and* start pose a train level shows; this tells whether a test level's map is new at all,
+    which is what "unseen level" means in the generalization paper (``benchmarks/level_leak.py``)."""
+    world = env.unwrapped
+    hook = getattr(world, "map_fingerprint", None)
+    if callable(hook):
+        return str(hook())
+    grid = getattr(world, "grid", None)
+    if grid is None or not hasattr(grid, "encode"):
+        return level_fingerprint(env)
+    return hashlib.sha1(grid.encode().tobytes()).hexdigest()[:16]
+
+
 def parse_range(name: str, value: Any) -> tuple[int, int]:
     """``"0-199"`` -> (0, 199); a single id ``7`` -> (7, 7)."""
     text = str(value).strip()

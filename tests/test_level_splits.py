@@ -257,9 +257,12 @@ def test_splits_sharing_even_one_level_id_overlap():
 def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
     """For every registered suite, each val/test evaluation is checked against the layouts of the
     levels its dataset was collected on, read from the environment's grids: at most 10% of resets
-    may repeat one (the level-split wrapper makes it 0)."""
+    may repeat one (the level-split wrapper makes it 0). And against their *maps* (the grid without
+    the agent): at most 10% may repeat one, unless no generalization claim reads the suite's rows on
+    that environment (DoorKey-6x6, whose test levels are new start poses on its 36 known maps)."""
     from offrl_bench.core import registry
     from offrl_bench.envs.level_splits import split_of
+    from offrl_bench.trust.claims import named
 
     checked = {}
     for name in registry.available(registry.SUITES):
@@ -273,12 +276,20 @@ def test_no_suite_scores_on_levels_whose_layouts_its_data_shows():
     for (env_id, data_wrapper, eval_wrapper), runs in checked.items():
         collected = make_env(env_id, data_wrapper)
         seen = layouts_of_levels(env_id, collected.get_wrapper_attr("low"), collected.get_wrapper_attr("high"))
+        seen_maps = {layout[:-3] for layout in seen}  # the grid encoding, without position and direction
         evaluated = make_env(env_id, eval_wrapper)
-        repeats = 0
+        repeats = known_maps = 0
         for seed in range(200):
             evaluated.reset(seed=seed)
             repeats += grid_layout(evaluated) in seen
+            known_maps += grid_layout(evaluated)[:-3] in seen_maps
         assert repeats / 200 <= 0.10, f"{env_id} {eval_wrapper} ({runs[0]}...): {repeats} of 200 resets repeat a layout"
+        if known_maps / 200 > 0.10:  # then no claim about unseen levels may read these rows
+            dataset = next(r.dataset_id for name in registry.available(registry.SUITES)
+                           for r in registry.suite(name).datasets if (r.env_id, r.wrapper) == (env_id, data_wrapper))
+            readers = [c.name for c in named(["generalization-gap", "bc-*", "offline-below-online-ppo"])
+                       if c.a.matches({"dataset": dataset, "wrapper": eval_wrapper})]
+            assert readers == ["bc-ppo-reaches-90-sooner"], (env_id, known_maps, readers)
 
 
 @pytest.mark.slow
@@ -296,3 +307,29 @@ def test_shipped_procgen_coinrun_expert_beats_random_on_train_and_test_levels():
         random = behaviour.mean_return(env_fn, behaviour.random_policy(env_fn().action_space,
                                                                        np.random.default_rng(0)), 20)
         assert expert >= random + 3.0, (split, expert, random)
+
+
+def test_a_map_fingerprint_leaves_out_the_start_pose_and_finds_every_doorkey_test_map_known():
+    """The audit's check, done as a new user would: the map is the grid without the agent. DoorKey-6x6's
+    200 train levels show 36 maps, and its test levels (through the split wrapper, whose layouts
+    include the start pose) show only those maps: they differ from train levels in the start pose
+    alone. MultiRoom-N2-S4's test levels show new maps."""
+    from offrl_bench.envs.level_splits import level_fingerprint, map_fingerprint
+
+    def fingerprints(env_id, wrapper="", seeds=range(200)):
+        env = make_env(env_id, wrapper)
+        found = []
+        for seed in seeds:
+            env.reset(seed=seed)
+            found.append((level_fingerprint(env), map_fingerprint(env)))
+            assert found[-1][1] == hashlib.sha1(env.unwrapped.grid.encode().tobytes()).hexdigest()[:16]
+        return found
+
+    train = fingerprints(MINIGRID)
+    assert len({plan for _, plan in train}) == 36 and len({pose for pose, _ in train}) > 150
+    test = fingerprints(MINIGRID, "levels:test", range(100))
+    assert not {pose for pose, _ in test} & {pose for pose, _ in train}  # new layouts ...
+    assert {plan for _, plan in test} <= {plan for _, plan in train}  # ... on known maps
+    multiroom = "MiniGrid-MultiRoom-N2-S4-v0"
+    known = {plan for _, plan in fingerprints(multiroom)}
+    assert sum(plan not in known for _, plan in fingerprints(multiroom, "levels:test", range(100))) >= 95

@@ -10,7 +10,10 @@
   environment and under types 1 (action noise), 2.1 (random events), 2.2 (concept drift) and 3.2
   (dropped frames).
 - **Level splits**: BC, BCQ and IQL on MiniGrid-DoorKey-6x6 train-level expert data, scored on the
-  train levels and on test levels whose layouts no train level shows.
+  train levels and on test levels whose layouts no train level shows. A layout there includes the
+  agent's start pose: DoorKey-6x6 has 36 maps and its 200 train levels show them all, so its test
+  levels are new start poses on known maps, and the generalization claims do not read these rows
+  (the ``generalization`` suite, on MultiRoom, tests unseen maps).
 - **Label fractions**: SS-ORL (IQL on IDM proxy labels) against IQL on the labelled episodes alone
   and IQL on fully labelled data, at 10% labels of the 200-episode Pendulum mixed dataset, the
   labelled episodes drawn from those below the median return (the paper's headline setting).

@@ -21,9 +21,13 @@ MIN_RELATIVE_EFFECT = 0.10
 #: paper's strongest baseline, and the three value-based offline learners. DT is compared too, as
 #: a secondary comparison.
 PRIMARY_LEARNERS = ("bc", "bcq", "cql", "iql")
-#: The many-level expert datasets, the paper's headline setting: 200 train levels (the default
-#: suite's DoorKey data is collected on levels 0-199, ``levels:train``).
-MANY_LEVELS = ("*/expert-200-levels-v0", "*/minigrid-doorkey-6x6/expert-levels-train-v0")
+#: The many-level expert datasets, the paper's headline setting: 200 train levels.
+MANY_LEVELS = ("*/expert-200-levels-v0",)
+#: The paper's claims are about *unseen* levels. MiniGrid-DoorKey-6x6's 200 train levels show all 36
+#: of its maps, so its test levels differ from them in the agent's start pose alone
+#: (``benchmarks/level_leak.py``; ``tests/test_level_splits.py`` checks it): the default suite's
+#: DoorKey rows are not evidence for these claims, and this pattern leaves them out.
+NEW_MAPS_ONLY = "!*/minigrid-doorkey-*"
 
 #: STORI's types as the claims below read them: (type, what, the wrappers of that type). Type 3.2
 #: has two wrappers in the ``stori`` suite; dropped frames are its primary comparisons, a masked
@@ -102,8 +106,9 @@ GENERALIZATION = (
     Claim(name="generalization-gap", paper="Generalization gap (Mediratta et al. 2024)",
           statement=f"each algorithm scores more than {MIN_EFFECT:g} points lower on unseen test levels than on its "
                     "train levels",
-          a=Rows(wrapper="levels:*test*"), b=Rows(wrapper="levels:*train*"), relation="less", margin=MIN_EFFECT,
-          per=("algorithm", "dataset"), primary=Rows(algorithm=PRIMARY_LEARNERS, dataset=MANY_LEVELS)),
+          a=Rows(dataset=NEW_MAPS_ONLY, wrapper="levels:*test*"), b=Rows(wrapper="levels:*train*"),
+          relation="less", margin=MIN_EFFECT, per=("algorithm", "dataset"),
+          primary=Rows(algorithm=PRIMARY_LEARNERS, dataset=MANY_LEVELS)),
     # The paper: BC outperforms the offline-RL learners on test levels when the data come from many
     # levels. Superiority of BC over each, on the many-level datasets; the non-inferiority below is
     # the weaker statement, reported beside it.
@@ -115,13 +120,13 @@ GENERALIZATION = (
           per=("dataset",), each=("algorithm",), primary=Rows(algorithm=PRIMARY_LEARNERS, dataset=MANY_LEVELS)),
     Claim(name="bc-not-beaten-on-test-levels", paper="Generalization gap (Mediratta et al. 2024)",
           statement=f"on test levels no offline-RL algorithm beats BC by more than {MARGIN:g} points",
-          a=Rows(algorithm=OFFLINE_ALGORITHMS, wrapper="levels:*test*"),
+          a=Rows(algorithm=OFFLINE_ALGORITHMS, dataset=NEW_MAPS_ONLY, wrapper="levels:*test*"),
           b=Rows(algorithm="bc", wrapper="levels:*test*"), relation="at_most", margin=MARGIN, per=("dataset",),
           each=("algorithm",), primary=Rows(algorithm=PRIMARY_LEARNERS, dataset=MANY_LEVELS)),
     Claim(name="offline-below-online-ppo", paper="Generalization gap (Mediratta et al. 2024)",
           statement=f"each offline learner scores more than {MIN_EFFECT:g} points below PPO trained online on the "
                     "same train levels, on the train and on the test levels",
-          a=Rows(algorithm=("bc", *OFFLINE_ALGORITHMS), wrapper="levels:*"),
+          a=Rows(algorithm=("bc", *OFFLINE_ALGORITHMS), dataset=NEW_MAPS_ONLY, wrapper="levels:*"),
           b=Rows(algorithm="ppo", wrapper="levels:*"), relation="less", margin=MIN_EFFECT, per=("dataset", "wrapper"),
           each=("algorithm",), primary=Rows(algorithm=PRIMARY_LEARNERS, dataset=MANY_LEVELS, wrapper="levels:*test*")),
     # The generalization suite's datasets: the same number of transitions from 25 or 200 train
