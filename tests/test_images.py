@@ -195,6 +195,20 @@ def test_bc_learns_to_read_images_through_each_encoder(isolated_storage, size, e
     assert _train_and_score("bc", name, updates, batch_size=64) > 8.0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU path is untested")
+@pytest.mark.parametrize("algo", ["bc", "cql"])
+def test_the_cnn_path_learns_on_cuda(cli, isolated_storage, tmp_path, algo):
+    """``--device cuda`` trains and evaluates an image learner on the GPU through the command line:
+    on 10x10 shown-side frames it must clear the CPU tests' bar (return above 8 of 10; random 5)."""
+    name = _shown_side_dataset(10)
+    result = cli("run", "--algo", algo, "--dataset", name, "--device", "cuda", "--updates", "300", "--eval-every",
+                 "300", "--checkpoint-every", "300", "--eval-episodes", "20", "--set", "batch_size=64", "--out",
+                 str(tmp_path), "--quiet", "--workers", "1")
+    assert result.code == 0, result.err
+    (record,) = RunStore(tmp_path).records().values()
+    assert record["spec"]["device"] == "cuda" and record["return_mean"] > 8.0
+
+
 @pytest.mark.parametrize("algo, updates", [("bcq", 300), ("cql", 300), ("iql", 300),
                                            pytest.param("dt", 300, marks=pytest.mark.slow)])
 def test_discrete_learners_read_images(isolated_storage, algo, updates):
