@@ -97,7 +97,7 @@ def run(suite: str | None, algo: str | None, dataset: str | None, wrapper: str, 
     def execute(batch: list) -> None:
         nonlocal command
         preflight(batch)
-        batch = longest_first(batch)  # no worker idles at the end behind the slowest runs
+        batch = longest_first(batch)  # the slowest runs start first, the shortest fill the end
         outcome = scheduler.execute(batch, out, workers=workers, console=err, quiet=quiet, backend=backend,
                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                                     retry_failed=retry_failed, max_retries=max_retries, command=command,
