@@ -55,15 +55,14 @@ def schedules(records: list[dict], workers: int) -> tuple[float, float] | None:
     the records are not exactly one registered suite's runs."""
     from offrl_bench.core import registry
     from offrl_bench.core.errors import OffrlBenchError
-    from offrl_bench.trust.durations import longest_first
+    from offrl_bench.trust.durations import longest_first, run_seconds
 
     suites = {record["suite"] for record in records}
     try:
         specs = registry.suite(suites.pop()).runs() if len(suites) == 1 else None
     except OffrlBenchError:
         return None
-    seconds = {r["run_id"]: (r.get("setup_seconds") or 0.0) + r["train_seconds"] + (r.get("eval_seconds") or 0.0)
-               for r in records}
+    seconds = {record["run_id"]: run_seconds(record) for record in records}
     if specs is None or {spec.run_id for spec in specs} != set(seconds):
         return None
     return (makespan([seconds[spec.run_id] for spec in specs], workers),

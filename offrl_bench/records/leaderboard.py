@@ -182,13 +182,14 @@ def leaderboard(records: list[dict], with_run_ids: bool = False,
         frame["generalization_gap"] = _generalization_gap(frame, extra)
     gains = [last_interval_gain([by_id[run_id] for run_id in row["run_ids"]]) if row["dataset"] != ALL else None
              for row in rows]
+    rising = [gain is not None and still_rising(gain[0]) for gain in gains]
     if any(gain is not None for gain in gains):
         frame["last_gain"] = [gain[0].estimate if gain else math.nan for gain in gains]
-        frame["still_rising"] = [("yes" if still_rising(gain[0]) else "no") if gain else "" for gain in gains]
+        frame["still_rising"] = [("yes" if up else "no") if gain else "" for gain, up in zip(gains, rising)]
     warnings = [[f"indicative: {n} seeds < {MIN_SEEDS}"] if n < MIN_SEEDS else [] for n in frame.n_seeds]
-    for row, notes, gain in zip(rows, warnings, gains):
+    for row, notes, gain, up in zip(rows, warnings, gains, rising):
         notes += _untrained([by_id[run_id] for run_id in row["run_ids"]])
-        if gain and still_rising(gain[0]):
+        if up:
             notes.append(rising_note(*gain))
     if any(warnings):
         frame["warning"] = ["; ".join(notes) for notes in warnings]
@@ -221,13 +222,11 @@ def data_wrapper_of(record: dict) -> str:
 
 @cache
 def _collection_wrapper(suite: str, dataset: str) -> str:
-    requests = _suite_datasets(suite) or {}
-    if dataset not in requests:
-        requests = {}
-        for name in sorted(registry.available(registry.SUITES)):
-            requests.update({key: value for key, value in (_suite_datasets(name) or {}).items()
-                             if key not in requests})
-    return requests[dataset] if dataset in requests else UNKNOWN_DATA_WRAPPER
+    for name in (suite, *sorted(registry.available(registry.SUITES))):
+        wrapper = (_suite_datasets(name) or {}).get(dataset)
+        if wrapper is not None:
+            return wrapper
+    return UNKNOWN_DATA_WRAPPER
 
 
 @cache

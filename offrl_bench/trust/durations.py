@@ -25,7 +25,8 @@ from offrl_bench.records.run_store import RunStore
 from offrl_bench.trust.reference import reference_dir
 
 
-def _seconds(record: dict) -> float:
+def run_seconds(record: dict) -> float:
+    """A run's recorded worker time: setup, updates and evaluation."""
     return (record.get("setup_seconds") or 0.0) + (record.get("train_seconds") or 0.0) \
         + (record.get("eval_seconds") or 0.0)
 
@@ -44,7 +45,7 @@ def expected_seconds(specs: list[RunSpec]) -> dict[str, float | None]:
         if directory is None:
             continue
         for run_id, record in RunStore(directory).records().items():
-            seconds, spec = _seconds(record), record.get("spec") or {}
+            seconds, spec = run_seconds(record), record.get("spec") or {}
             by_id[run_id] = seconds
             variant = _variant(spec.get("algo", record["algorithm"]), spec.get("overrides") or ())
             rate = seconds / max(1, int(record.get("updates") or 1))
