@@ -44,6 +44,16 @@ def tensors(state):
 
 
 def main() -> None:
+    from offrl_bench.core.errors import OffrlBenchError
+
+    try:
+        compare()
+    except OffrlBenchError as exc:  # an unknown algorithm or a missing dataset: one line, the CLI's exit codes
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def compare() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="offrl/pendulum/expert-v0")
     parser.add_argument("--algos", default="td3_bc,iql")
